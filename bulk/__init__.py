@@ -1,0 +1,48 @@
+"""bulk: change thousands of Spacebring support tickets at once, safely.
+
+    import bulk
+    report = bulk.run("tickets.csv", status="closed", rate=10)
+
+The public surface is re-exported here; the modules behind it are private.
+Heavy modules (pandas, aiohttp) load on first use, so importing `bulk` (and
+starting the CLI) stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._errors import UsageError
+from ._version import __version__
+
+if TYPE_CHECKING:
+    from ._config import Credentials
+    from ._runner import RunOptions, RunSummary, execute, run, run_async
+
+__all__ = [
+    "Credentials",
+    "RunOptions",
+    "RunSummary",
+    "UsageError",
+    "__version__",
+    "execute",
+    "run",
+    "run_async",
+]
+
+_LAZY = {
+    "Credentials": "._config",
+    "RunOptions": "._runner",
+    "RunSummary": "._runner",
+    "execute": "._runner",
+    "run": "._runner",
+    "run_async": "._runner",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module 'bulk' has no attribute {name!r}")

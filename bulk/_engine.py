@@ -1,0 +1,202 @@
+"""The worker pool: a bounded stream feeding N workers, each request paced and retried.
+
+`Engine` owns its task group and stream for the length of one `run()`; rows
+come in batches from the journal (never all at once) and each outcome goes
+back to the journal as it happens. Stopping is cooperative: `stop(reason)`
+ends the feed and makes workers leave the rows they hold unsent (they stay
+pending in the journal, so a rerun sends them); cancellation from outside is
+never swallowed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import anyio
+from anyio.abc import ObjectReceiveStream
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from ._client import Answer
+from ._errors import CredentialsRejected, RequestError, RetriableError
+from ._journal import Journal, Outcome
+from ._pacing import Pacer
+
+__all__ = ["Engine", "EngineSettings", "Stats"]
+
+Send = Callable[[str, str], Awaitable[Answer]]
+_FEED_BATCH = 1000
+
+
+@dataclass
+class EngineSettings:
+    concurrency: int = 8
+    max_attempts: int = 6
+    backoff_base: float = 0.5  # first retry waits up to this many seconds (full jitter)
+    backoff_max: float = 30.0
+
+
+@dataclass
+class Stats:
+    """Live counters for progress display; the journal holds the truth."""
+
+    total: int = 0
+    done: int = 0
+    failed: int = 0
+    in_flight: int = 0
+    requests: int = 0
+    retries: int = 0
+    started_at: float = field(default_factory=time.monotonic)
+
+
+class _Stopped(Exception):
+    """Raised inside a row's retry loop once the run is stopping."""
+
+
+class _WaitRetryAfter:
+    """Full-jitter exponential backoff, but never shorter than a server's Retry-After."""
+
+    def __init__(self, base: float, cap: float) -> None:
+        self._jitter = wait_random_exponential(multiplier=base, max=cap)
+
+    def __call__(self, state: RetryCallState) -> float:
+        wait = float(self._jitter(state))
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, RetriableError) and exc.retry_after is not None:
+            wait = max(wait, exc.retry_after)
+        return wait
+
+
+class Engine:
+    def __init__(
+        self,
+        journal: Journal,
+        send: Send,
+        pacer: Pacer,
+        settings: EngineSettings,
+        stats: Stats | None = None,
+    ) -> None:
+        self._journal = journal
+        self._send = send
+        self._pacer = pacer
+        self._settings = settings
+        self.stats = stats or Stats()
+        self.stop_reason: str | None = None
+        self.credentials_error: str | None = None
+        self._stopping = anyio.Event()
+
+    def stop(self, reason: str) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    async def run(self) -> None:
+        send, receive = anyio.create_memory_object_stream[tuple[int, str, str]](
+            self._settings.concurrency * 2
+        )
+        async with anyio.create_task_group() as tg:
+            for _ in range(self._settings.concurrency):
+                tg.start_soon(self._worker, receive.clone())
+            receive.close()
+            async with send:
+                after = 0
+                while not self.stopping:
+                    batch = await anyio.to_thread.run_sync(
+                        self._journal.pending, after, _FEED_BATCH
+                    )
+                    if not batch:
+                        break
+                    for item in batch:
+                        if self.stopping:
+                            break
+                        await send.send(item)
+                    after = batch[-1][0]
+
+    async def _worker(self, receive: ObjectReceiveStream[tuple[int, str, str]]) -> None:
+        async with receive:
+            async for row, ticket_id, status in receive:
+                if self.stopping:
+                    continue  # drain the queue without sending; rows stay pending
+                self._journal.record(await self._process(row, ticket_id, status))
+
+    async def _sleep(self, seconds: float) -> None:
+        # A retry's wait ends early when the run stops, so a graceful stop is quick.
+        with anyio.move_on_after(seconds):
+            await self._stopping.wait()
+
+    async def _process(self, row: int, ticket_id: str, status: str) -> Outcome:
+        stats = self.stats
+        attempts = 0
+        began = time.monotonic()
+        answer: Answer | None = None
+        error: RequestError | None = None
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._settings.max_attempts),
+            wait=_WaitRetryAfter(self._settings.backoff_base, self._settings.backoff_max),
+            retry=retry_if_exception_type(RetriableError),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        stats.in_flight += 1
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    await self._pacer.acquire()
+                    if self.stopping:
+                        raise _Stopped
+                    if attempts == 0:
+                        self._journal.mark_started(row)
+                    else:
+                        stats.retries += 1
+                    attempts += 1
+                    stats.requests += 1
+                    answer = await self._send(ticket_id, status)
+        except _Stopped:
+            pass
+        except CredentialsRejected as exc:
+            error = exc
+            self.credentials_error = exc.message
+            self.stop(f"stopped: credentials rejected ({exc.message})")
+        except RequestError as exc:
+            error = exc
+        finally:
+            stats.in_flight -= 1
+        elapsed = int((time.monotonic() - began) * 1000)
+        now = datetime.now(UTC).isoformat(timespec="milliseconds")
+        if answer is not None:
+            stats.done += 1
+            outcome = "unchanged" if answer.previous_status == status else "updated"
+            return (
+                outcome,
+                answer.previous_status,
+                answer.http_status,
+                attempts,
+                None,
+                answer.activity_id,
+                elapsed,
+                now,
+                row,
+            )
+        if error is None or isinstance(error, CredentialsRejected):
+            # Not the row's fault: it stays pending and a rerun sends it.
+            message = error.message if error else None
+            http = error.http_status if error else None
+            return (None, None, http, attempts, message, None, None, None, row)
+        stats.done += 1
+        stats.failed += 1
+        detail = error.message
+        if error.retriable:
+            detail = f"{detail} (gave up after {attempts} attempts)"
+        return ("failed", None, error.http_status, attempts, detail, None, elapsed, now, row)

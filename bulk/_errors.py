@@ -1,0 +1,126 @@
+"""What went wrong, decided in one place.
+
+Two families live here. `UsageError` is the user's input or options being
+wrong: the CLI turns it into a one-line message and exit 2, before anything is
+sent. `RequestError` is one request's failure, classified from the response
+(or the exception) by `classify_response` / `classify_exception`, so the
+engine only asks "retry, fail the row, or stop the run?".
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from collections.abc import Mapping
+
+__all__ = [
+    "CredentialsRejected",
+    "FatalRequestError",
+    "RequestError",
+    "RetriableError",
+    "UsageError",
+    "classify_exception",
+    "classify_response",
+]
+
+# Long server messages are cut so a report cell stays readable.
+_MAX_MESSAGE = 300
+
+
+class UsageError(Exception):
+    """Bad input or options: exit 2, nothing sent."""
+
+    exit_code = 2
+
+
+class RequestError(Exception):
+    """One request did not succeed."""
+
+    retriable = False
+
+    def __init__(self, message: str, http_status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.http_status = http_status
+
+
+class RetriableError(RequestError):
+    """Worth another attempt: 429, 5xx, 408, timeouts, dropped connections."""
+
+    retriable = True
+
+    def __init__(
+        self, message: str, http_status: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, http_status)
+        self.retry_after = retry_after
+
+
+class FatalRequestError(RequestError):
+    """Retrying cannot fix it (400, 404, 409, 422, ...): the row fails."""
+
+
+class CredentialsRejected(FatalRequestError):
+    """401/403: every further request would fail the same way, so the run stops."""
+
+
+def _message_from_body(status: int, body: bytes) -> str:
+    # The API documents errors as {"message", "type"}; anything else (a proxy's
+    # HTML page, say) is reduced to the status line rather than dumped raw.
+    text = ""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        kind = data.get("type")
+        msg = data.get("message")
+        parts = [str(p) for p in (kind, msg) if p]
+        text = ": ".join(parts)
+    text = " ".join(text.split())[:_MAX_MESSAGE]
+    return f"HTTP {status}" + (f" {text}" if text else "")
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def classify_response(status: int, body: bytes, headers: Mapping[str, str]) -> RequestError:
+    """Turn a non-2xx answer into the error the engine acts on."""
+    message = _message_from_body(status, body)
+    if status == 429:
+        return RetriableError(message, status, parse_retry_after(headers.get("Retry-After")))
+    if status >= 500 or status == 408:
+        return RetriableError(message, status, parse_retry_after(headers.get("Retry-After")))
+    if status in (401, 403):
+        return CredentialsRejected(message, status)
+    return FatalRequestError(message, status)
+
+
+def classify_exception(exc: BaseException) -> RequestError:
+    """Timeouts and connection failures are retriable; the message names the kind only.
+
+    aiohttp's exception texts can carry the request's URL and, for some
+    errors, its headers; only the class name and the OS error reach the report.
+    """
+    if isinstance(exc, TimeoutError):
+        return RetriableError("timeout: no answer within the request timeout")
+    reason = type(exc).__name__
+    errno_text = getattr(exc, "strerror", None)
+    if errno_text:
+        reason = f"{reason}: {errno_text}"
+    return RetriableError(f"connection error: {reason}")

@@ -1,0 +1,264 @@
+"""The run's memory: every planned row and every outcome, in SQLite.
+
+One file per report (`<report>.journal`). The engine never waits on the
+disk: outcomes go into a queue that a writer thread drains in batches, one
+transaction per batch (group commit), so a slow fsync makes batches bigger,
+not the event loop slower. With WAL and `synchronous=FULL` a committed outcome
+survives a crash and a power cut; what can be lost is the batch being
+written, whose rows are simply sent again on resume (a status PUT is
+idempotent).
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from ._plan import PlannedRow
+
+__all__ = ["Journal", "Outcome"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS rows (
+    row INTEGER PRIMARY KEY,        -- 1-based input position
+    ticket_id TEXT NOT NULL,        -- as given, trimmed
+    ticket_key TEXT,                -- canonical id; NULL when invalid
+    target_status TEXT NOT NULL,
+    outcome TEXT,                   -- NULL until final
+    previous_status TEXT,
+    http_status INTEGER,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    activity_id TEXT,
+    elapsed_ms INTEGER,
+    finished_at TEXT,
+    started INTEGER NOT NULL DEFAULT 0  -- dispatched and not yet final
+);
+"""
+
+# (outcome or None if not final, previous_status, http_status, attempts this run,
+#  error, activity_id, elapsed_ms, finished_at, row)
+Outcome = tuple[
+    str | None, str | None, int | None, int, str | None, str | None, int | None, str | None, int
+]
+_STOP = object()
+_BATCH = 2000
+
+REPORT_COLUMNS = (
+    "row",
+    "ticket_id",
+    "target_status",
+    "outcome",
+    "previous_status",
+    "http_status",
+    "attempts",
+    "error",
+    "activity_id",
+    "elapsed_ms",
+    "finished_at",
+)
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=10000")
+    return conn
+
+
+class Journal:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = _connect(path)
+        self._conn.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._failure: BaseException | None = None
+        self.commits = 0
+
+    # -- meta ------------------------------------------------------------------
+    def meta(self) -> dict[str, Any]:
+        with self._lock:
+            rows = self._conn.execute("SELECT key, value FROM meta").fetchall()
+        return {k: json.loads(v) for k, v in rows}
+
+    def set_meta(self, **values: Any) -> None:
+        with self._lock:
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                [(k, json.dumps(v)) for k, v in values.items()],
+            )
+
+    # -- planning --------------------------------------------------------------
+    def clear(self) -> None:
+        with self._lock:
+            self._conn.execute("BEGIN")
+            self._conn.execute("DELETE FROM rows")
+            self._conn.execute("DELETE FROM meta")
+            self._conn.execute("COMMIT")
+
+    def add_planned(self, rows: Iterable[PlannedRow]) -> None:
+        with self._lock:
+            self._conn.execute("BEGIN")
+            self._conn.executemany(
+                "INSERT INTO rows (row, ticket_id, ticket_key, target_status, outcome, error)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            self._conn.execute("COMMIT")
+
+    def settle_duplicates(self) -> None:
+        """Same ticket twice: same status skips the later rows, different statuses void all."""
+        with self._lock:
+            c = self._conn
+            c.execute("BEGIN")
+            c.execute("CREATE INDEX IF NOT EXISTS rows_key ON rows (ticket_key)")
+            c.execute(
+                """CREATE TEMP TABLE dup AS
+                   SELECT ticket_key, MIN(row) AS first, COUNT(*) AS n,
+                          COUNT(DISTINCT target_status) AS kinds,
+                          group_concat(DISTINCT target_status) AS statuses
+                   FROM rows WHERE outcome IS NULL GROUP BY ticket_key HAVING COUNT(*) > 1"""
+            )
+            c.execute(
+                """UPDATE rows SET outcome = 'invalid',
+                          error = 'conflicting duplicate: this ticket is in ' || dup.n ||
+                                  ' rows (first row ' || dup.first || ') asking for ' ||
+                                  dup.statuses || '; fix the input so each ticket has one status'
+                   FROM dup WHERE rows.ticket_key = dup.ticket_key AND dup.kinds > 1
+                     AND rows.outcome IS NULL"""
+            )
+            c.execute(
+                """UPDATE rows SET outcome = 'skipped',
+                          error = 'duplicate of row ' || dup.first
+                   FROM dup WHERE rows.ticket_key = dup.ticket_key AND dup.kinds = 1
+                     AND rows.row > dup.first AND rows.outcome IS NULL"""
+            )
+            c.execute("DROP TABLE dup")
+            c.execute("COMMIT")
+
+    # -- resume ----------------------------------------------------------------
+    def reopen_in_flight(self) -> int:
+        """Rows dispatched but not final when the last run died: they will be sent again."""
+        with self._lock:
+            c = self._conn
+            c.execute("BEGIN")
+            (n,) = c.execute(
+                "SELECT COUNT(*) FROM rows WHERE started = 1 AND outcome IS NULL"
+            ).fetchone()
+            c.execute("UPDATE rows SET started = 0 WHERE started = 1")
+            c.execute("COMMIT")
+        return int(n)
+
+    def pending(self, after_row: int, limit: int) -> list[tuple[int, str, str]]:
+        with self._lock:
+            return self._conn.execute(
+                "SELECT row, ticket_key, target_status FROM rows"
+                " WHERE row > ? AND outcome IS NULL ORDER BY row LIMIT ?",
+                (after_row, limit),
+            ).fetchall()
+
+    # -- outcomes (from the event loop, never blocking it) --------------------
+    def start_writer(self) -> None:
+        self._writer = threading.Thread(target=self._write_loop, name="bulk-journal", daemon=True)
+        self._writer.start()
+
+    def mark_started(self, row: int) -> None:
+        self._check()
+        self._queue.put(row)
+
+    def record(self, outcome: Outcome) -> None:
+        self._check()
+        self._queue.put(outcome)
+
+    def _check(self) -> None:
+        if self._failure is not None:
+            raise RuntimeError(f"journal write failed: {self._failure}") from self._failure
+
+    def _write_loop(self) -> None:
+        conn = _connect(self.path)
+        try:
+            done = False
+            while not done:
+                batch = [self._queue.get()]
+                while len(batch) < _BATCH:
+                    try:
+                        batch.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                done = any(item is _STOP for item in batch)
+                started = [(i,) for i in batch if isinstance(i, int)]
+                outcomes = [i for i in batch if isinstance(i, tuple)]
+                if not started and not outcomes:
+                    continue
+                conn.execute("BEGIN")
+                conn.executemany("UPDATE rows SET started = 1 WHERE row = ?", started)
+                conn.executemany(
+                    "UPDATE rows SET outcome = ?, previous_status = ?, http_status = ?,"
+                    " attempts = attempts + ?, error = ?, activity_id = ?, elapsed_ms = ?,"
+                    " finished_at = ?, started = 0 WHERE row = ?",
+                    outcomes,
+                )
+                conn.execute("COMMIT")
+                self.commits += 1
+        except BaseException as exc:  # surfaced to the event loop by _check/close
+            self._failure = exc
+        finally:
+            conn.close()
+
+    def close_writer(self) -> None:
+        """Flush every queued outcome (blocking: call from a worker thread)."""
+        if self._writer is not None:
+            self._queue.put(_STOP)
+            self._writer.join()
+            self._writer = None
+        self._check()
+
+    # -- reading back ------------------------------------------------------------
+    def counts(self) -> dict[str, Any]:
+        with self._lock:
+            c = self._conn
+            outcomes = dict(c.execute("SELECT outcome, COUNT(*) FROM rows GROUP BY outcome"))
+            statuses = dict(
+                c.execute(
+                    "SELECT http_status, COUNT(*) FROM rows WHERE http_status IS NOT NULL"
+                    " GROUP BY http_status ORDER BY http_status"
+                )
+            )
+            requests, retries, dups = c.execute(
+                "SELECT COALESCE(SUM(attempts), 0), COALESCE(SUM(MAX(attempts - 1, 0)), 0),"
+                " COALESCE(SUM(outcome = 'skipped' AND error LIKE 'duplicate of row %'), 0)"
+                " FROM rows"
+            ).fetchone()
+        pending = outcomes.pop(None, 0)
+        return {
+            "rows": sum(outcomes.values()) + pending,
+            "outcomes": outcomes,
+            "pending": pending,
+            "duplicates": dups,
+            "http_status": {str(k): v for k, v in statuses.items()},
+            "requests": requests,
+            "retries": retries,
+        }
+
+    def report_rows(self, batch: int = 10_000) -> Iterator[list[tuple[Any, ...]]]:
+        with self._lock:
+            cursor = self._conn.execute(
+                f"SELECT {', '.join(REPORT_COLUMNS)} FROM rows ORDER BY row"  # noqa: S608
+            )
+            while rows := cursor.fetchmany(batch):
+                yield rows
+
+    def close(self) -> None:
+        self.close_writer()
+        with self._lock:
+            self._conn.close()

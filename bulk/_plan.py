@@ -1,0 +1,65 @@
+"""Validation before anything is sent: one verdict per input row.
+
+Row-level checks (id shape, status spelling) happen here, chunk by chunk;
+checks across rows (duplicates, conflicts) need every row and are done by the
+journal in SQL, so a million ids never sit in a Python dict.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from ._errors import UsageError
+from ._inputs import Chunk
+
+__all__ = ["STATUSES", "PlannedRow", "normalise_status", "plan_chunk"]
+
+STATUSES = ("new", "inProgress", "solved", "closed")
+_ALIASES = {s.lower(): s for s in STATUSES}
+_SEPARATORS = re.compile(r"[\s_\-]+")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+# (row, ticket_id as given, canonical id or None, target status, outcome or None, error or None)
+PlannedRow = tuple[int, str, str | None, str, str | None, str | None]
+
+
+def normalise_status(value: str) -> str | None:
+    """`Closed`, `CLOSED`, `in progress`, `in_progress`, `in-progress` ... to the API's spelling."""
+    return _ALIASES.get(_SEPARATORS.sub("", value).lower())
+
+
+def checked_status(value: str) -> str:
+    """A `--status` option value, normalised, or a usage error listing the allowed values."""
+    status = normalise_status(value)
+    if status is None:
+        raise UsageError(f"unknown status {value!r}; allowed: {', '.join(STATUSES)}")
+    return status
+
+
+def _quote(value: str) -> str:
+    return repr(value if len(value) <= 60 else value[:57] + "...")
+
+
+def plan_chunk(
+    chunk: Chunk, id_column: str, status_column: str, fixed_status: str | None
+) -> Iterator[PlannedRow]:
+    statuses = chunk.statuses
+    for offset, raw_id in enumerate(chunk.ids):
+        row = chunk.first_row + offset
+        ticket_id = raw_id.strip()
+        raw_status = fixed_status if fixed_status is not None else (statuses or [""])[offset]
+        raw_status = raw_status.strip()
+        key = ticket_id.lower()
+        status = normalise_status(raw_status)
+        if not ticket_id:
+            yield (row, ticket_id, None, status or raw_status, "invalid", f"{id_column}: empty")
+        elif not _UUID.fullmatch(key):
+            error = f"{id_column}: {_quote(ticket_id)} is not a ticket id (a UUID)"
+            yield (row, ticket_id, None, status or raw_status, "invalid", error)
+        elif status is None:
+            what = f"{_quote(raw_status)} is not a status" if raw_status else "empty"
+            error = f"{status_column}: {what}; allowed: {', '.join(STATUSES)}"
+            yield (row, ticket_id, key, raw_status, "invalid", error)
+        else:
+            yield (row, ticket_id, key, status, None, None)

@@ -1,0 +1,104 @@
+"""Render the per-row report from the journal, in input order, streaming.
+
+The report is rewritten whole at the end of every run (including a stopped
+one) into a temporary file that replaces the old one, so a reader never sees
+half a report.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ._errors import UsageError
+from ._journal import REPORT_COLUMNS, Journal
+
+__all__ = ["REPORT_COLUMNS", "REPORT_SUFFIXES", "check_report_path", "write_report"]
+
+REPORT_SUFFIXES = (".csv", ".jsonl", ".parquet")
+_OUTCOME = REPORT_COLUMNS.index("outcome")
+_ERROR = REPORT_COLUMNS.index("error")
+# A spreadsheet runs a cell starting with one of these as a formula; a
+# server's error text must not become one (CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def check_report_path(path: Path) -> None:
+    if path.suffix.lower() not in REPORT_SUFFIXES:
+        raise UsageError(
+            f"report {path}: unknown format {path.suffix!r}; use {', '.join(REPORT_SUFFIXES)}"
+        )
+
+
+def _rows(journal: Journal, pending_reason: str) -> Iterator[list[tuple[Any, ...]]]:
+    for batch in journal.report_rows():
+        out = []
+        for row in batch:
+            if row[_OUTCOME] is None:
+                row = list(row)
+                row[_OUTCOME] = "skipped"
+                row[_ERROR] = pending_reason
+                row = tuple(row)
+            out.append(row)
+        yield out
+
+
+def _neutralise(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def _write_csv(path: Path, batches: Iterator[list[tuple[Any, ...]]]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(REPORT_COLUMNS)
+        for batch in batches:
+            writer.writerows([_neutralise(v) for v in row] for row in batch)
+
+
+def _write_jsonl(path: Path, batches: Iterator[list[tuple[Any, ...]]]) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        for batch in batches:
+            handle.writelines(
+                json.dumps(dict(zip(REPORT_COLUMNS, row, strict=True))) + "\n" for row in batch
+            )
+
+
+def _write_parquet(path: Path, batches: Iterator[list[tuple[Any, ...]]]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema(
+        [
+            ("row", pa.int64()),
+            ("ticket_id", pa.string()),
+            ("target_status", pa.string()),
+            ("outcome", pa.string()),
+            ("previous_status", pa.string()),
+            ("http_status", pa.int64()),
+            ("attempts", pa.int64()),
+            ("error", pa.string()),
+            ("activity_id", pa.string()),
+            ("elapsed_ms", pa.int64()),
+            ("finished_at", pa.string()),
+        ]
+    )
+    with pq.ParquetWriter(path, schema) as writer:
+        for batch in batches:
+            columns = list(zip(*batch, strict=True))
+            writer.write_batch(pa.record_batch([list(c) for c in columns], schema=schema))
+
+
+def write_report(journal: Journal, path: Path, *, pending_reason: str = "not sent") -> Path:
+    check_report_path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    writer = {".csv": _write_csv, ".jsonl": _write_jsonl, ".parquet": _write_parquet}
+    writer[path.suffix.lower()](tmp, _rows(journal, pending_reason))
+    os.replace(tmp, path)
+    return path

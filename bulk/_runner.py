@@ -1,0 +1,447 @@
+"""One batch from input to report: open, plan, journal, send, report, audit.
+
+`execute()` is what the CLI calls; `run()`/`run_async()` are the library
+face and return the report as a DataFrame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from ._config import Credentials, credentials_from_env, resolve_base_url
+from ._engine import Engine, EngineSettings, Stats
+from ._errors import UsageError
+from ._inputs import Source, open_source
+from ._journal import REPORT_COLUMNS, Journal
+from ._pacing import Pacer
+from ._plan import checked_status, plan_chunk
+from ._progress import NoProgress, Progress
+from ._report import check_report_path, write_report
+from ._version import __version__
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["RunOptions", "RunSummary", "execute", "run", "run_async"]
+
+log = logging.getLogger("bulk")
+
+EXIT_OK, EXIT_ROWS, EXIT_USAGE, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+INTERRUPTED = "interrupted"
+
+
+@dataclass
+class RunOptions:
+    status: str | None = None
+    id_column: str | None = None
+    status_column: str | None = None
+    report: Path | None = None
+    base_url: str | None = None
+    rate: float | None = 10.0
+    concurrency: int = 8
+    max_attempts: int = 6
+    timeout: float = 30.0
+    dry_run: bool = False
+    fresh: bool = False
+    backoff_base: float = 0.5
+    backoff_max: float = 30.0
+
+    def check(self) -> None:
+        if self.rate is not None and self.rate <= 0:
+            raise UsageError("--rate must be positive")
+        if self.concurrency < 1:
+            raise UsageError("--concurrency must be at least 1")
+        if self.max_attempts < 1:
+            raise UsageError("--max-attempts must be at least 1")
+        if self.timeout <= 0:
+            raise UsageError("--timeout must be positive")
+        if self.status is not None:
+            self.status = checked_status(self.status)
+        if self.report is not None:
+            self.report = Path(self.report)
+            check_report_path(self.report)
+
+
+@dataclass
+class RunSummary:
+    report: Path
+    audit: Path
+    rows: int
+    outcomes: dict[str, int]
+    pending: int
+    http_status: dict[str, int]
+    requests: int
+    retries: int
+    elapsed: float
+    exit_code: int
+    dry_run: bool = False
+    stop_reason: str | None = None
+    already_final: int = 0
+    resent: int = 0
+    sent_this_run: int = 0
+    frame: Any = field(default=None, repr=False)
+
+    @property
+    def effective_rate(self) -> float:
+        return self.sent_this_run / self.elapsed if self.elapsed > 0 else 0.0
+
+    def lines(self) -> list[str]:
+        order = ("updated", "unchanged", "failed", "invalid", "skipped")
+        counts = {k: self.outcomes.get(k, 0) for k in order}
+        if self.pending:
+            counts["skipped"] += self.pending
+        out = [
+            f"rows: {self.rows}  " + "  ".join(f"{k}: {v}" for k, v in counts.items()),
+        ]
+        if self.http_status:
+            out.append(
+                "last http status (rows): "
+                + "  ".join(f"{k}: {v}" for k, v in self.http_status.items())
+            )
+        out.append(
+            f"requests: {self.requests}  retries: {self.retries}  "
+            f"elapsed: {self.elapsed:.1f}s  effective rate: {self.effective_rate:.1f}/s"
+        )
+        if self.already_final:
+            out.append(f"resumed: {self.already_final} rows were already final")
+        if self.stop_reason:
+            out.append(f"stopped early: {self.stop_reason}")
+        out.append(f"report: {self.report.resolve()}")
+        return out
+
+
+def default_report(source: Source, fingerprint: str, dry_run: bool) -> Path:
+    stem = source.path.stem if source.path is not None else f"dataframe-{fingerprint[:12]}"
+    return Path("reports") / f"{stem}.{'dry-run' if dry_run else 'report'}.csv"
+
+
+def _exit_code(counts: Mapping[str, Any], stop_reason: str | None, dry_run: bool) -> int:
+    if stop_reason == INTERRUPTED:
+        return EXIT_INTERRUPTED
+    if stop_reason:
+        return EXIT_STOPPED
+    bad = counts["outcomes"].get("failed", 0) + counts["outcomes"].get("invalid", 0)
+    if bad or (counts["pending"] and not dry_run):
+        return EXIT_ROWS
+    return EXIT_OK
+
+
+def _plan(journal: Journal, source: Source, fixed_status: str | None) -> int:
+    rows = 0
+    for chunk in source.chunks():
+        planned = list(plan_chunk(chunk, source.id_column, source.status_column, fixed_status))
+        journal.add_planned(planned)
+        rows += len(planned)
+    if rows == 0:
+        raise UsageError(f"{source.name}: no data rows (only a header, or an empty file)")
+    journal.settle_duplicates()
+    return rows
+
+
+async def _watch_signals(engine: Engine, scope: anyio.CancelScope) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            if engine.stopping:
+                log.warning("second interrupt: stopping now")
+                scope.cancel()
+                return
+            log.warning(
+                "interrupt: finishing requests in flight, then writing the report "
+                "(interrupt again to stop at once)"
+            )
+            engine.stop(INTERRUPTED)
+
+
+async def _tick(progress: Progress, stats: Stats) -> None:
+    while True:
+        await anyio.sleep(0.25)
+        progress.update(stats)
+
+
+async def _send_all(
+    journal: Journal,
+    options: RunOptions,
+    base_url: str,
+    credentials: Credentials,
+    stats: Stats,
+    progress: Progress,
+    handle_signals: bool,
+) -> str | None:
+    from ._client import TicketClient
+
+    pacer = Pacer(options.rate)
+    settings = EngineSettings(
+        options.concurrency, options.max_attempts, options.backoff_base, options.backoff_max
+    )
+    client = TicketClient(
+        base_url, credentials, concurrency=options.concurrency, timeout=options.timeout
+    )
+    async with client:
+        engine = Engine(journal, client.set_status, pacer, settings, stats)
+        progress.start(stats)
+        try:
+            with anyio.CancelScope() as hard_stop:
+                async with anyio.create_task_group() as tg:
+                    if handle_signals:
+                        tg.start_soon(_watch_signals, engine, hard_stop)
+                    tg.start_soon(_tick, progress, stats)
+                    await engine.run()
+                    tg.cancel_scope.cancel()
+            if hard_stop.cancelled_caught:
+                engine.stop(INTERRUPTED)
+        except BaseException:
+            engine.stop(INTERRUPTED)
+            raise
+        finally:
+            progress.stop(stats)
+    return engine.stop_reason
+
+
+def _audit(path: Path, record: dict[str, Any]) -> None:
+    history: list[dict[str, Any]] = []
+    if path.exists():
+        try:
+            history = json.loads(path.read_text()).get("invocations", [])
+        except (ValueError, AttributeError):
+            history = []
+    history.append({k: record[k] for k in ("run_id", "started_at", "ended_at", "exit_code")})
+    record = {**record, "invocations": history}
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    tmp.replace(path)
+
+
+async def execute(
+    source: str | Path | pd.DataFrame,
+    options: RunOptions,
+    *,
+    credentials: Credentials | None = None,
+    progress: Progress | None = None,
+    handle_signals: bool = False,
+    collect: bool = False,
+) -> RunSummary:
+    """Run one batch; raise `UsageError` (exit 2) before anything is sent if the input is bad."""
+    began, started_at = time.monotonic(), datetime.now(UTC)
+    options.check()
+    progress = progress or NoProgress()
+    src = await anyio.to_thread.run_sync(
+        lambda: open_source(
+            source,
+            id_column=options.id_column,
+            status_column=options.status_column,
+            need_status=options.status is None,
+        )
+    )
+    fingerprint = await anyio.to_thread.run_sync(src.fingerprint)
+    base_url = resolve_base_url(options.base_url)
+    if not options.dry_run and credentials is None:
+        credentials = credentials_from_env()
+    report = options.report or default_report(src, fingerprint, options.dry_run)
+    meaning = {
+        "input_sha256": fingerprint,
+        "id_column": src.id_column,
+        "status_column": src.status_column,
+        "status": options.status,
+        "base_url": base_url,
+    }
+    scratch = tempfile.TemporaryDirectory(prefix="bulk-dry-") if options.dry_run else None
+    journal_path = (
+        Path(scratch.name) / "journal"
+        if scratch
+        else report.with_name(report.name.rsplit(".", 1)[0] + ".journal")
+    )
+    journal = Journal(journal_path)
+    try:
+        meta = journal.meta()
+        already_final = resent = 0
+        if options.fresh or not meta.get("planned"):
+            journal.clear()
+            await anyio.to_thread.run_sync(_plan, journal, src, options.status)
+            journal.set_meta(
+                planned=True,
+                meaning=meaning,
+                batch_id=uuid.uuid4().hex,
+                created_at=started_at.isoformat(),
+            )
+            meta = journal.meta()
+        elif meta.get("meaning") != meaning:
+            changed = [k for k, v in meaning.items() if meta.get("meaning", {}).get(k) != v]
+            raise UsageError(
+                f"{journal_path} belongs to an earlier run of {report} with a different "
+                f"{', '.join(changed)}; rerun with --fresh to start over, "
+                "or choose another --report"
+            )
+        else:
+            resent = journal.reopen_in_flight()
+            counts = journal.counts()
+            already_final = counts["rows"] - counts["pending"]
+            log.info(
+                "resuming: %d of %d rows already final%s",
+                already_final,
+                counts["rows"],
+                f" ({resent} in flight at the interruption will be sent again)" if resent else "",
+            )
+        counts = journal.counts()
+        stats = Stats(total=counts["pending"])
+        stop_reason: str | None = None
+        if options.dry_run:
+            _describe_dry_run(counts, options, base_url)
+        elif counts["pending"]:
+            assert credentials is not None
+            journal.start_writer()
+            try:
+                stop_reason = await _send_all(
+                    journal, options, base_url, credentials, stats, progress, handle_signals
+                )
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(journal.close_writer)
+        counts = journal.counts()
+        exit_code = _exit_code(counts, stop_reason, options.dry_run)
+        pending_reason = (
+            "dry run"
+            if options.dry_run
+            else (stop_reason if stop_reason else "not sent")
+        )
+        await anyio.to_thread.run_sync(
+            lambda: write_report(journal, report, pending_reason=pending_reason)
+        )
+        frame = _frame(journal, pending_reason) if collect else None
+        summary = RunSummary(
+            report=report,
+            audit=report.with_name(report.name.rsplit(".", 1)[0] + ".run.json"),
+            rows=counts["rows"],
+            outcomes=counts["outcomes"],
+            pending=counts["pending"],
+            http_status=counts["http_status"],
+            requests=counts["requests"],
+            retries=counts["retries"],
+            elapsed=time.monotonic() - began,
+            exit_code=exit_code,
+            dry_run=options.dry_run,
+            stop_reason=stop_reason,
+            already_final=already_final,
+            resent=resent,
+            sent_this_run=stats.requests,
+            frame=frame,
+        )
+        if not options.dry_run:
+            if not counts["pending"]:
+                journal.set_meta(complete=True)
+            _audit(
+                summary.audit,
+                {
+                    "run_id": uuid.uuid4().hex,
+                    "batch_id": meta.get("batch_id"),
+                    "tool": f"bulk {__version__}",
+                    "started_at": started_at.isoformat(),
+                    "ended_at": datetime.now(UTC).isoformat(),
+                    "input": src.name,
+                    "input_sha256": fingerprint,
+                    "report": str(report),
+                    "journal": str(journal_path),
+                    "options": {
+                        k: (str(v) if isinstance(v, Path) else v)
+                        for k, v in asdict(options).items()
+                    },
+                    "counts": counts,
+                    "requests_this_run": stats.requests,
+                    "retries_this_run": stats.retries,
+                    "resumed": {"already_final": already_final, "resent": resent}
+                    if already_final or resent
+                    else None,
+                    "stop_reason": stop_reason,
+                    "exit_code": exit_code,
+                },
+            )
+        return summary
+    finally:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(journal.close)
+        if scratch:
+            scratch.cleanup()
+
+
+def _describe_dry_run(counts: Mapping[str, Any], options: RunOptions, base_url: str) -> None:
+    pending = counts["pending"]
+    seconds = pending / options.rate if options.rate else 0.0
+    log.info(
+        "dry run: would send %d requests (PUT %s/support/tickets/v1/{id}/status)%s; nothing sent",
+        pending,
+        base_url,
+        f", about {seconds:.0f}s at {options.rate:g}/s" if options.rate else "",
+    )
+
+
+def _frame(journal: Journal, pending_reason: str) -> pd.DataFrame:
+    import pandas as pd
+
+    frames = [
+        pd.DataFrame.from_records(batch, columns=list(REPORT_COLUMNS))
+        for batch in journal.report_rows()
+    ]
+    frame = pd.concat(frames, ignore_index=True)
+    pending = frame["outcome"].isna()
+    frame.loc[pending, "error"] = pending_reason
+    frame.loc[pending, "outcome"] = "skipped"
+    return frame
+
+
+async def run_async(
+    source: str | Path | pd.DataFrame,
+    *,
+    credentials: Credentials | None = None,
+    **options: Any,
+) -> pd.DataFrame:
+    """Run a batch and return its report as a DataFrame (one row per input row, in order)."""
+    summary = await execute(source, RunOptions(**options), credentials=credentials, collect=True)
+    frame: pd.DataFrame = summary.frame
+    frame.attrs["summary"] = summary
+    return frame
+
+
+def run(
+    source: str | Path | pd.DataFrame,
+    *,
+    credentials: Credentials | None = None,
+    **options: Any,
+) -> pd.DataFrame:
+    """Blocking twin of `run_async`; works inside a notebook whose event loop is running."""
+
+    async def main() -> pd.DataFrame:
+        return await run_async(source, credentials=credentials, **options)
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return anyio.run(main)
+    # A loop is already running in this thread (Jupyter): run ours in another thread.
+    result: list[pd.DataFrame] = []
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            result.append(anyio.run(main))
+        except BaseException as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=target, name="bulk-run")
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+    return result[0]

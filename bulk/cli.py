@@ -1,0 +1,198 @@
+"""`bulk` on the command line: a thin layer over the library.
+
+Only click is imported at start-up; pandas, aiohttp and the engine load when
+a command that needs them runs, so `bulk --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ._errors import UsageError
+from ._version import __version__
+
+if TYPE_CHECKING:
+    from ._runner import RunOptions, RunSummary
+
+log = logging.getLogger("bulk")
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.DEBUG if verbose > 1 else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("bulk: %(message)s"))
+    root = logging.getLogger("bulk")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def _fail_usage(message: str) -> None:
+    click.echo(f"bulk: error: {message}", err=True)
+    sys.exit(2)
+
+
+def _rate(value: str) -> float | None:
+    if value.lower() in ("none", "unlimited", "0", "inf"):
+        return None
+    try:
+        rate = float(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a number (or 'unlimited')") from None
+    if rate <= 0:
+        raise click.BadParameter("must be positive")
+    return rate
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="bulk")
+@click.option("-v", "--verbose", count=True, help="More detail on standard error.")
+def main(verbose: int) -> None:
+    """Change thousands of Spacebring support tickets at once, safely."""
+    _setup_logging(verbose)
+
+
+def _print_summary(summary: RunSummary) -> None:
+    for line in summary.lines():
+        click.echo(line)
+
+
+def _execute(source: Any, options: RunOptions, **kwargs: Any) -> int:
+    import anyio
+
+    from ._progress import LogProgress, RichProgress
+    from ._runner import execute
+
+    if sys.stderr.isatty():
+        from rich.console import Console
+
+        progress: Any = RichProgress(Console(stderr=True))
+    else:
+        progress = LogProgress()
+    try:
+        summary = anyio.run(
+            lambda: execute(source, options, progress=progress, handle_signals=True, **kwargs)
+        )
+    except UsageError as exc:
+        _fail_usage(str(exc))
+        raise AssertionError("unreachable") from None
+    except KeyboardInterrupt:
+        click.echo("bulk: interrupted before sending started; nothing sent", err=True)
+        return 130
+    _print_summary(summary)
+    return summary.exit_code
+
+
+def _run_options(f: Any) -> Any:
+    options = [
+        click.option("--status", help="One target status for every row (input needs only ids)."),
+        click.option("--id-column", help="Column holding the ticket id."),
+        click.option("--status-column", help="Column holding the target status."),
+        click.option(
+            "--report",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="Report path (.csv, .jsonl, .parquet). Default: reports/<input>.report.csv",
+        ),
+        click.option("--base-url", help="API root (default SPACEBRING_BASE_URL or production)."),
+        click.option(
+            "--rate", default="10", show_default=True, help="Most requests per second, or 'unlimited'."
+        ),
+        click.option("--concurrency", default=8, show_default=True, help="Most requests in flight."),
+        click.option("--max-attempts", default=6, show_default=True, help="Attempts per row."),
+        click.option("--timeout", default=30.0, show_default=True, help="Seconds per request."),
+        click.option("--dry-run", is_flag=True, help="Validate and report; send nothing."),
+        click.option("--fresh", is_flag=True, help="Ignore an earlier interrupted run; start over."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+@main.command()
+@click.argument("input", metavar="INPUT")
+@_run_options
+def run(input: str, rate: str, **kwargs: Any) -> None:
+    """Set the status of every ticket in INPUT (.csv .tsv .xlsx .parquet .jsonl, or - for stdin).
+
+    Running the same command again after an interruption resumes it.
+    """
+    from ._inputs import spool_stdin
+    from ._runner import RunOptions
+
+    options = RunOptions(rate=_rate(rate), **kwargs)
+    spooled = None
+    if input == "-":
+        spooled = spool_stdin(Path("reports") / ".stdin")
+        source: Any = spooled
+        if options.report is None:
+            options.report = Path("reports") / "stdin.report.csv"
+    else:
+        source = input
+    try:
+        code = _execute(source, options)
+    finally:
+        if spooled is not None:
+            spooled.unlink(missing_ok=True)
+    sys.exit(code)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8900, show_default=True, help="0 picks a free port.")
+@click.option("--tickets", default="1000", show_default=True, help="How many tickets, or a CSV.")
+@click.option("--write-tickets", type=click.Path(path_type=Path), help="Write the tickets to a CSV.")
+@click.option("--rate", default="10", show_default=True, help="Limit per client, or 'unlimited'.")
+@click.option("--burst", type=int, help="Token-bucket size (default: the rate).")
+@click.option("--retry-after", is_flag=True, help="Send Retry-After with 429 answers.")
+@click.option("--latency", default=0.0, show_default=True, help="Seconds added to every answer.")
+@click.option("--jitter", default=0.0, show_default=True, help="Up to this many more seconds.")
+@click.option("--error-rate", default=0.0, show_default=True, help="Fraction answered 5xx.")
+@click.option("--drop-rate", default=0.0, show_default=True, help="Fraction of dropped connections.")
+@click.option("--slow-rate", default=0.0, show_default=True, help="Fraction answered slowly.")
+@click.option("--slow-seconds", default=5.0, show_default=True)
+@click.option("--seed", type=int, help="Seed for repeatable faults.")
+def simulate(
+    host: str, port: int, tickets: str, write_tickets: Path | None, rate: str, **faults: Any
+) -> None:
+    """Serve the Spacebring ticket API from memory on this machine, for trying batches."""
+    from . import simulator as sim
+
+    if Path(tickets).is_file():
+        loaded = sim.load_tickets(tickets)
+    elif tickets.isdigit():
+        loaded = sim.make_tickets(int(tickets), seed=faults["seed"] or 0)
+    else:
+        _fail_usage(f"--tickets {tickets!r}: neither a number nor a file")
+        return
+    if write_tickets:
+        sim.write_tickets(loaded, write_tickets)
+        click.echo(f"tickets written to {write_tickets}")
+    config = sim.SimConfig(rate=_rate(rate), **faults)
+    server = sim.Simulator(config, loaded)
+
+    def ready(url: str) -> None:
+        click.echo(f"simulator: {len(loaded)} tickets at {url} (Ctrl-C stops)")
+        click.echo(
+            f"try: SPACEBRING_BASE_URL={url} SPACEBRING_CLIENT_ID={sim.DEMO_CLIENT_ID} "
+            f"SPACEBRING_CLIENT_SECRET={sim.DEMO_CLIENT_SECRET} bulk run FILE --status closed"
+        )
+
+    sim.run_forever(server, host, port, on_ready=ready)
+
+
+@main.command()
+@click.option("--rate", default=40.0, show_default=True, help="Requests per second for the demo.")
+def demo(rate: float) -> None:
+    """Run the sample mass closure against a simulator started here, and show the report."""
+    from ._demo import run_demo
+
+    sys.exit(run_demo(rate, _execute))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

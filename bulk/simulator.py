@@ -1,0 +1,519 @@
+"""An in-memory Spacebring support-ticket API, the test double for everything that talks to it.
+
+It serves the status PUT and ticket GET with the shapes of spec/spacebring-openapi-support.json,
+the documented auth schemes and per-client rate limit, and optional latency and faults
+(5xx, dropped connections, slow answers) so retries and resumes can be exercised on loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import csv
+import hmac
+import json
+import math
+import random
+import re
+import signal
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+DEMO_CLIENT_ID = "demo-client"
+DEMO_CLIENT_SECRET = "demo-secret"
+DEMO_ACCESS_TOKEN = "demo-token"
+DEMO_NETWORK_ID = "0f1e2d3c-4b5a-4697-8877-665544332211"
+STATUSES = ("new", "inProgress", "solved", "closed")
+TICKET_TYPES = (
+    "access",
+    "accountAndBilling",
+    "bookings",
+    "cleaning",
+    "discriminationAndHarassment",
+    "internet",
+    "mailAndPackages",
+    "noiseAndAcoustics",
+    "offensiveOrObjectionableContent",
+    "other",
+    "printing",
+    "repairAndMaintenance",
+    "temperatureAndVentilation",
+    "websiteAndApp",
+)
+CSV_COLUMNS = (
+    "id",
+    "status",
+    "locationRef",
+    "type",
+    "createDate",
+    "updateDate",
+    "statusUpdateDate",
+)
+
+# The spec's ticket schema has additionalProperties: false, so nothing else may ever be served.
+_TICKET_FIELDS = frozenset(
+    {*CSV_COLUMNS, "number", "description", "userAssignee", "userRequester", "userRefAssignee"}
+    | {
+        "membershipAssignee",
+        "membershipRefAssignee",
+        "membershipRequester",
+        "membershipRefRequester",
+    }
+)
+_CSV_TEXT_FIELDS = frozenset({*CSV_COLUMNS, "description"})
+_UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+_FAULT_METHODS = frozenset({"GET", "PUT"})
+_DESCRIPTIONS = (
+    "The door badge reader on floor {n} does not accept my card.",
+    "Wi-Fi keeps dropping in meeting room {n}.",
+    "Invoice {n} shows a desk I cancelled last month.",
+    "The printer near the kitchen is out of toner again.",
+    "Parcel for desk {n} has not arrived at reception.",
+    "Air conditioning in the east wing is far too cold.",
+    "Booking for room {n} disappeared from the app.",
+    "Leaking tap in the second floor bathroom.",
+)
+
+
+@dataclass
+class SimConfig:
+    client_id: str = DEMO_CLIENT_ID
+    client_secret: str = DEMO_CLIENT_SECRET
+    access_token: str = DEMO_ACCESS_TOKEN
+    network_id: str = DEMO_NETWORK_ID
+    rate: float | None = 10.0
+    burst: int | None = None
+    retry_after: bool = False
+    latency: float = 0.0
+    jitter: float = 0.0
+    error_rate: float = 0.0
+    drop_rate: float = 0.0
+    slow_rate: float = 0.0
+    slow_seconds: float = 5.0
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class LoggedRequest:
+    """One request as received.
+
+    `status` is 0 while the request is in flight and stays 0 if no answer was written (dropped).
+    Header names are lower-cased; the Authorization value keeps only its scheme.
+    """
+
+    method: str
+    path: str
+    ticket_id: str | None
+    status: int
+    body: bytes
+    headers: dict[str, str]
+    at: float
+
+
+def _iso(moment: datetime) -> str:
+    # Same shape as JavaScript's toISOString(), which is what the real API emits.
+    return (
+        moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    )
+
+
+def _now() -> str:
+    return _iso(datetime.now(UTC))
+
+
+def _dumps(payload: Any) -> bytes:
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        status=status, body=_dumps(payload), content_type="application/json", headers=headers
+    )
+
+
+def _error(
+    status: int, kind: str, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    return _json(status, {"message": message, "type": kind}, headers)
+
+
+def _same(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+class _Dropped(Exception):
+    """Raised inside the middleware so the log records status 0 for a dropped connection."""
+
+
+class Simulator:
+    def __init__(
+        self, config: SimConfig | None = None, tickets: Iterable[dict[str, Any]] | None = None
+    ) -> None:
+        self.config = config if config is not None else SimConfig()
+        self.tickets: dict[str, dict[str, Any]] = {}
+        self.requests: list[LoggedRequest] = []
+        self._activities: dict[str, list[dict[str, Any]]] = {}
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._fault_rng = random.Random(self.config.seed)
+        self._jitter_rng = random.Random(self.config.seed)
+        # Handlers run on the server loop while tests may read from another thread.
+        self._lock = threading.Lock()
+        for ticket in tickets or ():
+            self.add_ticket(ticket)
+
+    def add_ticket(self, ticket: dict[str, Any]) -> None:
+        clean = {k: v for k, v in ticket.items() if k in _TICKET_FIELDS}
+        with self._lock:
+            self.tickets[str(clean["id"]).lower()] = clean
+
+    def status_of(self, ticket_id: str) -> str:
+        with self._lock:
+            return str(self.tickets[ticket_id.lower()]["status"])
+
+    def sent_ids(self, method: str = "PUT") -> list[str]:
+        with self._lock:
+            return [r.ticket_id for r in self.requests if r.method == method and r.ticket_id]
+
+    def activities_of(self, ticket_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._activities.get(ticket_id.lower(), ()))
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._middleware])
+        app.router.add_put("/support/tickets/v1/{id}/status", self._put_status)
+        app.router.add_get("/support/tickets/v1/{id}", self._get_ticket)
+        return app
+
+    # -- request pipeline -------------------------------------------------------------------
+
+    @web.middleware
+    async def _middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        entry = await self._log(request)
+        try:
+            response = await self._answer(request, handler)
+        except _Dropped:
+            # Returning a response after closing the transport makes aiohttp treat it as a
+            # premature disconnect: nothing is written and nothing is logged as an error.
+            return web.Response(status=499)
+        self._set_status(entry, response.status)
+        return response
+
+    async def _answer(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        cfg = self.config
+        identity = self._identity(request)
+        if identity is None:
+            return _error(401, "unauthorized", "Missing or invalid credentials")
+        wait = self._take_token(identity)
+        if wait > 0:
+            headers = {"Retry-After": str(max(1, math.ceil(wait)))} if cfg.retry_after else None
+            return _error(429, "tooManyRequests", "Rate limit exceeded", headers)
+        if request.method in _FAULT_METHODS:
+            if cfg.drop_rate > 0 and self._fault_rng.random() < cfg.drop_rate:
+                if request.transport is not None:
+                    request.transport.close()
+                raise _Dropped
+            if cfg.error_rate > 0 and self._fault_rng.random() < cfg.error_rate:
+                status = self._fault_rng.choice((500, 502, 503))
+                return _error(status, "internal", "Internal server error")
+            if cfg.slow_rate > 0 and self._fault_rng.random() < cfg.slow_rate:
+                await asyncio.sleep(cfg.slow_seconds)
+        delay = cfg.latency + (self._jitter_rng.uniform(0, cfg.jitter) if cfg.jitter > 0 else 0)
+        if delay > 0:
+            await asyncio.sleep(delay)
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            # Unknown routes and wrong methods must be JSON like every other error.
+            kind = "notFound" if exc.status == 404 else "badRequest"
+            return _error(exc.status, kind, exc.reason)
+
+    async def _log(self, request: web.Request) -> LoggedRequest:
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        if "authorization" in headers:
+            headers["authorization"] = headers["authorization"].split(" ", 1)[0] + " [redacted]"
+        entry = LoggedRequest(
+            method=request.method,
+            path=request.path,
+            ticket_id=request.match_info.get("id"),
+            status=0,
+            body=await request.read(),
+            headers=headers,
+            at=time.monotonic(),
+        )
+        with self._lock:
+            self.requests.append(entry)
+        return entry
+
+    def _set_status(self, entry: LoggedRequest, status: int) -> None:
+        with self._lock:
+            # In-flight entries sit near the end, so scanning backwards is short.
+            for i in range(len(self.requests) - 1, -1, -1):
+                if self.requests[i] is entry:
+                    self.requests[i] = replace(entry, status=status)
+                    return
+
+    def _identity(self, request: web.Request) -> str | None:
+        cfg = self.config
+        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+        value = value.strip()
+        if scheme.lower() == "basic":
+            try:
+                decoded = base64.b64decode(value, validate=True).decode()
+            except (binascii.Error, UnicodeDecodeError):
+                return None
+            client_id, sep, secret = decoded.partition(":")
+            ok = _same(client_id, cfg.client_id) & _same(secret, cfg.client_secret)
+            return "basic:" + client_id if sep and ok else None
+        if scheme.lower() == "bearer":
+            network = request.headers.get("spacebring-network-id", "")
+            ok = _same(value, cfg.access_token) & _same(network, cfg.network_id)
+            return "bearer:" + value if ok else None
+        return None
+
+    def _take_token(self, identity: str) -> float:
+        """Spend one token of the identity's bucket; return 0, or the seconds until one is due."""
+        rate = self.config.rate
+        if rate is None:
+            return 0.0
+        capacity = float(self.config.burst or max(1, math.ceil(rate)))
+        now = time.monotonic()
+        tokens, last = self._buckets.get(identity, (capacity, now))
+        tokens = min(capacity, tokens + (now - last) * rate)
+        if tokens >= 1:
+            self._buckets[identity] = (tokens - 1, now)
+            return 0.0
+        self._buckets[identity] = (tokens, now)
+        return (1 - tokens) / rate if rate > 0 else math.inf
+
+    # -- the API ----------------------------------------------------------------------------
+
+    def _check_id(self, request: web.Request) -> web.Response | None:
+        ticket_id = request.match_info["id"]
+        if not _UUID_RE.match(ticket_id):
+            return _error(400, "badRequest", f"Invalid ticket id {ticket_id!r}: expected a UUID")
+        if ticket_id.lower() not in self.tickets:
+            return _error(404, "notFound", f"Ticket {ticket_id} not found")
+        return None
+
+    async def _put_status(self, request: web.Request) -> web.Response:
+        try:
+            new = json.loads(await request.read())["ticket"]["status"]
+        except (ValueError, TypeError, KeyError):
+            return _error(400, "badRequest", 'Body must be {"ticket": {"status": ...}}')
+        if new not in STATUSES:
+            allowed = ", ".join(sorted(STATUSES))
+            return _error(400, "badRequest", f"ticket.status must be one of: {allowed}")
+        problem = self._check_id(request)
+        if problem is not None:
+            return problem
+        key = request.match_info["id"].lower()
+        now = _now()
+        with self._lock:
+            ticket = self.tickets[key]
+            activity = {
+                "id": str(uuid.uuid4()),
+                "createDate": now,
+                "ticketRef": ticket["id"],
+                "type": "statusUpdated",
+                "data": {"status": new, "previousAttributes": {"status": ticket["status"]}},
+            }
+            if ticket["status"] != new:
+                ticket.update(status=new, statusUpdateDate=now, updateDate=now)
+            self._activities.setdefault(key, []).append(activity)
+            return _json(200, {"activity": activity, "ticket": ticket})
+
+    async def _get_ticket(self, request: web.Request) -> web.Response:
+        problem = self._check_id(request)
+        if problem is not None:
+            return problem
+        key = request.match_info["id"].lower()
+        with self._lock:
+            body = {"ticket": self.tickets[key], "activities": self._activities.get(key, [])}
+            return _json(200, body)
+
+
+# -- ticket data ----------------------------------------------------------------------------
+
+
+def make_tickets(
+    n: int,
+    *,
+    seed: int = 0,
+    statuses: Sequence[str] = STATUSES,
+    locations: int = 3,
+    now: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Deterministic, realistic tickets; dates fall in the 90 days before `now`.
+
+    `now` defaults to the start of the current UTC day so that repeated calls agree.
+    """
+    unknown = set(statuses) - set(STATUSES)
+    if unknown or not statuses:
+        raise ValueError(f"statuses must be a non-empty subset of {STATUSES}, got {unknown}")
+    if now is None:
+        now = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    # Locations stay the same whatever the seed, like the fixed sites of one network.
+    location_rng = random.Random(4242)
+    location_ids = [
+        str(uuid.UUID(int=location_rng.getrandbits(128), version=4)) for _ in range(locations)
+    ]
+    rng = random.Random(seed)
+    window = timedelta(days=90).total_seconds()
+    tickets = []
+    for number in range(1, n + 1):
+        status = statuses[(number - 1) % len(statuses)]
+        created = now - timedelta(seconds=rng.uniform(0, window))
+        changed = created if status == "new" else created + (now - created) * rng.random()
+        updated = changed + (now - changed) * rng.random()
+        tickets.append(
+            {
+                "id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                "number": number,
+                "locationRef": rng.choice(location_ids),
+                "type": rng.choice(TICKET_TYPES),
+                "status": status,
+                "description": rng.choice(_DESCRIPTIONS).format(n=rng.randint(1, 12)),
+                "createDate": _iso(created),
+                "updateDate": _iso(updated),
+                "statusUpdateDate": _iso(changed),
+                "userAssignee": None,
+                "userRequester": None,
+            }
+        )
+    return tickets
+
+
+def load_tickets(path: str | Path) -> list[dict[str, Any]]:
+    """Read tickets from a CSV with at least an `id` column; other fields are made up."""
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        rows = [
+            (line, {(k or "").strip(): (v or "").strip() for k, v in row.items()})
+            for line, row in enumerate(csv.DictReader(handle), start=2)
+        ]
+    for _, row in rows:
+        row.setdefault("id", row.get("ticket_id", ""))
+    rows = [(line, row) for line, row in rows if row["id"]]
+    filler = make_tickets(len(rows), seed=len(rows))
+    for (line, row), ticket in zip(rows, filler, strict=True):
+        if not _UUID_RE.match(row["id"]):
+            raise ValueError(f"{path}:{line}: id {row['id']!r} is not a UUID")
+        if row.get("status") and row["status"] not in STATUSES:
+            raise ValueError(f"{path}:{line}: status {row['status']!r} is not one of {STATUSES}")
+        ticket.update({k: v for k, v in row.items() if k in _CSV_TEXT_FIELDS and v})
+        if row.get("number", "").isdigit():
+            ticket["number"] = int(row["number"])
+    return filler
+
+
+def write_tickets(tickets: Iterable[dict[str, Any]], path: str | Path) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(tickets)
+
+
+# -- serving --------------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def serve(sim: Simulator, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+    """Serve `sim` on the running loop and yield its base URL."""
+    # A short shutdown timeout keeps slow answers from holding up the end of a test.
+    runner = web.AppRunner(sim.app(), access_log=None, shutdown_timeout=0.5)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound_port = runner.addresses[0][1]
+        shown_host = f"[{host}]" if ":" in host else host
+        yield f"http://{shown_host}:{bound_port}"
+    finally:
+        await asyncio.shield(runner.cleanup())
+
+
+class SimulatorThread:
+    """Runs `serve` on its own loop in a daemon thread, for tests that drive a subprocess."""
+
+    def __init__(self, sim: Simulator, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.sim = sim
+        self.host = host
+        self.port = port
+        self.base_url = ""
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._run, name="bulk-simulator", daemon=True)
+
+    def __enter__(self) -> SimulatorThread:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+
+    def stop(self) -> None:
+        if not self._thread.is_alive():
+            return
+        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:
+            self._error = exc
+        finally:
+            self._ready.set()
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        async with serve(self.sim, self.host, self.port) as base_url:
+            self.base_url = base_url
+            self._ready.set()
+            await self._stop.wait()
+
+
+def run_forever(
+    sim: Simulator, host: str, port: int, *, on_ready: Callable[[str], None] | None = None
+) -> None:
+    """Serve until Ctrl-C or SIGTERM, then shut down cleanly and return."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            # Not available on Windows or off the main thread; Ctrl-C still ends the run below.
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, stop.set)
+        async with serve(sim, host, port) as base_url:
+            if on_ready is not None:
+                on_ready(base_url)
+            await stop.wait()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())

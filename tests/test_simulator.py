@@ -1,0 +1,310 @@
+"""The simulator over real loopback sockets, driven by a real aiohttp client."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from bulk.simulator import (
+    DEMO_ACCESS_TOKEN,
+    DEMO_CLIENT_ID,
+    DEMO_CLIENT_SECRET,
+    DEMO_NETWORK_ID,
+    STATUSES,
+    TICKET_TYPES,
+    SimConfig,
+    Simulator,
+    SimulatorThread,
+    load_tickets,
+    make_tickets,
+    serve,
+    write_tickets,
+)
+
+BASIC = aiohttp.BasicAuth(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET)
+CLOSE = {"ticket": {"status": "closed"}}
+
+
+def status_url(ticket_id: str) -> str:
+    return f"/support/tickets/v1/{ticket_id}/status"
+
+
+@asynccontextmanager
+async def running(
+    config: SimConfig | None = None,
+) -> AsyncIterator[tuple[Simulator, aiohttp.ClientSession]]:
+    # No rate limit unless a test asks for one, so tests never trip over it by accident.
+    sim = Simulator(config or SimConfig(rate=None), make_tickets(8, seed=1))
+    async with serve(sim) as base_url, aiohttp.ClientSession(base_url, auth=BASIC) as session:
+        yield sim, session
+
+
+def first_with(sim: Simulator, status: str) -> str:
+    return next(t["id"] for t in sim.tickets.values() if t["status"] == status)
+
+
+async def test_put_changes_the_status_and_answers_the_documented_shape() -> None:
+    async with running() as (sim, session):
+        ticket_id = first_with(sim, "new")
+        async with session.put(status_url(ticket_id), json=CLOSE) as resp:
+            assert resp.status == 200
+            assert resp.content_type == "application/json"
+            body = await resp.json()
+        async with session.get(f"/support/tickets/v1/{ticket_id}") as resp:
+            assert resp.status == 200
+            fetched = await resp.json()
+
+    assert set(body) == {"activity", "ticket"}
+    activity, ticket = body["activity"], body["ticket"]
+    assert activity["type"] == "statusUpdated"
+    assert activity["ticketRef"] == ticket_id
+    assert activity["data"] == {"status": "closed", "previousAttributes": {"status": "new"}}
+    assert uuid.UUID(activity["id"])
+    assert activity["createDate"].endswith("Z")
+    assert ticket["status"] == "closed"
+    assert ticket["updateDate"] == ticket["statusUpdateDate"] == activity["createDate"]
+    assert sim.status_of(ticket_id) == "closed"
+    assert fetched == {"ticket": ticket, "activities": [activity]}
+    assert sim.sent_ids() == [ticket_id]
+    assert sim.sent_ids("GET") == [ticket_id]
+
+
+async def test_same_status_is_accepted_but_changes_nothing() -> None:
+    async with running() as (sim, session):
+        ticket_id = first_with(sim, "solved")
+        before = dict(sim.tickets[ticket_id])
+        async with session.put(status_url(ticket_id), json={"ticket": {"status": "solved"}}) as r:
+            assert r.status == 200
+            body = await r.json()
+    assert body["activity"]["data"]["previousAttributes"] == {"status": "solved"}
+    assert body["ticket"]["updateDate"] == before["updateDate"]
+    assert sim.tickets[ticket_id] == before
+
+
+@pytest.mark.parametrize(
+    ("path_id", "payload", "needle"),
+    [
+        (None, b'{"ticket": {"status": "done"}}', "closed, inProgress, new, solved"),
+        (None, b'{"ticket": {"status": "closed"', "Body must be"),
+        (None, b'{"ticket": {}}', "Body must be"),
+        (None, b'["closed"]', "Body must be"),
+        ("not-a-uuid", b'{"ticket": {"status": "closed"}}', "UUID"),
+    ],
+)
+async def test_bad_requests_are_400(path_id: str | None, payload: bytes, needle: str) -> None:
+    async with running() as (sim, session):
+        ticket_id = path_id or first_with(sim, "new")
+        headers = {"Content-Type": "application/json"}
+        async with session.put(status_url(ticket_id), data=payload, headers=headers) as resp:
+            assert resp.status == 400
+            body = await resp.json()
+    assert body["type"] == "badRequest"
+    assert needle in body["message"]
+    assert path_id or sim.status_of(ticket_id) == "new"
+
+
+async def test_unknown_ticket_and_unknown_route_are_json_404() -> None:
+    missing = str(uuid.uuid4())
+    async with running() as (_, session):
+        async with session.put(status_url(missing), json=CLOSE) as resp:
+            assert resp.status == 404
+            assert await resp.json() == {
+                "message": f"Ticket {missing} not found",
+                "type": "notFound",
+            }
+        async with session.get("/support/nothing/here") as resp:
+            assert resp.status == 404
+            assert (await resp.json())["type"] == "notFound"
+
+
+def _basic(client_id: str, secret: str) -> str:
+    return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({}, 401),
+        ({"Authorization": _basic(DEMO_CLIENT_ID, "wrong")}, 401),
+        ({"Authorization": "Basic %%%not-base64"}, 401),
+        ({"Authorization": f"Bearer {DEMO_ACCESS_TOKEN}"}, 401),
+        (
+            {
+                "Authorization": f"Bearer {DEMO_ACCESS_TOKEN}",
+                "spacebring-network-id": str(uuid.uuid4()),
+            },
+            401,
+        ),
+        (
+            {
+                "Authorization": f"Bearer {DEMO_ACCESS_TOKEN}",
+                "spacebring-network-id": DEMO_NETWORK_ID,
+            },
+            200,
+        ),
+        ({"Authorization": _basic(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET)}, 200),
+    ],
+)
+async def test_auth(headers: dict[str, str], expected: int) -> None:
+    sim = Simulator(SimConfig(rate=None), make_tickets(1))
+    ticket_id = next(iter(sim.tickets))
+    async with serve(sim) as base_url, aiohttp.ClientSession(base_url) as session:
+        async with session.put(status_url(ticket_id), json=CLOSE, headers=headers) as resp:
+            assert resp.status == expected
+            body = await resp.json()
+    if expected == 401:
+        assert body["type"] == "unauthorized"
+        assert sim.status_of(ticket_id) == "new"
+    [logged] = sim.requests
+    assert logged.status == expected
+    # What the simulator keeps must not hold the secret part of the credentials.
+    assert DEMO_CLIENT_SECRET not in repr(logged)
+    assert DEMO_ACCESS_TOKEN not in repr(logged)
+
+
+async def test_credentials_are_checked_at_request_time() -> None:
+    async with running() as (sim, session):
+        ticket_id = first_with(sim, "new")
+        sim.config.client_secret = "rotated"
+        async with session.put(status_url(ticket_id), json=CLOSE) as resp:
+            assert resp.status == 401
+    assert [r.status for r in sim.requests] == [401]
+
+
+async def test_rate_limit_answers_429_with_optional_retry_after() -> None:
+    sim = Simulator(SimConfig(rate=2, burst=1, retry_after=True), make_tickets(6))
+    ids = list(sim.tickets)
+    bearer = {
+        "Authorization": f"Bearer {DEMO_ACCESS_TOKEN}",
+        "spacebring-network-id": DEMO_NETWORK_ID,
+    }
+    async with serve(sim) as base_url, aiohttp.ClientSession(base_url) as session:
+        answers = []
+        for ticket_id in ids[:3]:
+            async with session.put(status_url(ticket_id), json=CLOSE, auth=BASIC) as resp:
+                answers.append((resp.status, resp.headers.get("Retry-After"), await resp.json()))
+        # Another client identity has a bucket of its own.
+        async with session.put(status_url(ids[3]), json=CLOSE, headers=bearer) as resp:
+            assert resp.status == 200
+        sim.config.retry_after = False
+        async with session.put(status_url(ids[4]), json=CLOSE, auth=BASIC) as resp:
+            assert resp.status == 429
+            assert "Retry-After" not in resp.headers
+
+    assert [(status, retry) for status, retry, _ in answers] == [
+        (200, None),
+        (429, "1"),
+        (429, "1"),
+    ]
+    assert answers[1][2] == {"message": "Rate limit exceeded", "type": "tooManyRequests"}
+    assert [r.status for r in sim.requests] == [200, 429, 429, 200, 429]
+    assert [sim.status_of(i) for i in ids[:3]] == ["closed", "inProgress", "solved"]
+
+
+async def test_dropped_connection_is_a_client_side_disconnect() -> None:
+    async with running(SimConfig(rate=None, drop_rate=1.0)) as (sim, session):
+        ticket_id = first_with(sim, "new")
+        with pytest.raises((aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)):
+            async with session.put(status_url(ticket_id), json=CLOSE) as resp:
+                await resp.read()
+    assert [r.status for r in sim.requests] == [0]
+    assert sim.status_of(ticket_id) == "new"
+
+
+async def test_error_rate_gives_json_5xx_and_is_repeatable_with_a_seed() -> None:
+    seen: list[list[int]] = []
+    for _ in range(2):
+        async with running(SimConfig(rate=None, error_rate=1.0, seed=7)) as (sim, session):
+            ticket_id = first_with(sim, "new")
+            codes = []
+            for _ in range(6):
+                async with session.put(status_url(ticket_id), json=CLOSE) as resp:
+                    codes.append(resp.status)
+                    assert (await resp.json())["type"] == "internal"
+            assert sim.status_of(ticket_id) == "new"
+            seen.append(codes)
+    assert set(seen[0]) <= {500, 502, 503}
+    assert seen[0] == seen[1]
+
+
+async def test_latency_and_slow_answers_delay_the_reply() -> None:
+    config = SimConfig(rate=None, latency=0.05, slow_rate=1.0, slow_seconds=0.1)
+    async with running(config) as (sim, session):
+        started = time.monotonic()
+        async with session.put(status_url(first_with(sim, "new")), json=CLOSE) as resp:
+            assert resp.status == 200
+        assert time.monotonic() - started >= 0.15
+
+
+def test_simulator_thread_serves_sync_callers() -> None:
+    sim = Simulator(tickets=make_tickets(2, seed=3))
+    ticket_id = next(iter(sim.tickets))
+    with SimulatorThread(sim) as server:
+        assert server.base_url.startswith("http://127.0.0.1:")
+        request = urllib.request.Request(
+            server.base_url + status_url(ticket_id),
+            data=json.dumps({"ticket": {"status": "inProgress"}}).encode(),
+            method="PUT",
+            headers={
+                "Authorization": _basic(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET),
+                "Content-Type": "application/json",
+            },
+        )
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            assert resp.status == 200
+            assert json.load(resp)["ticket"]["status"] == "inProgress"
+        assert sim.status_of(ticket_id) == "inProgress"
+        assert sim.sent_ids() == [ticket_id]
+    assert sim.requests[0].headers["content-type"] == "application/json"
+
+
+def test_make_tickets_is_deterministic_and_realistic() -> None:
+    tickets = make_tickets(40, seed=5)
+    assert tickets == make_tickets(40, seed=5)
+    assert [t["id"] for t in tickets] != [t["id"] for t in make_tickets(40, seed=6)]
+    assert [t["number"] for t in tickets] == list(range(1, 41))
+    assert {t["status"] for t in tickets} == set(STATUSES)
+    assert len({t["locationRef"] for t in tickets}) == 3
+    for ticket in tickets:
+        assert uuid.UUID(ticket["id"]).version == 4
+        assert ticket["type"] in TICKET_TYPES
+        assert ticket["description"]
+        dates = [ticket[k] for k in ("createDate", "statusUpdateDate", "updateDate")]
+        assert all(d.endswith("Z") for d in dates)
+        assert dates == sorted(dates)
+        assert (datetime.now().astimezone() - datetime.fromisoformat(dates[0])).days <= 91
+    assert {t["status"] for t in make_tickets(5, statuses=["closed"])} == {"closed"}
+    with pytest.raises(ValueError):
+        make_tickets(1, statuses=["done"])
+
+
+def test_tickets_round_trip_through_csv(tmp_path: Path) -> None:
+    tickets = make_tickets(5, seed=2)
+    path = tmp_path / "tickets.csv"
+    write_tickets(tickets, path)
+    loaded = load_tickets(path)
+    columns = ("id", "status", "locationRef", "type", "createDate", "updateDate")
+    assert [{k: t[k] for k in columns} for t in loaded] == [
+        {k: t[k] for k in columns} for t in tickets
+    ]
+
+    ticket_id = str(uuid.uuid4())
+    (tmp_path / "ids.csv").write_text(f"id\n{ticket_id}\n\n")
+    [filled] = load_tickets(tmp_path / "ids.csv")
+    assert filled["id"] == ticket_id
+    assert filled["status"] in STATUSES
+    assert Simulator(tickets=[filled]).status_of(ticket_id) == filled["status"]
+
+    (tmp_path / "bad.csv").write_text("id,status\nnot-a-uuid,new\n")
+    with pytest.raises(ValueError, match="bad.csv:2"):
+        load_tickets(tmp_path / "bad.csv")
