@@ -410,6 +410,7 @@ async def run_async(
     """Run a batch and return its report as a DataFrame (one row per input row, in order)."""
     summary = await execute(source, RunOptions(**options), credentials=credentials, collect=True)
     frame: pd.DataFrame = summary.frame
+    summary.frame = None  # pandas deep-copies attrs; a cycle back to the frame would recurse
     frame.attrs["summary"] = summary
     return frame
 
