@@ -29,7 +29,9 @@ class Credentials:
     network_id: str | None = field(default=None, repr=False)
 
     @classmethod
-    def basic(cls, client_id: str, client_secret: str, network_id: str | None = None) -> Credentials:
+    def basic(
+        cls, client_id: str, client_secret: str, network_id: str | None = None
+    ) -> Credentials:
         token = base64.b64encode(f"{client_id}:{client_secret}".encode()).decode()
         return cls("basic", f"Basic {token}", network_id)
 

@@ -21,14 +21,13 @@ from tenacity import (
     AsyncRetrying,
     RetryCallState,
     retry_if_exception_type,
-    stop_after_attempt,
     wait_random_exponential,
 )
 
 from ._client import Answer
 from ._errors import CredentialsRejected, RequestError, RetriableError
 from ._journal import Journal, Outcome
-from ._pacing import Pacer
+from ._pacing import RateController
 
 __all__ = ["Engine", "EngineSettings", "Stats"]
 
@@ -40,6 +39,8 @@ _FEED_BATCH = 1000
 class EngineSettings:
     concurrency: int = 8
     max_attempts: int = 6
+    # 429s are the pool's pace, not the row's fault: they have their own, larger budget.
+    max_throttled: int = 50
     backoff_base: float = 0.5  # first retry waits up to this many seconds (full jitter)
     backoff_max: float = 30.0
 
@@ -54,6 +55,7 @@ class Stats:
     in_flight: int = 0
     requests: int = 0
     retries: int = 0
+    throttled: int = 0
     started_at: float = field(default_factory=time.monotonic)
 
 
@@ -80,7 +82,7 @@ class Engine:
         self,
         journal: Journal,
         send: Send,
-        pacer: Pacer,
+        pacer: RateController,
         settings: EngineSettings,
         stats: Stats | None = None,
     ) -> None:
@@ -142,8 +144,19 @@ class Engine:
         began = time.monotonic()
         answer: Answer | None = None
         error: RequestError | None = None
+        throttled = 0
+
+        def give_up(state: RetryCallState) -> bool:
+            nonlocal throttled
+            exc = state.outcome.exception() if state.outcome else None
+            if isinstance(exc, RetriableError) and exc.http_status == 429:
+                throttled += 1
+                stats.throttled += 1
+                return throttled >= self._settings.max_throttled
+            return attempts - throttled >= self._settings.max_attempts
+
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self._settings.max_attempts),
+            stop=give_up,
             wait=_WaitRetryAfter(self._settings.backoff_base, self._settings.backoff_max),
             retry=retry_if_exception_type(RetriableError),
             sleep=self._sleep,
@@ -162,7 +175,13 @@ class Engine:
                         stats.retries += 1
                     attempts += 1
                     stats.requests += 1
-                    answer = await self._send(ticket_id, status)
+                    try:
+                        answer = await self._send(ticket_id, status)
+                    except RetriableError as exc:
+                        if exc.http_status == 429:
+                            self._pacer.on_throttled(exc.retry_after)
+                        raise
+                    self._pacer.on_success()
         except _Stopped:
             pass
         except CredentialsRejected as exc:

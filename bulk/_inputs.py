@@ -126,7 +126,9 @@ class Source:
         except UsageError:
             raise
         except UnicodeDecodeError as exc:
-            raise UsageError(f"{self.name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+            raise UsageError(
+                f"{self.name}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+            ) from None
         except Exception as exc:
             raise UsageError(f"{self.name}: cannot read ({type(exc).__name__}: {exc})") from None
         if not columns:
@@ -138,7 +140,9 @@ class Source:
                 f"found {', '.join(columns)}); name it with --id-column"
             )
         if self._need_status:
-            self.status_column = _pick(columns, self._wanted_status, STATUS_NAMES, "--status-column")
+            self.status_column = _pick(
+                columns, self._wanted_status, STATUS_NAMES, "--status-column"
+            )
             if not self.status_column:
                 raise UsageError(
                     f"{self.name}: no status column (looked for {', '.join(STATUS_NAMES)}; "
@@ -168,7 +172,9 @@ class Source:
         except UsageError:
             raise
         except UnicodeDecodeError as exc:
-            raise UsageError(f"{self.name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+            raise UsageError(
+                f"{self.name}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+            ) from None
         except Exception as exc:
             raise UsageError(f"{self.name}: cannot read ({type(exc).__name__}: {exc})") from None
 
@@ -206,15 +212,19 @@ class Source:
             for start in range(0, len(frame), CHUNK_ROWS):
                 yield frame.iloc[start : start + CHUNK_ROWS]
         else:
-            with pd.read_json(self.path, lines=True, dtype=False, chunksize=CHUNK_ROWS) as reader:
-                for frame in reader:
+            with pd.read_json(
+                self.path, lines=True, dtype=False, chunksize=CHUNK_ROWS
+            ) as json_reader:
+                for frame in json_reader:
                     yield frame.reindex(columns=cols)
 
     def _chunks(self) -> Iterator[Chunk]:
         row = 1
         for frame in self._frames():
             ids = _as_strings(frame[self.id_column].tolist())
-            statuses = _as_strings(frame[self.status_column].tolist()) if self.status_column else None
+            statuses = (
+                _as_strings(frame[self.status_column].tolist()) if self.status_column else None
+            )
             yield Chunk(row, ids, statuses)
             row += len(ids)
 

@@ -253,7 +253,7 @@ class Journal:
     def report_rows(self, batch: int = 10_000) -> Iterator[list[tuple[Any, ...]]]:
         with self._lock:
             cursor = self._conn.execute(
-                f"SELECT {', '.join(REPORT_COLUMNS)} FROM rows ORDER BY row"  # noqa: S608
+                f"SELECT {', '.join(REPORT_COLUMNS)} FROM rows ORDER BY row"
             )
             while rows := cursor.fetchmany(batch):
                 yield rows

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 
-__all__ = ["Pacer"]
+__all__ = ["Pacer", "RateController"]
 
 
 class Pacer:
@@ -57,3 +57,95 @@ class Pacer:
         delay = self.reserve()
         if delay > 0:
             await self._sleep(delay)
+
+
+class RateController:
+    """Adapts a `Pacer` to what the server accepts: AIMD, shared by the whole pool.
+
+    A 429 means the pool as a whole is too fast, so one 429 slows every
+    worker. Several 429s from the same burst are one congestion event: the rate
+    drops at most once per `cooldown`. Successes then raise the rate by a small
+    step per second, back up to the ceiling (the user's `--rate`); with no
+    ceiling it keeps probing upwards, which is how `--rate auto` finds the
+    server's limit.
+    """
+
+    def __init__(
+        self,
+        pacer: Pacer,
+        ceiling: float | None,
+        *,
+        start: float | None = None,
+        decrease: float = 0.85,
+        increase: float = 0.02,
+        floor: float = 0.5,
+        cooldown: float = 0.5,
+        min_window: float = 0.25,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._pacer = pacer
+        self.ceiling = ceiling
+        self._decrease = decrease
+        self._increase = increase  # fraction of the reference rate gained per second
+        self._floor = floor
+        self._cooldown = cooldown
+        self._min_window = min_window
+        self._clock = clock
+        self._began = clock()
+        self._sent = 0
+        self._accepted = 0  # successes since the last cut (or the start)
+        self._window_start = self._began
+        self._last_cut = -float("inf")
+        self._reference = ceiling or 0.0
+        self.throttle_events = 0
+        pacer.set_rate(start or ceiling)
+
+    @property
+    def rate(self) -> float | None:
+        return self._pacer.rate
+
+    async def acquire(self) -> None:
+        await self._pacer.acquire()
+        self._sent += 1
+
+    def on_throttled(self, retry_after: float | None = None) -> None:
+        now = self._clock()
+        if now - self._last_cut < self._cooldown:
+            return  # the same burst's 429s: one event
+        window = now - self._window_start
+        accepted = self._accepted / window if window > 0 else 0.0
+        # The next estimate counts from when sending may resume.
+        self._last_cut, self._accepted = now, 0
+        self._window_start = now + (retry_after or 0.0)
+        self.throttle_events += 1
+        if retry_after:
+            self._pacer.hold(retry_after)
+        current = self._pacer.rate
+        if current is None:
+            current = max(self._sent / max(now - self._began, 1e-3), self._floor)
+        cut = current * self._decrease
+        if window >= self._min_window:
+            # What the server accepted since the last cut estimates its limit;
+            # cutting towards it settles a pool that was far too fast in a few
+            # steps instead of dozens, and the floor of half the current rate
+            # bounds the harm of a poor estimate (an idle pool accepts little).
+            cut = max(current * 0.5, min(cut, accepted))
+        cut = max(self._floor, cut)
+        self._reference = cut / self._decrease
+        self._pacer.set_rate(cut)
+
+    def on_success(self) -> None:
+        self._accepted += 1
+        current = self._pacer.rate
+        if current is None or (self.ceiling is not None and current >= self.ceiling):
+            return
+        if self.ceiling is None and not self.throttle_events:
+            # Probing for an unknown limit: grow 10% per second until the first 429.
+            step = 0.1
+        else:
+            # +increase*reference per second of successes: each success adds 1/current of it.
+            step = self._increase * max(self._reference, self._floor) / current
+        raised = current + step
+        if self.ceiling is not None:
+            raised = min(raised, self.ceiling)
+        self._pacer.set_rate(raised)

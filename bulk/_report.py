@@ -39,10 +39,10 @@ def _rows(journal: Journal, pending_reason: str) -> Iterator[list[tuple[Any, ...
         out = []
         for row in batch:
             if row[_OUTCOME] is None:
-                row = list(row)
-                row[_OUTCOME] = "skipped"
-                row[_ERROR] = pending_reason
-                row = tuple(row)
+                fixed = list(row)
+                fixed[_OUTCOME] = "skipped"
+                fixed[_ERROR] = pending_reason
+                row = tuple(fixed)
             out.append(row)
         yield out
 

@@ -27,7 +27,7 @@ from ._engine import Engine, EngineSettings, Stats
 from ._errors import UsageError
 from ._inputs import Source, open_source
 from ._journal import REPORT_COLUMNS, Journal
-from ._pacing import Pacer
+from ._pacing import Pacer, RateController
 from ._plan import checked_status, plan_chunk
 from ._progress import NoProgress, Progress
 from ._report import check_report_path, write_report
@@ -183,9 +183,12 @@ async def _send_all(
 ) -> str | None:
     from ._client import TicketClient
 
-    pacer = Pacer(options.rate)
+    pacer = RateController(Pacer(None), options.rate)
     settings = EngineSettings(
-        options.concurrency, options.max_attempts, options.backoff_base, options.backoff_max
+        concurrency=options.concurrency,
+        max_attempts=options.max_attempts,
+        backoff_base=options.backoff_base,
+        backoff_max=options.backoff_max,
     )
     client = TicketClient(
         base_url, credentials, concurrency=options.concurrency, timeout=options.timeout
@@ -313,9 +316,7 @@ async def execute(
         counts = journal.counts()
         exit_code = _exit_code(counts, stop_reason, options.dry_run)
         pending_reason = (
-            "dry run"
-            if options.dry_run
-            else (stop_reason if stop_reason else "not sent")
+            "dry run" if options.dry_run else (stop_reason if stop_reason else "not sent")
         )
         await anyio.to_thread.run_sync(
             lambda: write_report(journal, report, pending_reason=pending_reason)

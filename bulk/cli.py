@@ -100,13 +100,20 @@ def _run_options(f: Any) -> Any:
         ),
         click.option("--base-url", help="API root (default SPACEBRING_BASE_URL or production)."),
         click.option(
-            "--rate", default="10", show_default=True, help="Most requests per second, or 'unlimited'."
+            "--rate",
+            default="10",
+            show_default=True,
+            help="Most requests per second, or 'unlimited'.",
         ),
-        click.option("--concurrency", default=8, show_default=True, help="Most requests in flight."),
+        click.option(
+            "--concurrency", default=8, show_default=True, help="Most requests in flight."
+        ),
         click.option("--max-attempts", default=6, show_default=True, help="Attempts per row."),
         click.option("--timeout", default=30.0, show_default=True, help="Seconds per request."),
         click.option("--dry-run", is_flag=True, help="Validate and report; send nothing."),
-        click.option("--fresh", is_flag=True, help="Ignore an earlier interrupted run; start over."),
+        click.option(
+            "--fresh", is_flag=True, help="Ignore an earlier interrupted run; start over."
+        ),
     ]
     for option in reversed(options):
         f = option(f)
@@ -145,14 +152,18 @@ def run(input: str, rate: str, **kwargs: Any) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8900, show_default=True, help="0 picks a free port.")
 @click.option("--tickets", default="1000", show_default=True, help="How many tickets, or a CSV.")
-@click.option("--write-tickets", type=click.Path(path_type=Path), help="Write the tickets to a CSV.")
+@click.option(
+    "--write-tickets", type=click.Path(path_type=Path), help="Write the tickets to a CSV."
+)
 @click.option("--rate", default="10", show_default=True, help="Limit per client, or 'unlimited'.")
 @click.option("--burst", type=int, help="Token-bucket size (default: the rate).")
 @click.option("--retry-after", is_flag=True, help="Send Retry-After with 429 answers.")
 @click.option("--latency", default=0.0, show_default=True, help="Seconds added to every answer.")
 @click.option("--jitter", default=0.0, show_default=True, help="Up to this many more seconds.")
 @click.option("--error-rate", default=0.0, show_default=True, help="Fraction answered 5xx.")
-@click.option("--drop-rate", default=0.0, show_default=True, help="Fraction of dropped connections.")
+@click.option(
+    "--drop-rate", default=0.0, show_default=True, help="Fraction of dropped connections."
+)
 @click.option("--slow-rate", default=0.0, show_default=True, help="Fraction answered slowly.")
 @click.option("--slow-seconds", default=5.0, show_default=True)
 @click.option("--seed", type=int, help="Seed for repeatable faults.")

@@ -35,22 +35,12 @@ DEMO_CLIENT_SECRET = "demo-secret"
 DEMO_ACCESS_TOKEN = "demo-token"
 DEMO_NETWORK_ID = "0f1e2d3c-4b5a-4697-8877-665544332211"
 STATUSES = ("new", "inProgress", "solved", "closed")
+# The spec's enum for a ticket's category.
 TICKET_TYPES = (
-    "access",
-    "accountAndBilling",
-    "bookings",
-    "cleaning",
-    "discriminationAndHarassment",
-    "internet",
-    "mailAndPackages",
-    "noiseAndAcoustics",
-    "offensiveOrObjectionableContent",
-    "other",
-    "printing",
-    "repairAndMaintenance",
-    "temperatureAndVentilation",
-    "websiteAndApp",
-)
+    "access", "accountAndBilling", "bookings", "cleaning", "discriminationAndHarassment",
+    "internet", "mailAndPackages", "noiseAndAcoustics", "offensiveOrObjectionableContent",
+    "other", "printing", "repairAndMaintenance", "temperatureAndVentilation", "websiteAndApp",
+)  # fmt: skip
 CSV_COLUMNS = (
     "id",
     "status",
@@ -64,26 +54,19 @@ CSV_COLUMNS = (
 # The spec's ticket schema has additionalProperties: false, so nothing else may ever be served.
 _TICKET_FIELDS = frozenset(
     {*CSV_COLUMNS, "number", "description", "userAssignee", "userRequester", "userRefAssignee"}
-    | {
-        "membershipAssignee",
-        "membershipRefAssignee",
-        "membershipRequester",
-        "membershipRefRequester",
-    }
+    | {"membershipAssignee", "membershipRefAssignee", "membershipRequester"}
+    | {"membershipRefRequester"}
 )
 _CSV_TEXT_FIELDS = frozenset({*CSV_COLUMNS, "description"})
 _UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
-_FAULT_METHODS = frozenset({"GET", "PUT"})
 _DESCRIPTIONS = (
-    "The door badge reader on floor {n} does not accept my card.",
+    "The badge reader on floor {n} does not accept my card.",
     "Wi-Fi keeps dropping in meeting room {n}.",
     "Invoice {n} shows a desk I cancelled last month.",
-    "The printer near the kitchen is out of toner again.",
     "Parcel for desk {n} has not arrived at reception.",
-    "Air conditioning in the east wing is far too cold.",
     "Booking for room {n} disappeared from the app.",
-    "Leaking tap in the second floor bathroom.",
 )
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass
@@ -92,16 +75,16 @@ class SimConfig:
     client_secret: str = DEMO_CLIENT_SECRET
     access_token: str = DEMO_ACCESS_TOKEN
     network_id: str = DEMO_NETWORK_ID
-    rate: float | None = 10.0
-    burst: int | None = None
-    retry_after: bool = False
-    latency: float = 0.0
-    jitter: float = 0.0
-    error_rate: float = 0.0
-    drop_rate: float = 0.0
-    slow_rate: float = 0.0
+    rate: float | None = 10.0  # requests/s per client identity, as documented; None: no limit
+    burst: int | None = None  # token-bucket size; None: max(1, ceil(rate))
+    retry_after: bool = False  # the real API documents no Retry-After; clients must cope either way
+    latency: float = 0.0  # seconds before every answer that gets past auth and rate limit
+    jitter: float = 0.0  # up to this many more seconds, uniformly
+    error_rate: float = 0.0  # share of GET/PUT answered 500, 502 or 503 without doing the work
+    drop_rate: float = 0.0  # share of GET/PUT whose connection is closed without an answer
+    slow_rate: float = 0.0  # share of GET/PUT that wait slow_seconds first (then do the work)
     slow_seconds: float = 5.0
-    seed: int | None = None
+    seed: int | None = None  # makes the fault choices repeatable
 
 
 @dataclass(frozen=True)
@@ -122,24 +105,13 @@ class LoggedRequest:
 
 
 def _iso(moment: datetime) -> str:
-    # Same shape as JavaScript's toISOString(), which is what the real API emits.
-    return (
-        moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-    )
-
-
-def _now() -> str:
-    return _iso(datetime.now(UTC))
-
-
-def _dumps(payload: Any) -> bytes:
-    return json.dumps(payload, separators=(",", ":")).encode()
+    # The shape of JavaScript's toISOString(), which is what the real API emits.
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(
-        status=status, body=_dumps(payload), content_type="application/json", headers=headers
-    )
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    return web.Response(status=status, body=body, content_type="application/json", headers=headers)
 
 
 def _error(
@@ -152,10 +124,6 @@ def _same(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
 
 
-class _Dropped(Exception):
-    """Raised inside the middleware so the log records status 0 for a dropped connection."""
-
-
 class Simulator:
     def __init__(
         self, config: SimConfig | None = None, tickets: Iterable[dict[str, Any]] | None = None
@@ -165,8 +133,7 @@ class Simulator:
         self.requests: list[LoggedRequest] = []
         self._activities: dict[str, list[dict[str, Any]]] = {}
         self._buckets: dict[str, tuple[float, float]] = {}
-        self._fault_rng = random.Random(self.config.seed)
-        self._jitter_rng = random.Random(self.config.seed)
+        self._rng = random.Random(self.config.seed)
         # Handlers run on the server loop while tests may read from another thread.
         self._lock = threading.Lock()
         for ticket in tickets or ():
@@ -185,10 +152,6 @@ class Simulator:
         with self._lock:
             return [r.ticket_id for r in self.requests if r.method == method and r.ticket_id]
 
-    def activities_of(self, ticket_id: str) -> list[dict[str, Any]]:
-        with self._lock:
-            return list(self._activities.get(ticket_id.lower(), ()))
-
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware])
         app.router.add_put("/support/tickets/v1/{id}/status", self._put_status)
@@ -198,22 +161,17 @@ class Simulator:
     # -- request pipeline -------------------------------------------------------------------
 
     @web.middleware
-    async def _middleware(
-        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
+    async def _middleware(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
         entry = await self._log(request)
-        try:
-            response = await self._answer(request, handler)
-        except _Dropped:
-            # Returning a response after closing the transport makes aiohttp treat it as a
-            # premature disconnect: nothing is written and nothing is logged as an error.
+        response = await self._answer(request, handler)
+        if response is None:
+            # aiohttp takes a response for a closed transport as a premature disconnect:
+            # nothing is written and nothing is logged as an error. The entry keeps status 0.
             return web.Response(status=499)
         self._set_status(entry, response.status)
         return response
 
-    async def _answer(
-        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
+    async def _answer(self, request: web.Request, handler: _Handler) -> web.StreamResponse | None:
         cfg = self.config
         identity = self._identity(request)
         if identity is None:
@@ -222,24 +180,24 @@ class Simulator:
         if wait > 0:
             headers = {"Retry-After": str(max(1, math.ceil(wait)))} if cfg.retry_after else None
             return _error(429, "tooManyRequests", "Rate limit exceeded", headers)
-        if request.method in _FAULT_METHODS:
-            if cfg.drop_rate > 0 and self._fault_rng.random() < cfg.drop_rate:
+        rng = self._rng
+        if request.method in ("GET", "PUT"):
+            if cfg.drop_rate > 0 and rng.random() < cfg.drop_rate:
                 if request.transport is not None:
                     request.transport.close()
-                raise _Dropped
-            if cfg.error_rate > 0 and self._fault_rng.random() < cfg.error_rate:
-                status = self._fault_rng.choice((500, 502, 503))
-                return _error(status, "internal", "Internal server error")
-            if cfg.slow_rate > 0 and self._fault_rng.random() < cfg.slow_rate:
+                return None
+            if cfg.error_rate > 0 and rng.random() < cfg.error_rate:
+                return _error(rng.choice((500, 502, 503)), "internal", "Internal server error")
+            if cfg.slow_rate > 0 and rng.random() < cfg.slow_rate:
                 await asyncio.sleep(cfg.slow_seconds)
-        delay = cfg.latency + (self._jitter_rng.uniform(0, cfg.jitter) if cfg.jitter > 0 else 0)
+        delay = cfg.latency + (rng.uniform(0, cfg.jitter) if cfg.jitter > 0 else 0)
         if delay > 0:
             await asyncio.sleep(delay)
         try:
             return await handler(request)
         except web.HTTPException as exc:
             # Unknown routes and wrong methods must be JSON like every other error.
-            kind = "notFound" if exc.status == 404 else "badRequest"
+            kind = {404: "notFound", 405: "methodNotAllowed"}.get(exc.status, "badRequest")
             return _error(exc.status, kind, exc.reason)
 
     async def _log(self, request: web.Request) -> LoggedRequest:
@@ -322,7 +280,7 @@ class Simulator:
         if problem is not None:
             return problem
         key = request.match_info["id"].lower()
-        now = _now()
+        now = _iso(datetime.now(UTC))
         with self._lock:
             ticket = self.tickets[key]
             activity = {
@@ -408,7 +366,7 @@ def load_tickets(path: str | Path) -> list[dict[str, Any]]:
     for _, row in rows:
         row.setdefault("id", row.get("ticket_id", ""))
     rows = [(line, row) for line, row in rows if row["id"]]
-    filler = make_tickets(len(rows), seed=len(rows))
+    filler = make_tickets(len(rows))
     for (line, row), ticket in zip(rows, filler, strict=True):
         if not _UUID_RE.match(row["id"]):
             raise ValueError(f"{path}:{line}: id {row['id']!r} is not a UUID")

@@ -45,7 +45,9 @@ def dry(path: Path | pd.DataFrame, **kw: object) -> pd.DataFrame:
 
 def test_invalid_ids_never_planned(tmp_path: Path) -> None:
     bad = ["../x", "a/b", "", "12345", ID + "/../x", ID[:-1], f"{{{ID}}}"]
-    path = write_csv(tmp_path / "in.csv", [(b, "closed") for b in bad] + [(f"  {ID.upper()} ", "closed")])
+    path = write_csv(
+        tmp_path / "in.csv", [(b, "closed") for b in bad] + [(f"  {ID.upper()} ", "closed")]
+    )
     report = dry(path)
     assert list(report["outcome"]) == ["invalid"] * len(bad) + ["skipped"]
     assert all("ticket_id" in e for e in report["error"][: len(bad)])
@@ -108,7 +110,9 @@ def test_dataframe_and_status_option(tmp_path: Path) -> None:
 def test_column_override_and_chunking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_inputs, "CHUNK_ROWS", 7)
     ids = [f"00000000-0000-4000-8000-{i:012d}" for i in range(50)]
-    path = write_csv(tmp_path / "in.csv", [(i, "x", "closed") for i in ids], ("ref", "id", "wanted"))
+    path = write_csv(
+        tmp_path / "in.csv", [(i, "x", "closed") for i in ids], ("ref", "id", "wanted")
+    )
     report = dry(path, id_column="REF", status_column="wanted")
     assert list(report["row"]) == list(range(1, 51))
     assert list(report["ticket_id"]) == ids

@@ -45,7 +45,9 @@ async def test_every_row_once_in_input_order(
     assert report.attrs["summary"].exit_code == 0
 
 
-async def test_unchanged_rows(tmp_path: Path, server: str, creds: Credentials, sim: Simulator) -> None:
+async def test_unchanged_rows(
+    tmp_path: Path, server: str, creds: Credentials, sim: Simulator
+) -> None:
     ticket_id = next(iter(sim.tickets))
     status = sim.status_of(ticket_id)
     report = await run_async(
@@ -60,14 +62,15 @@ async def test_unchanged_rows(tmp_path: Path, server: str, creds: Credentials, s
     [
         {"error_rate": 0.3},
         {"drop_rate": 0.3},
-        {"rate": 50.0, "burst": 1},  # a client far above the server's limit sees 429s
-        {"rate": 50.0, "burst": 1, "retry_after": True},
+        {"rate": 100.0, "burst": 2, "client_rate": 300.0},  # too fast a client sees 429s
+        {"rate": 100.0, "burst": 2, "client_rate": 300.0, "retry_after": True},
     ],
 )
 async def test_retried_faults_end_updated(
     tmp_path: Path, creds: Credentials, faults: dict[str, Any]
 ) -> None:
     tickets = make_tickets(60, seed=3, statuses=("new",))
+    client_rate = faults.pop("client_rate", None)
     sim = Simulator(SimConfig(seed=5, **{"rate": None, **faults}), tickets)
     async with serve(sim) as url:
         summary = await execute(
@@ -75,7 +78,7 @@ async def test_retried_faults_end_updated(
             # 429 needs real backoff (the server refills at its own pace); others retry at once
             RunOptions(
                 base_url=url,
-                rate=None,
+                rate=client_rate,
                 concurrency=8,
                 max_attempts=30,
                 **({"backoff_base": 0.02, "backoff_max": 0.3} if "burst" in faults else FAST),
@@ -111,7 +114,9 @@ async def test_fatal_answers_fail_after_one_attempt(
     assert summary.exit_code == 1
 
 
-async def test_client_reports_api_message_for_400(server: str, creds: Credentials, sim: Simulator) -> None:
+async def test_client_reports_api_message_for_400(
+    server: str, creds: Credentials, sim: Simulator
+) -> None:
     from bulk._client import TicketClient
     from bulk._errors import FatalRequestError
 
@@ -182,7 +187,9 @@ async def test_formula_text_is_neutralised_in_csv(
             assert not cell.lstrip('"').startswith(("=", "+", "@", "-"))
 
 
-async def test_credentials_rejected_stops_the_run(tmp_path: Path, server: str, sim: Simulator) -> None:
+async def test_credentials_rejected_stops_the_run(
+    tmp_path: Path, server: str, sim: Simulator
+) -> None:
     wrong = Credentials.basic("demo-client", "not-the-secret")
     ids = list(sim.tickets)[:100]
     summary = await execute(
@@ -198,7 +205,9 @@ async def test_credentials_rejected_stops_the_run(tmp_path: Path, server: str, s
     assert "not-the-secret" not in summary.report.read_text()
 
 
-async def test_pacing_keeps_to_rate(tmp_path: Path, server: str, creds: Credentials, sim: Simulator) -> None:
+async def test_pacing_keeps_to_rate(
+    tmp_path: Path, server: str, creds: Credentials, sim: Simulator
+) -> None:
     ids = list(sim.tickets)[:240]
     path = write_csv(tmp_path / "in.csv", [(t, "closed") for t in ids])
     began = time.monotonic()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 import urllib.request
@@ -31,7 +30,7 @@ from bulk.simulator import (
     write_tickets,
 )
 
-BASIC = aiohttp.BasicAuth(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET)
+BASIC = {"Authorization": aiohttp.encode_basic_auth(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET)}
 CLOSE = {"ticket": {"status": "closed"}}
 
 
@@ -45,12 +44,12 @@ async def running(
 ) -> AsyncIterator[tuple[Simulator, aiohttp.ClientSession]]:
     # No rate limit unless a test asks for one, so tests never trip over it by accident.
     sim = Simulator(config or SimConfig(rate=None), make_tickets(8, seed=1))
-    async with serve(sim) as base_url, aiohttp.ClientSession(base_url, auth=BASIC) as session:
+    async with serve(sim) as base_url, aiohttp.ClientSession(base_url, headers=BASIC) as session:
         yield sim, session
 
 
 def first_with(sim: Simulator, status: str) -> str:
-    return next(t["id"] for t in sim.tickets.values() if t["status"] == status)
+    return next(str(t["id"]) for t in sim.tickets.values() if t["status"] == status)
 
 
 async def test_put_changes_the_status_and_answers_the_documented_shape() -> None:
@@ -104,13 +103,14 @@ async def test_same_status_is_accepted_but_changes_nothing() -> None:
 async def test_bad_requests_are_400(path_id: str | None, payload: bytes, needle: str) -> None:
     async with running() as (sim, session):
         ticket_id = path_id or first_with(sim, "new")
+        before = {key: ticket["status"] for key, ticket in sim.tickets.items()}
         headers = {"Content-Type": "application/json"}
         async with session.put(status_url(ticket_id), data=payload, headers=headers) as resp:
             assert resp.status == 400
             body = await resp.json()
     assert body["type"] == "badRequest"
     assert needle in body["message"]
-    assert path_id or sim.status_of(ticket_id) == "new"
+    assert {key: ticket["status"] for key, ticket in sim.tickets.items()} == before
 
 
 async def test_unknown_ticket_and_unknown_route_are_json_404() -> None:
@@ -127,15 +127,11 @@ async def test_unknown_ticket_and_unknown_route_are_json_404() -> None:
             assert (await resp.json())["type"] == "notFound"
 
 
-def _basic(client_id: str, secret: str) -> str:
-    return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
-
-
 @pytest.mark.parametrize(
     ("headers", "expected"),
     [
         ({}, 401),
-        ({"Authorization": _basic(DEMO_CLIENT_ID, "wrong")}, 401),
+        ({"Authorization": aiohttp.encode_basic_auth(DEMO_CLIENT_ID, "wrong")}, 401),
         ({"Authorization": "Basic %%%not-base64"}, 401),
         ({"Authorization": f"Bearer {DEMO_ACCESS_TOKEN}"}, 401),
         (
@@ -152,16 +148,19 @@ def _basic(client_id: str, secret: str) -> str:
             },
             200,
         ),
-        ({"Authorization": _basic(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET)}, 200),
+        ({"Authorization": aiohttp.encode_basic_auth(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET)}, 200),
     ],
 )
 async def test_auth(headers: dict[str, str], expected: int) -> None:
     sim = Simulator(SimConfig(rate=None), make_tickets(1))
     ticket_id = next(iter(sim.tickets))
-    async with serve(sim) as base_url, aiohttp.ClientSession(base_url) as session:
-        async with session.put(status_url(ticket_id), json=CLOSE, headers=headers) as resp:
-            assert resp.status == expected
-            body = await resp.json()
+    async with (
+        serve(sim) as base_url,
+        aiohttp.ClientSession(base_url) as session,
+        session.put(status_url(ticket_id), json=CLOSE, headers=headers) as resp,
+    ):
+        assert resp.status == expected
+        body = await resp.json()
     if expected == 401:
         assert body["type"] == "unauthorized"
         assert sim.status_of(ticket_id) == "new"
@@ -191,13 +190,13 @@ async def test_rate_limit_answers_429_with_optional_retry_after() -> None:
     async with serve(sim) as base_url, aiohttp.ClientSession(base_url) as session:
         answers = []
         for ticket_id in ids[:3]:
-            async with session.put(status_url(ticket_id), json=CLOSE, auth=BASIC) as resp:
+            async with session.put(status_url(ticket_id), json=CLOSE, headers=BASIC) as resp:
                 answers.append((resp.status, resp.headers.get("Retry-After"), await resp.json()))
         # Another client identity has a bucket of its own.
         async with session.put(status_url(ids[3]), json=CLOSE, headers=bearer) as resp:
             assert resp.status == 200
         sim.config.retry_after = False
-        async with session.put(status_url(ids[4]), json=CLOSE, auth=BASIC) as resp:
+        async with session.put(status_url(ids[4]), json=CLOSE, headers=BASIC) as resp:
             assert resp.status == 429
             assert "Retry-After" not in resp.headers
 
@@ -217,7 +216,9 @@ async def test_dropped_connection_is_a_client_side_disconnect() -> None:
         with pytest.raises((aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)):
             async with session.put(status_url(ticket_id), json=CLOSE) as resp:
                 await resp.read()
-    assert [r.status for r in sim.requests] == [0]
+    # aiohttp's client quietly resends an idempotent PUT once after a disconnect, so the
+    # server may see two requests for one call; each was dropped.
+    assert {r.status for r in sim.requests} == {0}
     assert sim.status_of(ticket_id) == "new"
 
 
@@ -256,7 +257,7 @@ def test_simulator_thread_serves_sync_callers() -> None:
             data=json.dumps({"ticket": {"status": "inProgress"}}).encode(),
             method="PUT",
             headers={
-                "Authorization": _basic(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET),
+                "Authorization": aiohttp.encode_basic_auth(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET),
                 "Content-Type": "application/json",
             },
         )
@@ -306,5 +307,5 @@ def test_tickets_round_trip_through_csv(tmp_path: Path) -> None:
     assert Simulator(tickets=[filled]).status_of(ticket_id) == filled["status"]
 
     (tmp_path / "bad.csv").write_text("id,status\nnot-a-uuid,new\n")
-    with pytest.raises(ValueError, match="bad.csv:2"):
+    with pytest.raises(ValueError, match=r"bad\.csv:2"):
         load_tickets(tmp_path / "bad.csv")
