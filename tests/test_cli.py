@@ -1,0 +1,146 @@
+"""The command line as a user runs it: a real `bulk` process against a simulator thread."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bulk.simulator import (
+    DEMO_CLIENT_ID,
+    DEMO_CLIENT_SECRET,
+    SimConfig,
+    Simulator,
+    SimulatorThread,
+    make_tickets,
+)
+
+from .conftest import read_report, write_csv
+
+SECRET = "s3cr3t-Value-that-must-never-print"
+
+
+@pytest.fixture
+def sim_thread() -> Iterator[tuple[Simulator, str]]:
+    sim = Simulator(SimConfig(rate=None, client_secret=SECRET), make_tickets(50, seed=9))
+    with SimulatorThread(sim) as server:
+        yield sim, server.base_url
+
+
+def bulk(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> Any:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SPACEBRING_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "bulk", *args],
+        env=full_env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def creds(url: str, secret: str = SECRET) -> dict[str, str]:
+    return {
+        "SPACEBRING_BASE_URL": url,
+        "SPACEBRING_CLIENT_ID": DEMO_CLIENT_ID,
+        "SPACEBRING_CLIENT_SECRET": secret,
+    }
+
+
+def test_run_ok_then_rows_failed(tmp_path: Path, sim_thread: tuple[Simulator, str]) -> None:
+    sim, url = sim_thread
+    ids = list(sim.tickets)[:10]
+    ok = bulk("run", str(write_csv(tmp_path / "a.csv", [(t, "closed") for t in ids])), env=creds(url))
+    assert ok.returncode == 0, ok.stderr
+    assert "updated" in ok.stdout and "report:" in ok.stdout
+    assert len(read_report(tmp_path / "reports" / "a.report.csv")) == 10
+    bad = write_csv(tmp_path / "b.csv", [(ids[0], "closed"), ("nope", "closed")])
+    out = bulk("run", str(bad), "--rate", "unlimited", env=creds(url))
+    assert out.returncode == 1
+
+
+def test_stdin_and_status_option(tmp_path: Path, sim_thread: tuple[Simulator, str]) -> None:
+    sim, url = sim_thread
+    ids = list(sim.tickets)[:5]
+    out = bulk("run", "-", "--status", "In Progress", env=creds(url), stdin="id\n" + "\n".join(ids))
+    assert out.returncode == 0, out.stderr
+    assert all(sim.status_of(t) == "inProgress" for t in ids)
+    assert len(read_report(tmp_path / "reports" / "stdin.report.csv")) == 5
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "missing.csv"], "missing.csv: no such file"),
+        (["run", "in.csv", "--status", "archived"], "unknown status 'archived'"),
+        (["run", "in.csv", "--report", "out.xml"], "unknown format"),
+        (["run", "in.csv", "--base-url", "http://example.com"], "refusing plain http"),
+        (["run", "empty.csv"], "empty.csv: the file is empty"),
+    ],
+)
+def test_usage_errors_exit_2_without_traceback(
+    tmp_path: Path, sim_thread: tuple[Simulator, str], args: list[str], message: str
+) -> None:
+    sim, url = sim_thread
+    write_csv(tmp_path / "in.csv", [(next(iter(sim.tickets)), "closed")])
+    (tmp_path / "empty.csv").write_text("")
+    out = bulk(*args, env=creds(url))
+    assert out.returncode == 2
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr
+    assert sim.requests == []
+
+
+def test_missing_credentials_exit_2(tmp_path: Path, sim_thread: tuple[Simulator, str]) -> None:
+    sim, url = sim_thread
+    path = write_csv(tmp_path / "in.csv", [(next(iter(sim.tickets)), "closed")])
+    out = bulk("run", str(path), env={"SPACEBRING_BASE_URL": url})
+    assert out.returncode == 2 and "no credentials" in out.stderr
+    assert sim.requests == []
+
+
+def test_credentials_never_printed(tmp_path: Path, sim_thread: tuple[Simulator, str]) -> None:
+    sim, url = sim_thread
+    ids = list(sim.tickets)[:20]
+    path = write_csv(tmp_path / "in.csv", [(t, "closed") for t in ids] + [("bad", "closed")])
+    wrong = "wr0ng-" + SECRET
+    outputs = []
+    for secret in (SECRET, wrong):
+        out = bulk("-vv", "run", str(path), "--fresh", env=creds(url, secret))
+        outputs.append(out.stdout + out.stderr)
+    assert "credentials rejected" in outputs[1]
+    written = [p.read_bytes() for p in (tmp_path / "reports").iterdir() if p.is_file()]
+    for blob in [o.encode() for o in outputs] + written:
+        assert SECRET.encode() not in blob
+        assert b"czNjcjN0" not in blob  # nor its base64 (in the Basic header)
+
+
+def test_dotenv_supplies_credentials(tmp_path: Path, sim_thread: tuple[Simulator, str]) -> None:
+    sim, url = sim_thread
+    (tmp_path / ".env").write_text(
+        f"SPACEBRING_CLIENT_ID={DEMO_CLIENT_ID}\nSPACEBRING_CLIENT_SECRET={SECRET}\n"
+    )
+    path = write_csv(tmp_path / "in.csv", [(next(iter(sim.tickets)), "solved")])
+    out = bulk("run", str(path), env={"SPACEBRING_BASE_URL": url})
+    assert out.returncode == 0, out.stderr
+
+
+def test_dry_run_prints_plan(tmp_path: Path, sim_thread: tuple[Simulator, str]) -> None:
+    sim, url = sim_thread
+    ids = list(sim.tickets)[:30]
+    path = write_csv(tmp_path / "in.csv", [(t, "closed") for t in ids])
+    out = bulk("run", str(path), "--dry-run", env={"SPACEBRING_BASE_URL": url})
+    assert out.returncode == 0, out.stderr
+    assert "would send 30 requests" in out.stderr and "about 3s at 10/s" in out.stderr
+    assert sim.requests == []
+
+
+def test_version_and_help() -> None:
+    assert bulk("--version").stdout.startswith("bulk, version")
+    assert "run" in bulk("--help").stdout
