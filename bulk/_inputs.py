@@ -24,12 +24,13 @@ from ._errors import UsageError
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["ID_NAMES", "STATUS_NAMES", "Chunk", "Source", "open_source"]
+__all__ = ["DERIVED_COLUMNS", "ID_NAMES", "STATUS_NAMES", "Chunk", "Source", "open_source"]
 
 CHUNK_ROWS = 50_000
 SUFFIXES = (".csv", ".tsv", ".txt", ".xlsx", ".parquet", ".jsonl", ".ndjson")
 ID_NAMES = ("ticket_id", "ticketid", "ticket", "ticket_ref", "ticketref", "id", "uuid")
 STATUS_NAMES = ("target_status", "targetstatus", "new_status", "status")
+DERIVED_COLUMNS = ("source_row", "skip_reason")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +38,9 @@ class Chunk:
     first_row: int  # 1-based input position of the chunk's first row
     ids: list[str]
     statuses: list[str] | None  # None when the input has no status column
+    # Only for batches derived from a report (retry, undo):
+    source_rows: list[int] | None = None  # the row in the report it came from
+    skips: list[str] | None = None  # non-empty: decided not to send, with this reason
 
 
 def _norm(name: object) -> str:
@@ -83,6 +87,7 @@ class Source:
         self.status_column = ""
         self._sep = ","
         self._kind = "frame" if frame is not None else _kind_of(path)
+        self.derived = frame is not None and "source_row" in frame.columns
 
     # -- columns -------------------------------------------------------------
     def _columns(self) -> list[str]:
@@ -183,6 +188,7 @@ class Source:
 
         cols = [c for c in (self.id_column, self.status_column) if c]
         if self.frame is not None:
+            cols += [c for c in DERIVED_COLUMNS if c in self.frame.columns]
             for start in range(0, len(self.frame), CHUNK_ROWS):
                 yield self.frame.iloc[start : start + CHUNK_ROWS][cols]
             return

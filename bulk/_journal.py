@@ -38,7 +38,8 @@ CREATE TABLE IF NOT EXISTS rows (
     activity_id TEXT,
     elapsed_ms INTEGER,
     finished_at TEXT,
-    started INTEGER NOT NULL DEFAULT 0  -- dispatched and not yet final
+    started INTEGER NOT NULL DEFAULT 0, -- dispatched and not yet final
+    source_row INTEGER              -- retry/undo: the row of the report it came from
 );
 """
 
@@ -110,8 +111,8 @@ class Journal:
         with self._lock:
             self._conn.execute("BEGIN")
             self._conn.executemany(
-                "INSERT INTO rows (row, ticket_id, ticket_key, target_status, outcome, error)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO rows (row, ticket_id, ticket_key, target_status, outcome, error,"
+                " source_row) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
             self._conn.execute("COMMIT")
@@ -250,11 +251,11 @@ class Journal:
             "retries": retries,
         }
 
-    def report_rows(self, batch: int = 10_000) -> Iterator[list[tuple[Any, ...]]]:
+    def report_rows(
+        self, columns: tuple[str, ...] = REPORT_COLUMNS, batch: int = 10_000
+    ) -> Iterator[list[tuple[Any, ...]]]:
         with self._lock:
-            cursor = self._conn.execute(
-                f"SELECT {', '.join(REPORT_COLUMNS)} FROM rows ORDER BY row"
-            )
+            cursor = self._conn.execute(f"SELECT {', '.join(columns)} FROM rows ORDER BY row")
             while rows := cursor.fetchmany(batch):
                 yield rows
 

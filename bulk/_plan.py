@@ -20,8 +20,9 @@ _ALIASES = {s.lower(): s for s in STATUSES}
 _SEPARATORS = re.compile(r"[\s_\-]+")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
-# (row, ticket_id as given, canonical id or None, target status, outcome or None, error or None)
-PlannedRow = tuple[int, str, str | None, str, str | None, str | None]
+# (row, ticket_id as given, canonical id or None, target status, outcome or None,
+#  error or None, source row or None)
+PlannedRow = tuple[int, str, str | None, str, str | None, str | None, int | None]
 
 
 def normalise_status(value: str) -> str | None:
@@ -47,19 +48,24 @@ def plan_chunk(
     statuses = chunk.statuses
     for offset, raw_id in enumerate(chunk.ids):
         row = chunk.first_row + offset
+        source = chunk.source_rows[offset] if chunk.source_rows else None
         ticket_id = raw_id.strip()
         raw_status = fixed_status if fixed_status is not None else (statuses or [""])[offset]
         raw_status = raw_status.strip()
         key = ticket_id.lower()
         status = normalise_status(raw_status)
-        if not ticket_id:
-            yield (row, ticket_id, None, status or raw_status, "invalid", f"{id_column}: empty")
+        verdict, error = None, None
+        if chunk.skips and chunk.skips[offset]:
+            verdict, error = "skipped", chunk.skips[offset]
+        elif not ticket_id:
+            verdict, error = "invalid", f"{id_column}: empty"
         elif not _UUID.fullmatch(key):
-            error = f"{id_column}: {_quote(ticket_id)} is not a ticket id (a UUID)"
-            yield (row, ticket_id, None, status or raw_status, "invalid", error)
+            verdict, error = (
+                "invalid",
+                f"{id_column}: {_quote(ticket_id)} is not a ticket id (a UUID)",
+            )
         elif status is None:
             what = f"{_quote(raw_status)} is not a status" if raw_status else "empty"
-            error = f"{status_column}: {what}; allowed: {', '.join(STATUSES)}"
-            yield (row, ticket_id, key, raw_status, "invalid", error)
-        else:
-            yield (row, ticket_id, key, status, None, None)
+            verdict, error = "invalid", f"{status_column}: {what}; allowed: {', '.join(STATUSES)}"
+        valid_key = key if _UUID.fullmatch(key) else None
+        yield (row, ticket_id, valid_key, status or raw_status, verdict, error, source)

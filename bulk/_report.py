@@ -12,12 +12,22 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._errors import UsageError
 from ._journal import REPORT_COLUMNS, Journal
 
-__all__ = ["REPORT_COLUMNS", "REPORT_SUFFIXES", "check_report_path", "write_report"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "REPORT_COLUMNS",
+    "REPORT_SUFFIXES",
+    "check_report_path",
+    "report_batches",
+    "report_frame",
+    "write_report",
+]
 
 REPORT_SUFFIXES = (".csv", ".jsonl", ".parquet")
 _OUTCOME = REPORT_COLUMNS.index("outcome")
@@ -34,8 +44,14 @@ def check_report_path(path: Path) -> None:
         )
 
 
-def _rows(journal: Journal, pending_reason: str) -> Iterator[list[tuple[Any, ...]]]:
-    for batch in journal.report_rows():
+Batches = Iterator[list[tuple[Any, ...]]]
+
+
+def report_batches(
+    journal: Journal, pending_reason: str, columns: tuple[str, ...] = REPORT_COLUMNS
+) -> Batches:
+    """The report's rows in input order; rows not final yet read as `skipped`."""
+    for batch in journal.report_rows(columns):
         out = []
         for row in batch:
             if row[_OUTCOME] is None:
@@ -53,52 +69,59 @@ def _neutralise(value: Any) -> Any:
     return value
 
 
-def _write_csv(path: Path, batches: Iterator[list[tuple[Any, ...]]]) -> None:
+def _write_csv(path: Path, columns: tuple[str, ...], batches: Batches) -> None:
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(REPORT_COLUMNS)
+        writer.writerow(columns)
         for batch in batches:
             writer.writerows([_neutralise(v) for v in row] for row in batch)
 
 
-def _write_jsonl(path: Path, batches: Iterator[list[tuple[Any, ...]]]) -> None:
+def _write_jsonl(path: Path, columns: tuple[str, ...], batches: Batches) -> None:
     with open(path, "w", encoding="utf-8") as handle:
         for batch in batches:
             handle.writelines(
-                json.dumps(dict(zip(REPORT_COLUMNS, row, strict=True))) + "\n" for row in batch
+                json.dumps(dict(zip(columns, row, strict=True))) + "\n" for row in batch
             )
 
 
-def _write_parquet(path: Path, batches: Iterator[list[tuple[Any, ...]]]) -> None:
+_INTEGER_COLUMNS = frozenset({"row", "http_status", "attempts", "elapsed_ms", "source_row"})
+
+
+def _write_parquet(path: Path, columns: tuple[str, ...], batches: Batches) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = pa.schema(
-        [
-            ("row", pa.int64()),
-            ("ticket_id", pa.string()),
-            ("target_status", pa.string()),
-            ("outcome", pa.string()),
-            ("previous_status", pa.string()),
-            ("http_status", pa.int64()),
-            ("attempts", pa.int64()),
-            ("error", pa.string()),
-            ("activity_id", pa.string()),
-            ("elapsed_ms", pa.int64()),
-            ("finished_at", pa.string()),
-        ]
-    )
+    schema = pa.schema([(c, pa.int64() if c in _INTEGER_COLUMNS else pa.string()) for c in columns])
     with pq.ParquetWriter(path, schema) as writer:
         for batch in batches:
             columns = list(zip(*batch, strict=True))
             writer.write_batch(pa.record_batch([list(c) for c in columns], schema=schema))
 
 
-def write_report(journal: Journal, path: Path, *, pending_reason: str = "not sent") -> Path:
+def write_report(
+    journal: Journal,
+    path: Path,
+    *,
+    pending_reason: str = "not sent",
+    columns: tuple[str, ...] = REPORT_COLUMNS,
+) -> Path:
     check_report_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     writer = {".csv": _write_csv, ".jsonl": _write_jsonl, ".parquet": _write_parquet}
-    writer[path.suffix.lower()](tmp, _rows(journal, pending_reason))
+    writer[path.suffix.lower()](tmp, columns, report_batches(journal, pending_reason, columns))
     os.replace(tmp, path)
     return path
+
+
+def report_frame(
+    journal: Journal, pending_reason: str, columns: tuple[str, ...] = REPORT_COLUMNS
+) -> pd.DataFrame:
+    import pandas as pd
+
+    frames = [
+        pd.DataFrame.from_records(batch, columns=list(columns))
+        for batch in report_batches(journal, pending_reason, columns)
+    ]
+    return pd.concat(frames, ignore_index=True)

@@ -30,7 +30,7 @@ from ._journal import REPORT_COLUMNS, Journal
 from ._pacing import Pacer, RateController
 from ._plan import checked_status, plan_chunk
 from ._progress import NoProgress, Progress
-from ._report import check_report_path, write_report
+from ._report import check_report_path, report_frame, write_report
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -318,10 +318,11 @@ async def execute(
         pending_reason = (
             "dry run" if options.dry_run else (stop_reason if stop_reason else "not sent")
         )
+        columns = REPORT_COLUMNS + (("source_row",) if src.derived else ())
         await anyio.to_thread.run_sync(
-            lambda: write_report(journal, report, pending_reason=pending_reason)
+            lambda: write_report(journal, report, pending_reason=pending_reason, columns=columns)
         )
-        frame = _frame(journal, pending_reason) if collect else None
+        frame = report_frame(journal, pending_reason, columns) if collect else None
         summary = RunSummary(
             report=report,
             audit=report.with_name(report.name.rsplit(".", 1)[0] + ".run.json"),
@@ -386,20 +387,6 @@ def _describe_dry_run(counts: Mapping[str, Any], options: RunOptions, base_url: 
         base_url,
         f", about {seconds:.0f}s at {options.rate:g}/s" if options.rate else "",
     )
-
-
-def _frame(journal: Journal, pending_reason: str) -> pd.DataFrame:
-    import pandas as pd
-
-    frames = [
-        pd.DataFrame.from_records(batch, columns=list(REPORT_COLUMNS))
-        for batch in journal.report_rows()
-    ]
-    frame = pd.concat(frames, ignore_index=True)
-    pending = frame["outcome"].isna()
-    frame.loc[pending, "error"] = pending_reason
-    frame.loc[pending, "outcome"] = "skipped"
-    return frame
 
 
 async def run_async(

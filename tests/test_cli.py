@@ -13,7 +13,6 @@ import pytest
 
 from bulk.simulator import (
     DEMO_CLIENT_ID,
-    DEMO_CLIENT_SECRET,
     SimConfig,
     Simulator,
     SimulatorThread,
@@ -56,7 +55,9 @@ def creds(url: str, secret: str = SECRET) -> dict[str, str]:
 def test_run_ok_then_rows_failed(tmp_path: Path, sim_thread: tuple[Simulator, str]) -> None:
     sim, url = sim_thread
     ids = list(sim.tickets)[:10]
-    ok = bulk("run", str(write_csv(tmp_path / "a.csv", [(t, "closed") for t in ids])), env=creds(url))
+    ok = bulk(
+        "run", str(write_csv(tmp_path / "a.csv", [(t, "closed") for t in ids])), env=creds(url)
+    )
     assert ok.returncode == 0, ok.stderr
     assert "updated" in ok.stdout and "report:" in ok.stdout
     assert len(read_report(tmp_path / "reports" / "a.report.csv")) == 10

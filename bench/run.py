@@ -1,0 +1,3 @@
+"""Benchmarks: see the performance issue. Placeholder until it lands."""
+
+print("bench: not yet")
