@@ -95,8 +95,8 @@ def _write_parquet(path: Path, columns: tuple[str, ...], batches: Batches) -> No
     schema = pa.schema([(c, pa.int64() if c in _INTEGER_COLUMNS else pa.string()) for c in columns])
     with pq.ParquetWriter(path, schema) as writer:
         for batch in batches:
-            columns = list(zip(*batch, strict=True))
-            writer.write_batch(pa.record_batch([list(c) for c in columns], schema=schema))
+            arrays = [list(c) for c in zip(*batch, strict=True)]
+            writer.write_batch(pa.record_batch(arrays, schema=schema))
 
 
 def write_report(
