@@ -231,7 +231,14 @@ class Source:
             statuses = (
                 _as_strings(frame[self.status_column].tolist()) if self.status_column else None
             )
-            yield Chunk(row, ids, statuses)
+            if self.derived:
+                skips = (
+                    _as_strings(frame["skip_reason"].tolist()) if "skip_reason" in frame else None
+                )
+                sources = [int(v) for v in frame["source_row"].tolist()]
+                yield Chunk(row, ids, statuses, sources, skips)
+            else:
+                yield Chunk(row, ids, statuses)
             row += len(ids)
 
 

@@ -236,6 +236,7 @@ async def execute(
     progress: Progress | None = None,
     handle_signals: bool = False,
     collect: bool = False,
+    derived_from: dict[str, Any] | None = None,
 ) -> RunSummary:
     """Run one batch; raise `UsageError` (exit 2) before anything is sent if the input is bad."""
     began, started_at = time.monotonic(), datetime.now(UTC)
@@ -292,12 +293,21 @@ async def execute(
             resent = journal.reopen_in_flight()
             counts = journal.counts()
             already_final = counts["rows"] - counts["pending"]
-            log.info(
-                "resuming: %d of %d rows already final%s",
-                already_final,
-                counts["rows"],
-                f" ({resent} in flight at the interruption will be sent again)" if resent else "",
-            )
+            if counts["pending"]:
+                log.info(
+                    "resuming: %d of %d rows already final%s",
+                    already_final,
+                    counts["rows"],
+                    f" ({resent} in flight at the interruption will be sent again)"
+                    if resent
+                    else "",
+                )
+            else:
+                log.info(
+                    "nothing to send: every row of %s is already final "
+                    "(rerun with --fresh to send the batch again)",
+                    report,
+                )
         counts = journal.counts()
         stats = Stats(total=counts["pending"])
         stop_reason: str | None = None
@@ -367,6 +377,7 @@ async def execute(
                     if already_final or resent
                     else None,
                     "stop_reason": stop_reason,
+                    "derived_from": derived_from,
                     "exit_code": exit_code,
                 },
             )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -32,7 +32,7 @@ def _setup_logging(verbose: int) -> None:
     root.propagate = False
 
 
-def _fail_usage(message: str) -> None:
+def _fail_usage(message: str) -> NoReturn:
     click.echo(f"bulk: error: {message}", err=True)
     sys.exit(2)
 
@@ -80,7 +80,6 @@ def _execute(source: Any, options: RunOptions, **kwargs: Any) -> int:
         )
     except UsageError as exc:
         _fail_usage(str(exc))
-        raise AssertionError("unreachable") from None
     except KeyboardInterrupt:
         click.echo("bulk: interrupted before sending started; nothing sent", err=True)
         return 130
@@ -148,6 +147,89 @@ def run(input: str, rate: str, **kwargs: Any) -> None:
     sys.exit(code)
 
 
+def _derived_run(kind: str, report: Path, frame: Any, options: RunOptions) -> None:
+    if frame.empty:
+        click.echo(f"{report}: no rows to {kind}; nothing to do")
+        sys.exit(0)
+    from ._derived import derived_report_path
+
+    if options.report is None:
+        options.report = derived_report_path(report, kind)
+    batch = None
+    audit = report.with_name(report.name.rsplit(".", 1)[0] + ".run.json")
+    if audit.is_file():
+        import json
+
+        batch = json.loads(audit.read_text()).get("batch_id")
+    derived = {"kind": kind, "report": str(report), "batch_id": batch}
+    sys.exit(_execute(frame, options, derived_from=derived))
+
+
+@main.command()
+@click.argument("earlier", metavar="REPORT", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--only",
+    default="failed",
+    show_default=True,
+    help="Which outcomes to send again: failed, skipped, or both (failed,skipped).",
+)
+@_run_options
+def retry(earlier: Path, only: str, rate: str, status: str | None, **kwargs: Any) -> None:
+    """Send again the rows of REPORT that failed (or were skipped), into a new report."""
+    from ._derived import retry_frame
+    from ._runner import RunOptions
+
+    try:
+        frame = retry_frame(earlier, frozenset(p.strip() for p in only.split(",") if p.strip()))
+    except UsageError as exc:
+        _fail_usage(str(exc))
+    if status:
+        _fail_usage("retry sends each row's own target status; --status does not apply")
+    _derived_run("retry", earlier, frame, RunOptions(rate=_rate(rate), **kwargs))
+
+
+@main.command()
+@click.argument("earlier", metavar="REPORT", type=click.Path(path_type=Path, dir_okay=False))
+@_run_options
+def undo(earlier: Path, rate: str, status: str | None, **kwargs: Any) -> None:
+    """Put every ticket that REPORT changed back to its previous status.
+
+    Rows that were unchanged, failed, invalid or skipped are left alone and
+    listed as such. Try it with --dry-run first.
+    """
+    from ._derived import undo_frame
+    from ._runner import RunOptions
+
+    try:
+        frame = undo_frame(earlier)
+    except UsageError as exc:
+        _fail_usage(str(exc))
+    if status:
+        _fail_usage("undo sends each ticket's previous status; --status does not apply")
+    _derived_run("undo", earlier, frame, RunOptions(rate=_rate(rate), **kwargs))
+
+
+@main.command()
+@click.argument("folder", default="reports", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--limit", default=20, show_default=True)
+def runs(folder: Path, limit: int) -> None:
+    """List recent runs from their audit records under FOLDER."""
+    from ._derived import list_runs
+
+    records = list_runs(folder, limit)
+    if not records:
+        click.echo(f"no runs recorded under {folder}")
+        return
+    for record in records:
+        counts = record.get("counts", {}).get("outcomes", {})
+        kind = (record.get("derived_from") or {}).get("kind", "run")
+        shown = " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+        click.echo(
+            f"{str(record.get('ended_at', '?'))[:19]}  exit {record.get('exit_code', '?'):>3}  "
+            f"{kind:<5}  {shown}  {record.get('report', record['audit'])}"
+        )
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8900, show_default=True, help="0 picks a free port.")
@@ -179,7 +261,6 @@ def simulate(
         loaded = sim.make_tickets(int(tickets), seed=faults["seed"] or 0)
     else:
         _fail_usage(f"--tickets {tickets!r}: neither a number nor a file")
-        return
     if write_tickets:
         sim.write_tickets(loaded, write_tickets)
         click.echo(f"tickets written to {write_tickets}")

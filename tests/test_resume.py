@@ -1,0 +1,208 @@
+"""Never lose a row, never send one twice: kill -9, Ctrl-C, resume, retry and undo.
+
+These run the real `bulk` command in a subprocess against a simulator thread,
+so signals, the journal on disk and the server's request log are all real.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bulk.simulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, SimConfig, Simulator, SimulatorThread
+from bulk.simulator import make_tickets as _make
+
+from .conftest import read_report, write_csv
+
+CONCURRENCY = 8
+
+
+@pytest.fixture
+def sim_thread() -> Iterator[tuple[Simulator, str]]:
+    tickets = _make(3000, seed=11, statuses=("new", "inProgress", "solved"))
+    sim = Simulator(SimConfig(rate=None), tickets)
+    with SimulatorThread(sim) as server:
+        yield sim, server.base_url
+
+
+def env(url: str) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("SPACEBRING_")}
+    return {
+        **base,
+        "SPACEBRING_BASE_URL": url,
+        "SPACEBRING_CLIENT_ID": DEMO_CLIENT_ID,
+        "SPACEBRING_CLIENT_SECRET": DEMO_CLIENT_SECRET,
+    }
+
+
+def start(url: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "bulk", "run", *args, "--concurrency", str(CONCURRENCY)],
+        env=env(url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def bulk(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bulk", *args],
+        env=env(url),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def wait_for_requests(sim: Simulator, n: int, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 60
+    while len(sim.requests) < n:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+
+
+def test_kill_9_at_several_points_loses_nothing(
+    tmp_path: Path, sim_thread: tuple[Simulator, str]
+) -> None:
+    sim, url = sim_thread
+    ids = list(sim.tickets)
+    path = write_csv(tmp_path / "in.csv", [(t, "closed") for t in ids])
+    args = (str(path), "--rate", "1500")
+    kills = 0
+    for point in (400, 1200, 2100):
+        proc = start(url, *args)
+        wait_for_requests(sim, point, proc)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kills += 1
+    final = bulk(url, "run", *args, "--concurrency", str(CONCURRENCY))
+    assert final.returncode == 0, final.stderr
+    assert "resuming:" in final.stderr
+    report = read_report(tmp_path / "reports" / "in.report.csv")
+    assert [r["row"] for r in report] == [str(i) for i in range(1, len(ids) + 1)]
+    assert [r["ticket_id"] for r in report] == ids
+    assert {r["outcome"] for r in report} <= {"updated", "unchanged"}
+    assert all(sim.status_of(t) == "closed" for t in ids)
+    sent = Counter(sim.sent_ids())
+    assert set(sent) == set(ids)
+    resent = sum(n - 1 for n in sent.values())
+    # Only rows in flight at each kill go out again: at most CONCURRENCY requests,
+    # plus answers received but still in the journal batch being committed.
+    assert resent <= kills * 2 * CONCURRENCY, resent
+    # A re-sent row the server had already changed reads `unchanged`, never `failed`.
+    assert sum(r["outcome"] == "unchanged" for r in report) <= resent
+
+
+def test_sigint_stops_gracefully_then_rerun_finishes(
+    tmp_path: Path, sim_thread: tuple[Simulator, str]
+) -> None:
+    sim, url = sim_thread
+    ids = list(sim.tickets)[:600]
+    path = write_csv(tmp_path / "in.csv", [(t, "solved") for t in ids])
+    proc = start(url, str(path), "--rate", "300")
+    wait_for_requests(sim, 100, proc)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    report = read_report(tmp_path / "reports" / "in.report.csv")
+    assert len(report) == len(ids)
+    outcomes = Counter(r["outcome"] for r in report)
+    assert outcomes["skipped"] > 0 and outcomes["updated"] + outcomes["unchanged"] >= 100
+    assert {r["error"] for r in report if r["outcome"] == "skipped"} == {"interrupted"}
+    # every request that reached the server is accounted for in the report
+    done = {r["ticket_id"] for r in report if r["outcome"] in ("updated", "unchanged")}
+    assert set(sim.sent_ids()) == done
+    again = bulk(url, "run", str(path), "--rate", "unlimited")
+    assert again.returncode == 0, again.stderr
+    assert f"resuming: {len(done)} of {len(ids)} rows already final" in again.stderr
+    assert Counter(sim.sent_ids()) == Counter(ids)
+    final = read_report(tmp_path / "reports" / "in.report.csv")
+    assert {r["outcome"] for r in final} == {"updated", "unchanged"}
+    assert all(sim.status_of(t) == "solved" for t in ids)
+
+
+def test_edited_input_is_refused_and_fresh_starts_over(
+    tmp_path: Path, sim_thread: tuple[Simulator, str]
+) -> None:
+    sim, url = sim_thread
+    ids = list(sim.tickets)[:10]
+    path = write_csv(tmp_path / "in.csv", [(t, "closed") for t in ids])
+    assert bulk(url, "run", str(path), "--rate", "unlimited").returncode == 0
+    again = bulk(url, "run", str(path), "--rate", "unlimited")
+    assert again.returncode == 0 and "nothing to send" in again.stderr
+    assert len(sim.requests) == 10
+    write_csv(path, [(t, "closed") for t in ids[:9]])
+    edited = bulk(url, "run", str(path))
+    assert edited.returncode == 2
+    assert "input_sha256" in edited.stderr and "--fresh" in edited.stderr
+    other = bulk(url, "run", str(path), "--status", "new")
+    assert other.returncode == 2
+    fresh = bulk(url, "run", str(path), "--fresh", "--rate", "unlimited")
+    assert fresh.returncode == 0
+    assert len(sim.requests) == 19
+
+
+def test_retry_sends_only_the_failures(tmp_path: Path, sim_thread: tuple[Simulator, str]) -> None:
+    sim, url = sim_thread
+    ids = list(sim.tickets)[:200]
+    sim.config.error_rate = 0.3
+    sim.config.seed = 3
+    path = write_csv(tmp_path / "in.csv", [(t, "closed") for t in ids])
+    first = bulk(url, "run", str(path), "--rate", "unlimited", "--max-attempts", "1")
+    assert first.returncode == 1
+    report = read_report(tmp_path / "reports" / "in.report.csv")
+    failed = [r for r in report if r["outcome"] == "failed"]
+    assert 20 < len(failed) < 120
+    sim.config.error_rate = 0.0
+    before = len(sim.sent_ids())
+    retried = bulk(url, "retry", str(tmp_path / "reports" / "in.report.csv"), "--rate", "unlimited")
+    assert retried.returncode == 0, retried.stderr
+    assert sorted(sim.sent_ids()[before:]) == sorted(r["ticket_id"] for r in failed)
+    assert all(sim.status_of(t) == "closed" for t in ids)
+    second = read_report(tmp_path / "reports" / "in.retry.csv")
+    assert [r["source_row"] for r in second] == [r["row"] for r in failed]
+    assert {r["outcome"] for r in second} == {"updated"}
+    audit = json.loads((tmp_path / "reports" / "in.retry.run.json").read_text())
+    assert audit["derived_from"]["kind"] == "retry"
+    assert audit["derived_from"]["report"].endswith("in.report.csv")
+    listing = bulk(url, "runs", str(tmp_path / "reports"))
+    assert "retry" in listing.stdout and "in.report.csv" in listing.stdout
+
+
+def test_undo_puts_changed_tickets_back(tmp_path: Path, sim_thread: tuple[Simulator, str]) -> None:
+    sim, url = sim_thread
+    ids = list(sim.tickets)[:90]
+    original: dict[str, Any] = {t: sim.status_of(t) for t in ids}
+    rows = [(t, "solved") for t in ids] + [("not-an-id", "solved")]
+    path = write_csv(tmp_path / "in.csv", rows)
+    assert bulk(url, "run", str(path), "--rate", "unlimited").returncode == 1  # one invalid row
+    report_path = tmp_path / "reports" / "in.report.csv"
+    outcomes = Counter(r["outcome"] for r in read_report(report_path))
+    assert outcomes["unchanged"] == 30 and outcomes["updated"] == 60  # a third were solved
+
+    preview = bulk(url, "undo", str(report_path), "--dry-run")
+    assert preview.returncode == 0, preview.stderr
+    assert "would send 60 requests" in preview.stderr
+    assert all(sim.status_of(t) == "solved" for t in ids)
+
+    undone = bulk(url, "undo", str(report_path), "--rate", "unlimited")
+    assert undone.returncode == 0, undone.stderr
+    assert {t: sim.status_of(t) for t in ids} == original
+    undo_report = read_report(tmp_path / "reports" / "in.undo.csv")
+    assert len(undo_report) == len(rows)
+    left = Counter(r["error"] for r in undo_report if r["outcome"] == "skipped")
+    assert left == {"left alone: outcome was unchanged": 30, "left alone: outcome was invalid": 1}
+    assert {r["outcome"] for r in undo_report} == {"updated", "skipped"}
