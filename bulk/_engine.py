@@ -10,7 +10,9 @@ never swallowed.
 
 from __future__ import annotations
 
+import math
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,12 +39,21 @@ _FEED_BATCH = 1000
 
 @dataclass
 class EngineSettings:
-    concurrency: int = 8
+    concurrency: int | None = 8  # None: chosen from the observed latency (Little's law)
+    max_concurrency: int = 64  # the cap for the automatic choice
     max_attempts: int = 6
     # 429s are the pool's pace, not the row's fault: they have their own, larger budget.
     max_throttled: int = 50
     backoff_base: float = 0.5  # first retry waits up to this many seconds (full jitter)
     backoff_max: float = 30.0
+    max_failure_rate: float = 0.2  # stop when more of the recent rows than this failed
+    failure_window: int = 100
+    failure_min_rows: int = 20
+    limit: int | None = None  # send at most this many rows (a canary)
+
+    @property
+    def workers(self) -> int:
+        return self.concurrency or self.max_concurrency
 
 
 @dataclass
@@ -56,6 +67,8 @@ class Stats:
     requests: int = 0
     retries: int = 0
     throttled: int = 0
+    concurrency: int | None = None  # the pool's size at the end (chosen, when automatic)
+    final_rate: float | None = None
     started_at: float = field(default_factory=time.monotonic)
 
 
@@ -94,6 +107,12 @@ class Engine:
         self.stop_reason: str | None = None
         self.credentials_error: str | None = None
         self._stopping = anyio.Event()
+        self._recent: deque[bool] = deque(maxlen=settings.failure_window)
+        self._latency = 0.0  # moving average of one request's time, seconds
+        self.workers = settings.workers
+        # With automatic concurrency, all workers exist but only `total_tokens`
+        # of them may hold a row; the limit follows the observed latency.
+        self._gate = anyio.CapacityLimiter(settings.concurrency or min(8, self.workers))
 
     def stop(self, reason: str) -> None:
         if self.stop_reason is None:
@@ -104,20 +123,26 @@ class Engine:
     def stopping(self) -> bool:
         return self._stopping.is_set()
 
+    @property
+    def rate(self) -> float | None:
+        return self._pacer.rate
+
+    @property
+    def concurrency(self) -> int:
+        return int(self._gate.total_tokens)
+
     async def run(self) -> None:
-        send, receive = anyio.create_memory_object_stream[tuple[int, str, str]](
-            self._settings.concurrency * 2
-        )
+        send, receive = anyio.create_memory_object_stream[tuple[int, str, str]](self.workers * 2)
+        budget = self._settings.limit
         async with anyio.create_task_group() as tg:
-            for _ in range(self._settings.concurrency):
+            for _ in range(self.workers):
                 tg.start_soon(self._worker, receive.clone())
             receive.close()
             async with send:
                 after = 0
-                while not self.stopping:
-                    batch = await anyio.to_thread.run_sync(
-                        self._journal.pending, after, _FEED_BATCH
-                    )
+                while not self.stopping and budget != 0:
+                    size = _FEED_BATCH if budget is None else min(budget, _FEED_BATCH)
+                    batch = await anyio.to_thread.run_sync(self._journal.pending, after, size)
                     if not batch:
                         break
                     for item in batch:
@@ -125,13 +150,45 @@ class Engine:
                             break
                         await send.send(item)
                     after = batch[-1][0]
+                    if budget is not None:
+                        budget -= len(batch)
 
     async def _worker(self, receive: ObjectReceiveStream[tuple[int, str, str]]) -> None:
         async with receive:
             async for row, ticket_id, status in receive:
                 if self.stopping:
                     continue  # drain the queue without sending; rows stay pending
-                self._journal.record(await self._process(row, ticket_id, status))
+                async with self._gate:
+                    if self.stopping:
+                        continue
+                    outcome = await self._process(row, ticket_id, status)
+                self._journal.record(outcome)
+                if outcome[0] is not None:
+                    self._note_final(outcome[0] == "failed")
+
+    def _note_final(self, failed: bool) -> None:
+        recent = self._recent
+        recent.append(failed)
+        settings = self._settings
+        if len(recent) >= min(settings.failure_min_rows, recent.maxlen or 0):
+            share = sum(recent) / len(recent)
+            if share > settings.max_failure_rate:
+                self.stop(
+                    f"stopped: {sum(recent)} of the last {len(recent)} rows failed "
+                    f"(more than --max-failure-rate {settings.max_failure_rate:g})"
+                )
+
+    def _observe_latency(self, seconds: float) -> None:
+        """Little's law: in flight = rate x latency; keep enough workers to fill the rate."""
+        self._latency = seconds if not self._latency else 0.9 * self._latency + 0.1 * seconds
+        if self._settings.concurrency is not None:
+            return
+        rate = self._pacer.rate
+        cap = self._settings.max_concurrency
+        wanted = cap if rate is None else math.ceil(rate * self._latency * 1.5) + 2
+        wanted = max(2, min(cap, wanted))
+        if wanted != self._gate.total_tokens:
+            self._gate.total_tokens = wanted
 
     async def _sleep(self, seconds: float) -> None:
         # A retry's wait ends early when the run stops, so a graceful stop is quick.
@@ -175,6 +232,7 @@ class Engine:
                         stats.retries += 1
                     attempts += 1
                     stats.requests += 1
+                    sent_at = time.monotonic()
                     try:
                         answer = await self._send(ticket_id, status)
                     except RetriableError as exc:
@@ -182,6 +240,7 @@ class Engine:
                             self._pacer.on_throttled(exc.retry_after)
                         raise
                     self._pacer.on_success()
+                    self._observe_latency(time.monotonic() - sent_at)
         except _Stopped:
             pass
         except CredentialsRejected as exc:

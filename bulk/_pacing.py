@@ -17,6 +17,8 @@ import anyio
 
 __all__ = ["Pacer", "RateController"]
 
+_TOLERANCE = 0.02  # seconds
+
 
 class Pacer:
     def __init__(
@@ -49,9 +51,12 @@ class Pacer:
     def reserve(self) -> float:
         """Claim the next slot; return how long the caller must wait for it."""
         now = self._clock()
-        slot = max(now, self._next, self._hold_until)
+        # A slot missed by at most `_TOLERANCE` (the event loop was busy) may
+        # still be used, so hiccups do not lower the rate; anything older is
+        # gone, so an idle pool never bursts.
+        slot = max(now - _TOLERANCE, self._next, self._hold_until)
         self._next = slot + self._interval
-        return slot - now
+        return max(0.0, slot - now)
 
     async def acquire(self) -> None:
         delay = self.reserve()

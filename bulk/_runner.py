@@ -14,7 +14,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,6 +42,7 @@ log = logging.getLogger("bulk")
 
 EXIT_OK, EXIT_ROWS, EXIT_USAGE, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 INTERRUPTED = "interrupted"
+DOCUMENTED_RATE = 10.0
 
 
 @dataclass
@@ -51,20 +52,31 @@ class RunOptions:
     status_column: str | None = None
     report: Path | None = None
     base_url: str | None = None
-    rate: float | None = 10.0
-    concurrency: int = 8
+    rate: float | str | None = 10.0  # None: no pacing; "auto": start at 10/s, find the limit
+    concurrency: int | None = 8  # None: chosen from latency (Little's law), up to 64
     max_attempts: int = 6
     timeout: float = 30.0
     dry_run: bool = False
     fresh: bool = False
     backoff_base: float = 0.5
     backoff_max: float = 30.0
+    max_failure_rate: float = 0.2
+    limit: int | None = None
+    deadline: float | None = None  # seconds from the start of sending
 
     def check(self) -> None:
-        if self.rate is not None and self.rate <= 0:
+        if isinstance(self.rate, str) and self.rate != "auto":
+            raise UsageError(f"--rate {self.rate!r}: a number, 'auto' or 'unlimited'")
+        if isinstance(self.rate, (int, float)) and self.rate <= 0:
             raise UsageError("--rate must be positive")
-        if self.concurrency < 1:
+        if self.concurrency is not None and self.concurrency < 1:
             raise UsageError("--concurrency must be at least 1")
+        if not 0 <= self.max_failure_rate <= 1:
+            raise UsageError("--max-failure-rate must be between 0 and 1")
+        if self.limit is not None and self.limit < 0:
+            raise UsageError("--limit must not be negative")
+        if self.deadline is not None and self.deadline <= 0:
+            raise UsageError("--deadline must be positive")
         if self.max_attempts < 1:
             raise UsageError("--max-attempts must be at least 1")
         if self.timeout <= 0:
@@ -93,6 +105,9 @@ class RunSummary:
     already_final: int = 0
     resent: int = 0
     sent_this_run: int = 0
+    throttled: int = 0
+    concurrency: int | None = None
+    final_rate: float | None = None
     frame: Any = field(default=None, repr=False)
 
     @property
@@ -116,6 +131,9 @@ class RunSummary:
             f"requests: {self.requests}  retries: {self.retries}  "
             f"elapsed: {self.elapsed:.1f}s  effective rate: {self.effective_rate:.1f}/s"
         )
+        if self.throttled:
+            rate = f"{self.final_rate:.1f}/s" if self.final_rate else "unpaced"
+            out.append(f"throttled (429): {self.throttled}  pace at the end: {rate}")
         if self.already_final:
             out.append(f"resumed: {self.already_final} rows were already final")
         if self.stop_reason:
@@ -129,13 +147,14 @@ def default_report(source: Source, fingerprint: str, dry_run: bool) -> Path:
     return Path("reports") / f"{stem}.{'dry-run' if dry_run else 'report'}.csv"
 
 
-def _exit_code(counts: Mapping[str, Any], stop_reason: str | None, dry_run: bool) -> int:
+def _exit_code(counts: Mapping[str, Any], stop_reason: str | None, held_back: bool) -> int:
+    """`held_back`: rows left unsent on purpose (dry run, --limit) do not count as unsent."""
     if stop_reason == INTERRUPTED:
         return EXIT_INTERRUPTED
     if stop_reason:
         return EXIT_STOPPED
     bad = counts["outcomes"].get("failed", 0) + counts["outcomes"].get("invalid", 0)
-    if bad or (counts["pending"] and not dry_run):
+    if bad or (counts["pending"] and not held_back):
         return EXIT_ROWS
     return EXIT_OK
 
@@ -172,6 +191,25 @@ async def _tick(progress: Progress, stats: Stats) -> None:
         progress.update(stats)
 
 
+async def _deadline(engine: Engine, seconds: float) -> None:
+    await anyio.sleep(seconds)
+    engine.stop(f"stopped: deadline reached (--deadline {_duration_text(seconds)})")
+
+
+def _duration_text(seconds: float) -> str:
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
+def _controller(rate: float | str | None) -> RateController:
+    if rate == "auto":
+        # The documented limit is the starting point; the ceiling is found by probing.
+        return RateController(Pacer(None), None, start=DOCUMENTED_RATE)
+    return RateController(Pacer(None), rate if isinstance(rate, (int, float)) else None)
+
+
 async def _send_all(
     journal: Journal,
     options: RunOptions,
@@ -183,24 +221,27 @@ async def _send_all(
 ) -> str | None:
     from ._client import TicketClient
 
-    pacer = RateController(Pacer(None), options.rate)
     settings = EngineSettings(
         concurrency=options.concurrency,
         max_attempts=options.max_attempts,
         backoff_base=options.backoff_base,
         backoff_max=options.backoff_max,
+        max_failure_rate=options.max_failure_rate,
+        limit=options.limit,
     )
     client = TicketClient(
-        base_url, credentials, concurrency=options.concurrency, timeout=options.timeout
+        base_url, credentials, concurrency=settings.workers, timeout=options.timeout
     )
     async with client:
-        engine = Engine(journal, client.set_status, pacer, settings, stats)
+        engine = Engine(journal, client.set_status, _controller(options.rate), settings, stats)
         progress.start(stats)
         try:
             with anyio.CancelScope() as hard_stop:
                 async with anyio.create_task_group() as tg:
                     if handle_signals:
                         tg.start_soon(_watch_signals, engine, hard_stop)
+                    if options.deadline:
+                        tg.start_soon(_deadline, engine, options.deadline)
                     tg.start_soon(_tick, progress, stats)
                     await engine.run()
                     tg.cancel_scope.cancel()
@@ -210,6 +251,8 @@ async def _send_all(
             engine.stop(INTERRUPTED)
             raise
         finally:
+            stats.concurrency = engine.concurrency
+            stats.final_rate = engine.rate
             progress.stop(stats)
     return engine.stop_reason
 
@@ -237,6 +280,7 @@ async def execute(
     handle_signals: bool = False,
     collect: bool = False,
     derived_from: dict[str, Any] | None = None,
+    confirm: Callable[[int, str], bool] | None = None,
 ) -> RunSummary:
     """Run one batch; raise `UsageError` (exit 2) before anything is sent if the input is bad."""
     began, started_at = time.monotonic(), datetime.now(UTC)
@@ -313,6 +357,12 @@ async def execute(
         stop_reason: str | None = None
         if options.dry_run:
             _describe_dry_run(counts, options, base_url)
+        elif (
+            counts["pending"]
+            and confirm is not None
+            and not confirm(min(counts["pending"], options.limit or counts["pending"]), base_url)
+        ):
+            stop_reason = "stopped: not confirmed"
         elif counts["pending"]:
             assert credentials is not None
             journal.start_writer()
@@ -324,10 +374,16 @@ async def execute(
                 with anyio.CancelScope(shield=True):
                     await anyio.to_thread.run_sync(journal.close_writer)
         counts = journal.counts()
-        exit_code = _exit_code(counts, stop_reason, options.dry_run)
-        pending_reason = (
-            "dry run" if options.dry_run else (stop_reason if stop_reason else "not sent")
-        )
+        held_back = options.dry_run or (options.limit is not None and stop_reason is None)
+        exit_code = _exit_code(counts, stop_reason, held_back)
+        if options.dry_run:
+            pending_reason = "dry run"
+        elif stop_reason:
+            pending_reason = stop_reason
+        elif options.limit is not None:
+            pending_reason = f"not sent: --limit {options.limit}"
+        else:
+            pending_reason = "not sent"
         columns = REPORT_COLUMNS + (("source_row",) if src.derived else ())
         await anyio.to_thread.run_sync(
             lambda: write_report(journal, report, pending_reason=pending_reason, columns=columns)
@@ -349,6 +405,9 @@ async def execute(
             already_final=already_final,
             resent=resent,
             sent_this_run=stats.requests,
+            throttled=stats.throttled,
+            concurrency=stats.concurrency,
+            final_rate=stats.final_rate,
             frame=frame,
         )
         if not options.dry_run:
@@ -373,6 +432,9 @@ async def execute(
                     "counts": counts,
                     "requests_this_run": stats.requests,
                     "retries_this_run": stats.retries,
+                    "throttled_this_run": stats.throttled,
+                    "concurrency": stats.concurrency,
+                    "final_rate": stats.final_rate,
                     "resumed": {"already_final": already_final, "resent": resent}
                     if already_final or resent
                     else None,

@@ -37,13 +37,18 @@ def _fail_usage(message: str) -> NoReturn:
     sys.exit(2)
 
 
-def _rate(value: str) -> float | None:
+CONFIRM_ABOVE = 500
+
+
+def _rate(value: str) -> float | str | None:
     if value.lower() in ("none", "unlimited", "0", "inf"):
         return None
+    if value.lower() == "auto":
+        return "auto"
     try:
         rate = float(value)
     except ValueError:
-        raise click.BadParameter(f"{value!r} is not a number (or 'unlimited')") from None
+        raise click.BadParameter(f"{value!r} is not a number, 'auto' or 'unlimited'") from None
     if rate <= 0:
         raise click.BadParameter("must be positive")
     return rate
@@ -62,7 +67,39 @@ def _print_summary(summary: RunSummary) -> None:
         click.echo(line)
 
 
-def _execute(source: Any, options: RunOptions, **kwargs: Any) -> int:
+def _duration(value: str | None) -> float | None:
+    if value is None:
+        return None
+    import re
+
+    match = re.fullmatch(
+        r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*", value
+    )
+    if not value.strip() or not match or not any(match.groups()):
+        raise click.BadParameter(f"{value!r} is not a duration like 45s, 90m, 2h or 1h30m")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    total = hours * 3600 + minutes * 60 + seconds
+    if total <= 0:
+        raise click.BadParameter("must be longer than zero")
+    return total
+
+
+def _confirmer(yes: bool) -> Any:
+    def confirm(rows: int, base_url: str) -> bool:
+        from urllib.parse import urlsplit
+
+        from ._config import _is_loopback
+
+        if yes or rows <= CONFIRM_ABOVE or not sys.stdin.isatty():
+            return True
+        if _is_loopback(urlsplit(base_url).hostname or ""):
+            return True
+        return click.confirm(f"bulk: send {rows} status changes to {base_url}?", default=False)
+
+    return confirm
+
+
+def _execute(source: Any, options: RunOptions, yes: bool = True, **kwargs: Any) -> int:
     import anyio
 
     from ._progress import LogProgress, RichProgress
@@ -76,7 +113,14 @@ def _execute(source: Any, options: RunOptions, **kwargs: Any) -> int:
         progress = LogProgress()
     try:
         summary = anyio.run(
-            lambda: execute(source, options, progress=progress, handle_signals=True, **kwargs)
+            lambda: execute(
+                source,
+                options,
+                progress=progress,
+                handle_signals=True,
+                confirm=_confirmer(yes),
+                **kwargs,
+            )
         )
     except UsageError as exc:
         _fail_usage(str(exc))
@@ -113,6 +157,22 @@ def _run_options(f: Any) -> Any:
         click.option(
             "--fresh", is_flag=True, help="Ignore an earlier interrupted run; start over."
         ),
+        click.option(
+            "--max-failure-rate",
+            default=0.2,
+            show_default=True,
+            type=click.FloatRange(0, 1),
+            help="Stop (exit 3) when more of the last 100 finished rows than this failed.",
+        ),
+        click.option(
+            "--limit", type=click.IntRange(min=0), help="Send only the first N valid rows."
+        ),
+        click.option(
+            "--deadline",
+            callback=lambda _ctx, _param, value: _duration(value),
+            help="Stop taking new rows after this long, e.g. 90m or 2h (exit 3, resumable).",
+        ),
+        click.option("--yes", "-y", is_flag=True, help="Do not ask before a large batch."),
     ]
     for option in reversed(options):
         f = option(f)
@@ -122,7 +182,7 @@ def _run_options(f: Any) -> Any:
 @main.command()
 @click.argument("input", metavar="INPUT")
 @_run_options
-def run(input: str, rate: str, **kwargs: Any) -> None:
+def run(input: str, rate: str, yes: bool, **kwargs: Any) -> None:
     """Set the status of every ticket in INPUT (.csv .tsv .xlsx .parquet .jsonl, or - for stdin).
 
     Running the same command again after an interruption resumes it.
@@ -140,14 +200,14 @@ def run(input: str, rate: str, **kwargs: Any) -> None:
     else:
         source = input
     try:
-        code = _execute(source, options)
+        code = _execute(source, options, yes)
     finally:
         if spooled is not None:
             spooled.unlink(missing_ok=True)
     sys.exit(code)
 
 
-def _derived_run(kind: str, report: Path, frame: Any, options: RunOptions) -> None:
+def _derived_run(kind: str, report: Path, frame: Any, options: RunOptions, yes: bool) -> None:
     if frame.empty:
         click.echo(f"{report}: no rows to {kind}; nothing to do")
         sys.exit(0)
@@ -162,7 +222,7 @@ def _derived_run(kind: str, report: Path, frame: Any, options: RunOptions) -> No
 
         batch = json.loads(audit.read_text()).get("batch_id")
     derived = {"kind": kind, "report": str(report), "batch_id": batch}
-    sys.exit(_execute(frame, options, derived_from=derived))
+    sys.exit(_execute(frame, options, yes, derived_from=derived))
 
 
 @main.command()
@@ -174,7 +234,9 @@ def _derived_run(kind: str, report: Path, frame: Any, options: RunOptions) -> No
     help="Which outcomes to send again: failed, skipped, or both (failed,skipped).",
 )
 @_run_options
-def retry(earlier: Path, only: str, rate: str, status: str | None, **kwargs: Any) -> None:
+def retry(
+    earlier: Path, only: str, rate: str, status: str | None, yes: bool, **kwargs: Any
+) -> None:
     """Send again the rows of REPORT that failed (or were skipped), into a new report."""
     from ._derived import retry_frame
     from ._runner import RunOptions
@@ -185,13 +247,13 @@ def retry(earlier: Path, only: str, rate: str, status: str | None, **kwargs: Any
         _fail_usage(str(exc))
     if status:
         _fail_usage("retry sends each row's own target status; --status does not apply")
-    _derived_run("retry", earlier, frame, RunOptions(rate=_rate(rate), **kwargs))
+    _derived_run("retry", earlier, frame, RunOptions(rate=_rate(rate), **kwargs), yes)
 
 
 @main.command()
 @click.argument("earlier", metavar="REPORT", type=click.Path(path_type=Path, dir_okay=False))
 @_run_options
-def undo(earlier: Path, rate: str, status: str | None, **kwargs: Any) -> None:
+def undo(earlier: Path, rate: str, status: str | None, yes: bool, **kwargs: Any) -> None:
     """Put every ticket that REPORT changed back to its previous status.
 
     Rows that were unchanged, failed, invalid or skipped are left alone and
@@ -206,7 +268,7 @@ def undo(earlier: Path, rate: str, status: str | None, **kwargs: Any) -> None:
         _fail_usage(str(exc))
     if status:
         _fail_usage("undo sends each ticket's previous status; --status does not apply")
-    _derived_run("undo", earlier, frame, RunOptions(rate=_rate(rate), **kwargs))
+    _derived_run("undo", earlier, frame, RunOptions(rate=_rate(rate), **kwargs), yes)
 
 
 @main.command()
@@ -238,7 +300,27 @@ def runs(folder: Path, limit: int) -> None:
     "--write-tickets", type=click.Path(path_type=Path), help="Write the tickets to a CSV."
 )
 @click.option("--rate", default="10", show_default=True, help="Limit per client, or 'unlimited'.")
+@click.option(
+    "--window",
+    type=click.Choice(["bucket", "fixed", "sliding"]),
+    default="bucket",
+    show_default=True,
+    help="Rate limit as a token bucket, per fixed second, or over any trailing second.",
+)
 @click.option("--burst", type=int, help="Token-bucket size (default: the rate).")
+@click.option(
+    "--rate-after",
+    "rate_after",
+    multiple=True,
+    metavar="SECONDS:RATE",
+    help="Change the limit this long after the first request (repeatable), e.g. 30:5.",
+)
+@click.option(
+    "--revoke-after",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="Reject the credentials (401) from this long after the first request.",
+)
 @click.option("--retry-after", is_flag=True, help="Send Retry-After with 429 answers.")
 @click.option("--latency", default=0.0, show_default=True, help="Seconds added to every answer.")
 @click.option("--jitter", default=0.0, show_default=True, help="Up to this many more seconds.")
@@ -250,10 +332,58 @@ def runs(folder: Path, limit: int) -> None:
 @click.option("--slow-seconds", default=5.0, show_default=True)
 @click.option("--seed", type=int, help="Seed for repeatable faults.")
 def simulate(
-    host: str, port: int, tickets: str, write_tickets: Path | None, rate: str, **faults: Any
+    host: str,
+    port: int,
+    tickets: str,
+    write_tickets: Path | None,
+    rate: str,
+    rate_after: tuple[str, ...],
+    revoke_after: float | None,
+    **faults: Any,
 ) -> None:
-    """Serve the Spacebring ticket API from memory on this machine, for trying batches."""
+    """Serve the Spacebring ticket API from memory on this machine, for trying batches.
+
+    --rate-after and --revoke-after reproduce trouble in the middle of a run: the limit
+    changing, or the credentials being revoked, that long after the first request.
+    """
+    import math
+
     from . import simulator as sim
+
+    def server_rate(value: str, hint: str) -> float | None:
+        # Not the shared _rate: a server limit has no 'auto'.
+        if value.lower() in ("none", "unlimited", "0", "inf"):
+            return None
+        try:
+            limit = float(value)
+        except ValueError:
+            limit = math.nan
+        if not math.isfinite(limit) or limit <= 0:
+            raise click.BadParameter(
+                f"{value!r} is not a positive number or 'unlimited'", param_hint=hint
+            )
+        return limit
+
+    schedule: list[tuple[float, dict[str, Any]]] = []
+    shown: list[str] = []
+    for spec in rate_after:
+        when, sep, value = spec.partition(":")
+        try:
+            seconds = float(when)
+        except ValueError:
+            seconds = math.nan
+        if not sep or not math.isfinite(seconds) or seconds < 0:
+            raise click.BadParameter(
+                f"{spec!r}: expected SECONDS:RATE, e.g. 30:5", param_hint="'--rate-after'"
+            )
+        new_rate = server_rate(value, "'--rate-after'")
+        schedule.append((seconds, {"rate": new_rate}))
+        limit = "unlimited" if new_rate is None else f"{new_rate:g}/s"
+        shown.append(f"after {seconds:g} s the limit becomes {limit}")
+    if revoke_after is not None:
+        schedule.append((revoke_after, {"client_secret": "revoked", "access_token": "revoked"}))
+        shown.append(f"after {revoke_after:g} s the credentials are revoked")
+    schedule.sort(key=lambda change: change[0])
 
     if Path(tickets).is_file():
         loaded = sim.load_tickets(tickets)
@@ -264,11 +394,13 @@ def simulate(
     if write_tickets:
         sim.write_tickets(loaded, write_tickets)
         click.echo(f"tickets written to {write_tickets}")
-    config = sim.SimConfig(rate=_rate(rate), **faults)
+    config = sim.SimConfig(rate=server_rate(rate, "'--rate'"), schedule=schedule, **faults)
     server = sim.Simulator(config, loaded)
 
     def ready(url: str) -> None:
         click.echo(f"simulator: {len(loaded)} tickets at {url} (Ctrl-C stops)")
+        for line in shown:
+            click.echo(f"  {line} (counted from the first request)")
         click.echo(
             f"try: SPACEBRING_BASE_URL={url} SPACEBRING_CLIENT_ID={sim.DEMO_CLIENT_ID} "
             f"SPACEBRING_CLIENT_SECRET={sim.DEMO_CLIENT_SECRET} bulk run FILE --status closed"

@@ -1,8 +1,10 @@
 """An in-memory Spacebring support-ticket API, the test double for everything that talks to it.
 
 It serves the status PUT and ticket GET with the shapes of spec/spacebring-openapi-support.json,
-the documented auth schemes and per-client rate limit, and optional latency and faults
-(5xx, dropped connections, slow answers) so retries and resumes can be exercised on loopback.
+the documented auth schemes and per-client rate limit (token bucket, fixed or sliding window),
+optional latency and faults (5xx, dropped connections, slow answers) so retries and resumes can
+be exercised on loopback, and scheduled changes ("the limit halves after 30 s", "the
+credentials are revoked") to reproduce what goes wrong in the middle of a long run.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ import signal
 import threading
 import time
 import uuid
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -67,6 +70,7 @@ _DESCRIPTIONS = (
     "Booking for room {n} disappeared from the app.",
 )
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+WINDOWS = ("bucket", "fixed", "sliding")
 
 
 @dataclass
@@ -77,6 +81,10 @@ class SimConfig:
     network_id: str = DEMO_NETWORK_ID
     rate: float | None = 10.0  # requests/s per client identity, as documented; None: no limit
     burst: int | None = None  # token-bucket size; None: max(1, ceil(rate))
+    # How the rate is enforced, per client identity: "bucket" (token bucket of `burst`),
+    # "fixed" (floor(rate) per 1-second window counted from the server's start) or "sliding"
+    # (floor(rate) in any trailing second). The windows allow at least 1 request per second.
+    window: str = "bucket"
     retry_after: bool = False  # the real API documents no Retry-After; clients must cope either way
     latency: float = 0.0  # seconds before every answer that gets past auth and rate limit
     jitter: float = 0.0  # up to this many more seconds, uniformly
@@ -85,6 +93,30 @@ class SimConfig:
     slow_rate: float = 0.0  # share of GET/PUT that wait slow_seconds first (then do the work)
     slow_seconds: float = 5.0
     seed: int | None = None  # makes the fault choices repeatable
+    # (seconds after the first request, {field: value}): each applied once, when its time has
+    # come, e.g. [(30, {"rate": 5}), (60, {"client_secret": "revoked"})].
+    schedule: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        _check_window(self.window)
+        for _, changes in self.schedule:
+            _check_changes(changes)
+
+
+_CONFIG_FIELDS = frozenset(f.name for f in fields(SimConfig))
+
+
+def _check_window(window: str) -> None:
+    if window not in WINDOWS:
+        raise ValueError(f"window must be one of {WINDOWS}, got {window!r}")
+
+
+def _check_changes(changes: dict[str, Any]) -> None:
+    unknown = set(changes) - _CONFIG_FIELDS
+    if unknown or "schedule" in changes:
+        raise ValueError(f"a scheduled change may only set SimConfig fields, got {changes!r}")
+    if "window" in changes:
+        _check_window(changes["window"])
 
 
 @dataclass(frozen=True)
@@ -125,14 +157,32 @@ def _same(given: str, expected: str) -> bool:
 
 
 class Simulator:
+    """The API's state and behaviour; `app()` makes the aiohttp application that serves it.
+
+    `config` is read on every request, so changing it while serving takes effect at once.
+    `clock` (monotonic seconds) drives the rate limit, the schedule and the log's `at`;
+    tests may pass a fake one.
+    """
+
     def __init__(
-        self, config: SimConfig | None = None, tickets: Iterable[dict[str, Any]] | None = None
+        self,
+        config: SimConfig | None = None,
+        tickets: Iterable[dict[str, Any]] | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config if config is not None else SimConfig()
         self.tickets: dict[str, dict[str, Any]] = {}
         self.requests: list[LoggedRequest] = []
+        self._clock = clock
         self._activities: dict[str, list[dict[str, Any]]] = {}
-        self._buckets: dict[str, tuple[float, float]] = {}
+        # Rate-limit state per client identity, one table per window mode.
+        self._buckets: dict[str, tuple[float, float]] = {}  # tokens, last refill
+        self._fixed: dict[str, tuple[int, int]] = {}  # window number, requests in it
+        self._sliding: dict[str, deque[float]] = {}  # times of the requests let through
+        self._started = clock()
+        self._first_request: float | None = None
+        self._applied: set[int] = set()  # indices of config.schedule already applied
         self._rng = random.Random(self.config.seed)
         # Handlers run on the server loop while tests may read from another thread.
         self._lock = threading.Lock()
@@ -152,7 +202,18 @@ class Simulator:
         with self._lock:
             return [r.ticket_id for r in self.requests if r.method == method and r.ticket_id]
 
+    def status_counts(self) -> dict[int, int]:
+        """How many requests got each status, e.g. {200: 950, 429: 40, 503: 10}.
+
+        Requests still in flight or dropped without an answer (status 0) are not counted.
+        """
+        with self._lock:
+            counts = Counter(r.status for r in self.requests if r.status)
+        return dict(sorted(counts.items()))
+
     def app(self) -> web.Application:
+        # Fixed rate-limit windows are counted from here, when serving starts.
+        self._started = self._clock()
         app = web.Application(middlewares=[self._middleware])
         app.router.add_put("/support/tickets/v1/{id}/status", self._put_status)
         app.router.add_get("/support/tickets/v1/{id}", self._get_ticket)
@@ -172,11 +233,13 @@ class Simulator:
         return response
 
     async def _answer(self, request: web.Request, handler: _Handler) -> web.StreamResponse | None:
+        now = self._clock()
+        self._apply_schedule(now)
         cfg = self.config
         identity = self._identity(request)
         if identity is None:
             return _error(401, "unauthorized", "Missing or invalid credentials")
-        wait = self._take_token(identity)
+        wait = self._limit(identity, now)
         if wait > 0:
             headers = {"Retry-After": str(max(1, math.ceil(wait)))} if cfg.retry_after else None
             return _error(429, "tooManyRequests", "Rate limit exceeded", headers)
@@ -211,7 +274,7 @@ class Simulator:
             status=0,
             body=await request.read(),
             headers=headers,
-            at=time.monotonic(),
+            at=self._clock(),
         )
         with self._lock:
             self.requests.append(entry)
@@ -243,15 +306,56 @@ class Simulator:
             return "bearer:" + value if ok else None
         return None
 
-    def _take_token(self, identity: str) -> float:
-        """Spend one token of the identity's bucket; return 0, or the seconds until one is due."""
+    def _apply_schedule(self, now: float) -> None:
+        if self._first_request is None:
+            self._first_request = now
+        schedule = self.config.schedule
+        if len(self._applied) >= len(schedule):
+            return
+        elapsed = now - self._first_request
+        for index, (after, changes) in enumerate(schedule):
+            if index not in self._applied and elapsed >= after:
+                _check_changes(changes)
+                self._applied.add(index)
+                for name, value in changes.items():
+                    setattr(self.config, name, value)
+
+    def _limit(self, identity: str, now: float) -> float:
+        """Let one request of `identity` through: return 0, or the seconds until one may pass."""
         rate = self.config.rate
         if rate is None:
             return 0.0
+        window = self.config.window
+        if window == "bucket":
+            return self._take_token(identity, rate, now)
+        per_second = max(1, math.floor(rate))
+        if window == "fixed":
+            number = math.floor(now - self._started)
+            seen, count = self._fixed.get(identity, (number, 0))
+            count = count if seen == number else 0
+            if count < per_second:
+                self._fixed[identity] = (number, count + 1)
+                return 0.0
+            self._fixed[identity] = (number, count)
+            return self._started + number + 1 - now
+        if window == "sliding":
+            times = self._sliding.setdefault(identity, deque())
+            while times and times[0] <= now - 1:
+                times.popleft()
+            if len(times) < per_second:
+                times.append(now)
+                return 0.0
+            # After `rate` was lowered there may be more than allowed; the oldest must leave.
+            return times[len(times) - per_second] + 1 - now
+        _check_window(window)
+        raise AssertionError("unreachable")
+
+    def _take_token(self, identity: str, rate: float, now: float) -> float:
+        """Spend one token of the identity's bucket; return 0, or the seconds until one is due."""
         capacity = float(self.config.burst or max(1, math.ceil(rate)))
-        now = time.monotonic()
         tokens, last = self._buckets.get(identity, (capacity, now))
-        tokens = min(capacity, tokens + (now - last) * rate)
+        # The clamp also applies a lowered rate (hence capacity) at once.
+        tokens = min(capacity, tokens + max(0.0, now - last) * rate)
         if tokens >= 1:
             self._buckets[identity] = (tokens - 1, now)
             return 0.0

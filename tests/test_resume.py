@@ -161,7 +161,17 @@ def test_retry_sends_only_the_failures(tmp_path: Path, sim_thread: tuple[Simulat
     sim.config.error_rate = 0.3
     sim.config.seed = 3
     path = write_csv(tmp_path / "in.csv", [(t, "closed") for t in ids])
-    first = bulk(url, "run", str(path), "--rate", "unlimited", "--max-attempts", "1")
+    first = bulk(
+        url,
+        "run",
+        str(path),
+        "--rate",
+        "unlimited",
+        "--max-attempts",
+        "1",
+        "--max-failure-rate",
+        "1",
+    )
     assert first.returncode == 1
     report = read_report(tmp_path / "reports" / "in.report.csv")
     failed = [r for r in report if r["outcome"] == "failed"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import urllib.request
@@ -10,10 +11,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
+from click.testing import CliRunner
 
+from bulk import simulator as simulator_module
+from bulk.cli import main as cli_main
 from bulk.simulator import (
     DEMO_ACCESS_TOKEN,
     DEMO_CLIENT_ID,
@@ -21,6 +26,7 @@ from bulk.simulator import (
     DEMO_NETWORK_ID,
     STATUSES,
     TICKET_TYPES,
+    WINDOWS,
     SimConfig,
     Simulator,
     SimulatorThread,
@@ -309,3 +315,196 @@ def test_tickets_round_trip_through_csv(tmp_path: Path) -> None:
     (tmp_path / "bad.csv").write_text("id,status\nnot-a-uuid,new\n")
     with pytest.raises(ValueError, match=r"bad\.csv:2"):
         load_tickets(tmp_path / "bad.csv")
+
+
+# -- rate-limit windows and scheduled changes, on a fake clock ----------------------------------
+
+
+class FakeClock:
+    """Monotonic seconds that move only when a test says so; values stay exact in binary."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@asynccontextmanager
+async def clocked(
+    config: SimConfig,
+) -> AsyncIterator[tuple[Simulator, aiohttp.ClientSession, FakeClock]]:
+    clock = FakeClock()
+    sim = Simulator(config, make_tickets(2, seed=1), clock=clock)
+    async with serve(sim) as base_url, aiohttp.ClientSession(base_url, headers=BASIC) as session:
+        yield sim, session, clock
+
+
+async def gets(
+    sim: Simulator, session: aiohttp.ClientSession, n: int
+) -> list[tuple[int, str | None]]:
+    """Send n GETs one after another; (status, Retry-After) of each."""
+    ticket_id = next(iter(sim.tickets))
+    answers = []
+    for _ in range(n):
+        async with session.get(f"/support/tickets/v1/{ticket_id}") as resp:
+            await resp.read()
+            answers.append((resp.status, resp.headers.get("Retry-After")))
+    return answers
+
+
+def ok(n: int) -> list[tuple[int, str | None]]:
+    return [(200, None)] * n
+
+
+async def test_fixed_window_allows_rate_per_second_counted_from_the_start() -> None:
+    # A fractional rate counts as its floor: 20 a second.
+    async with clocked(SimConfig(rate=20.9, window="fixed", retry_after=True)) as (sim, s, clock):
+        start = clock.now
+        clock.now = start + 0.25
+        assert await gets(sim, s, 22) == [*ok(20), (429, "1"), (429, "1")]
+        clock.now = start + 0.75
+        assert await gets(sim, s, 1) == [(429, "1")]
+        # A new window resets the count, even right after a full one: 40 within 0.25 s.
+        clock.now = start + 1.0
+        assert await gets(sim, s, 21) == [*ok(20), (429, "1")]
+        clock.now = start + 1.75
+        assert await gets(sim, s, 1) == [(429, "1")]
+        clock.now = start + 2.0
+        assert await gets(sim, s, 1) == ok(1)
+    assert sim.status_counts() == {200: 41, 429: 5}
+
+
+async def test_sliding_window_counts_any_trailing_second() -> None:
+    async with clocked(SimConfig(rate=20, window="sliding", retry_after=True)) as (sim, s, clock):
+        start = clock.now
+        assert await gets(sim, s, 10) == ok(10)
+        clock.now = start + 0.5
+        assert await gets(sim, s, 11) == [*ok(10), (429, "1")]
+        # Unlike a fixed window, the second boundary frees nothing ...
+        clock.now = start + 0.75
+        assert await gets(sim, s, 1) == [(429, "1")]
+        # ... only the oldest requests leaving the trailing second do.
+        clock.now = start + 1.0
+        assert await gets(sim, s, 11) == [*ok(10), (429, "1")]
+        clock.now = start + 1.25
+        assert await gets(sim, s, 1) == [(429, "1")]
+        clock.now = start + 1.5
+        assert await gets(sim, s, 11) == [*ok(10), (429, "1")]
+    assert sim.status_counts() == {200: 40, 429: 5}
+
+
+@pytest.mark.parametrize("window", WINDOWS)
+async def test_lowering_the_rate_mid_run_takes_effect_at_once(window: str) -> None:
+    async with clocked(SimConfig(rate=40, window=window)) as (sim, s, clock):
+        assert await gets(sim, s, 10) == ok(10)
+        sim.config.rate = 5
+        if window != "bucket":
+            # 10 already went through in this second, more than the new limit.
+            assert [status for status, _ in await gets(sim, s, 1)] == [429]
+        # The bucket's 30 saved tokens are cut to the new capacity, not spent first.
+        clock.now += 1.0
+        assert [status for status, _ in await gets(sim, s, 8)] == [200] * 5 + [429] * 3
+        sim.config.rate = None
+        assert await gets(sim, s, 3) == ok(3)
+
+
+async def test_changing_the_window_mid_run_takes_effect_at_once() -> None:
+    async with clocked(SimConfig(rate=20, burst=1)) as (sim, s, _):
+        assert [status for status, _ in await gets(sim, s, 2)] == [200, 429]
+        sim.config.window = "fixed"
+        assert [status for status, _ in await gets(sim, s, 21)] == [200] * 20 + [429]
+
+
+async def test_schedule_applies_each_change_once_after_its_delay() -> None:
+    changes: list[tuple[float, dict[str, Any]]] = [
+        (5.0, {"rate": 2}),
+        (10.0, {"client_secret": "revoked"}),
+    ]
+    config = SimConfig(rate=20, window="fixed", schedule=changes)
+    async with clocked(config) as (sim, s, clock):
+        clock.now += 7.0  # the schedule counts from the first request, not from the start
+        first = clock.now
+        assert await gets(sim, s, 1) == ok(1)
+        clock.now = first + 4.5
+        assert await gets(sim, s, 10) == ok(10)
+        assert sim.config.rate == 20
+        clock.now = first + 5.0
+        assert [status for status, _ in await gets(sim, s, 3)] == [200, 200, 429]
+        assert sim.config.rate == 2
+        # Applied once: a rate set by hand afterwards is not overwritten.
+        sim.config.rate = 20
+        clock.now = first + 6.0
+        assert await gets(sim, s, 5) == ok(5)
+        clock.now = first + 10.0
+        assert [status for status, _ in await gets(sim, s, 2)] == [401, 401]
+        assert sim.config.client_secret == "revoked"
+        assert sim.config.rate == 20
+    assert sim.status_counts() == {200: 18, 401: 2, 429: 1}
+
+
+async def test_schedule_on_the_real_clock_revokes_the_credentials() -> None:
+    config = SimConfig(rate=None, schedule=[(0.05, {"client_secret": "revoked"})])
+    async with running(config) as (sim, session):
+        assert [status for status, _ in await gets(sim, session, 1)] == [200]
+        await asyncio.sleep(0.06)
+        answers = await gets(sim, session, 2)
+    assert [status for status, _ in answers] == [401, 401]
+    assert sim.status_counts() == {200: 1, 401: 2}
+
+
+def test_config_rejects_unknown_windows_and_scheduled_fields() -> None:
+    with pytest.raises(ValueError, match="window"):
+        SimConfig(window="leaky")
+    with pytest.raises(ValueError, match="SimConfig fields"):
+        SimConfig(schedule=[(1.0, {"rates": 5})])
+    with pytest.raises(ValueError, match="window"):
+        SimConfig(schedule=[(1.0, {"window": "leaky"})])
+
+
+def invoke_simulate(monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[Any, list[Simulator]]:
+    served: list[Simulator] = []
+
+    def fake_run_forever(sim: Simulator, host: str, port: int, **_: Any) -> None:
+        served.append(sim)
+
+    monkeypatch.setattr(simulator_module, "run_forever", fake_run_forever)
+    result = CliRunner().invoke(cli_main, ["simulate", "--tickets", "3", *args])
+    return result, served
+
+
+def test_simulate_cli_builds_the_window_and_schedule(monkeypatch: pytest.MonkeyPatch) -> None:
+    args = ("--window", "sliding", "--rate-after", "30:5", "--rate-after", "10:unlimited")
+    result, served = invoke_simulate(monkeypatch, *args, "--revoke-after", "45")
+    assert result.exit_code == 0, result.output
+    [sim] = served
+    assert sim.config.window == "sliding"
+    assert sim.config.schedule == [
+        (10.0, {"rate": None}),
+        (30.0, {"rate": 5.0}),
+        (45.0, {"client_secret": "revoked", "access_token": "revoked"}),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("--rate-after", "30"), "--rate-after"),
+        (("--rate-after", "soon:5"), "--rate-after"),
+        (("--rate-after", "-1:5"), "--rate-after"),
+        (("--rate-after", "30:fast"), "--rate-after"),
+        (("--rate-after", "30:-2"), "--rate-after"),
+        (("--rate-after", "30:auto"), "--rate-after"),
+        (("--rate", "auto"), "--rate"),
+        (("--revoke-after", "-3"), "--revoke-after"),
+        (("--revoke-after", "later"), "--revoke-after"),
+        (("--window", "leaky"), "--window"),
+    ],
+)
+def test_simulate_cli_rejects_bad_schedules(
+    monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...], needle: str
+) -> None:
+    result, served = invoke_simulate(monkeypatch, *args)
+    assert result.exit_code == 2
+    assert needle in result.output
+    assert not served
