@@ -17,7 +17,8 @@ import anyio
 
 __all__ = ["Pacer", "RateController"]
 
-_TOLERANCE = 0.02  # seconds
+_TOLERANCE = 0.005  # seconds
+HEADROOM = 0.01
 
 
 class Pacer:
@@ -81,7 +82,7 @@ class RateController:
         ceiling: float | None,
         *,
         start: float | None = None,
-        decrease: float = 0.85,
+        decrease: float = 0.95,
         increase: float = 0.02,
         floor: float = 0.5,
         cooldown: float = 0.5,
@@ -89,7 +90,10 @@ class RateController:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._pacer = pacer
-        self.ceiling = ceiling
+        # Paced a hair under the ceiling: at exactly N/s, a millisecond of
+        # jitter puts N+1 requests into some one-second span, and a strict
+        # sliding-window limiter refuses it. 1% is 10 ms of slack per second.
+        self.ceiling = ceiling * (1 - HEADROOM) if ceiling else None
         self._decrease = decrease
         self._increase = increase  # fraction of the reference rate gained per second
         self._floor = floor
@@ -99,11 +103,12 @@ class RateController:
         self._began = clock()
         self._sent = 0
         self._accepted = 0  # successes since the last cut (or the start)
+        self._throttled = 0  # 429s since the last cut
         self._window_start = self._began
         self._last_cut = -float("inf")
-        self._reference = ceiling or 0.0
+        self._reference = self.ceiling or 0.0
         self.throttle_events = 0
-        pacer.set_rate(start or ceiling)
+        pacer.set_rate(start or self.ceiling)
 
     @property
     def rate(self) -> float | None:
@@ -115,12 +120,17 @@ class RateController:
 
     def on_throttled(self, retry_after: float | None = None) -> None:
         now = self._clock()
+        self._throttled += 1
         if now - self._last_cut < self._cooldown:
             return  # the same burst's 429s: one event
         window = now - self._window_start
         accepted = self._accepted / window if window > 0 else 0.0
+        # A stray 429 among thousands of successes (jitter against a strict
+        # window) costs a small cut; a pool that is mostly refused cuts deep.
+        refused = self._throttled / (self._throttled + self._accepted)
+        factor = max(0.5, min(self._decrease, 1.0 - 2.0 * refused))
         # The next estimate counts from when sending may resume.
-        self._last_cut, self._accepted = now, 0
+        self._last_cut, self._accepted, self._throttled = now, 0, 0
         self._window_start = now + (retry_after or 0.0)
         self.throttle_events += 1
         if retry_after:
@@ -128,7 +138,7 @@ class RateController:
         current = self._pacer.rate
         if current is None:
             current = max(self._sent / max(now - self._began, 1e-3), self._floor)
-        cut = current * self._decrease
+        cut = current * factor
         if window >= self._min_window:
             # What the server accepted since the last cut estimates its limit;
             # cutting towards it settles a pool that was far too fast in a few
@@ -136,7 +146,7 @@ class RateController:
             # bounds the harm of a poor estimate (an idle pool accepts little).
             cut = max(current * 0.5, min(cut, accepted))
         cut = max(self._floor, cut)
-        self._reference = cut / self._decrease
+        self._reference = cut / factor
         self._pacer.set_rate(cut)
 
     def on_success(self) -> None:
