@@ -17,6 +17,11 @@ import os
 import time
 
 
+def read_ids(path: str) -> list[str]:
+    with open(path, newline="") as handle:
+        return [row["ticket_id"] for row in csv.DictReader(handle)]
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("input")
@@ -33,8 +38,7 @@ async def main() -> None:
     token = base64.b64encode(
         f"{os.environ['SPACEBRING_CLIENT_ID']}:{os.environ['SPACEBRING_CLIENT_SECRET']}".encode()
     ).decode()
-    with open(args.input, newline="") as handle:
-        ids = [row["ticket_id"] for row in csv.DictReader(handle)]
+    ids = read_ids(args.input)
 
     semaphore = asyncio.Semaphore(args.concurrency)
     start = time.monotonic()

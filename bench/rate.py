@@ -97,7 +97,7 @@ def measure(scenario: Scenario, tool: str, folder: Path) -> dict[str, Any]:
         writer.writerow(["ticket_id"])
         writer.writerows([t["id"]] for t in tickets)
     # Bursts of a tenth of a second: strict enough that a burst is punished.
-    burst = max(1, int(scenario.limit / 10))
+    burst = max(2, int(scenario.limit / 10))
     config = SimConfig(
         rate=scenario.limit, burst=burst, window=WINDOW, schedule=list(scenario.schedule)
     )
