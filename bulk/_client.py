@@ -77,19 +77,11 @@ class TicketClient:
             await self._session.close()
             self._session = None
 
-    async def set_status(self, ticket_id: str, status: str) -> Answer:
-        """PUT the status; return the answer or raise a classified `RequestError`."""
-        # The plan has validated ids already; checking again here means no
-        # code path can put an unchecked string into a URL.
-        if not _UUID.fullmatch(ticket_id):
-            raise FatalRequestError(f"refusing to send: {ticket_id!r} is not a canonical UUID")
+    async def _call(self, method: str, url: str, **kwargs: Any) -> tuple[int, Any]:
+        """One request; the JSON answer of a 2xx, or a classified `RequestError`."""
         assert self._session is not None, "use TicketClient as an async context manager"
-        url = f"{self._base}/support/tickets/v1/{ticket_id}/status"
-        body = b'{"ticket":{"status":"' + status.encode() + b'"}}'
         try:
-            async with self._session.put(
-                url, data=body, headers={"Content-Type": "application/json"}
-            ) as response:
+            async with self._session.request(method, url, **kwargs) as response:
                 payload = await response.read()
                 code = response.status
                 if not 200 <= code < 300:
@@ -99,9 +91,22 @@ class TicketClient:
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise classify_exception(exc) from None
         try:
-            data = json.loads(payload) if payload else None
+            return code, json.loads(payload) if payload else None
         except ValueError:
-            data = None
+            return code, None
+
+    async def set_status(self, ticket_id: str, status: str) -> Answer:
+        """PUT the status; return the answer or raise a classified `RequestError`."""
+        # The plan has validated ids already; checking again here means no
+        # code path can put an unchecked string into a URL.
+        if not _UUID.fullmatch(ticket_id):
+            raise FatalRequestError(f"refusing to send: {ticket_id!r} is not a canonical UUID")
+        code, data = await self._call(
+            "PUT",
+            f"{self._base}/support/tickets/v1/{ticket_id}/status",
+            data=b'{"ticket":{"status":"' + status.encode() + b'"}}',
+            headers={"Content-Type": "application/json"},
+        )
         previous = _dig(data, "activity", "data", "previousAttributes", "status")
         activity = _dig(data, "activity", "id")
         return Answer(
@@ -109,3 +114,17 @@ class TicketClient:
             previous if isinstance(previous, str) else None,
             activity if isinstance(activity, str) else None,
         )
+
+    async def list_page(
+        self, location: str, *, order: str, limit: int = 100, token: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of a location's tickets and the cursor of the next (None on the last)."""
+        params = {"locationRef": location, "limit": str(limit), "order": order}
+        if token:
+            params["nextPageToken"] = token
+        _, data = await self._call("GET", f"{self._base}/support/tickets/v1", params=params)
+        tickets = _dig(data, "tickets")
+        if not isinstance(tickets, list):
+            raise FatalRequestError("listing answer has no 'tickets' list")
+        following = _dig(data, "nextPageToken")
+        return [t for t in tickets if isinstance(t, dict)], following or None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,13 @@ from urllib.parse import urlsplit
 
 from ._errors import UsageError
 
-__all__ = ["DEFAULT_BASE_URL", "Credentials", "credentials_from_env", "resolve_base_url"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "Credentials",
+    "credentials_from_env",
+    "parse_duration",
+    "resolve_base_url",
+]
 
 DEFAULT_BASE_URL = "https://api.spacebring.com"
 
@@ -118,3 +125,23 @@ def resolve_base_url(
             "(plain http is allowed for loopback addresses, e.g. the simulator)"
         )
     return chosen.rstrip("/")
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|m|s)?")
+_UNIT = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, None: 1.0}
+
+
+def parse_duration(value: str) -> float:
+    """Seconds in `45s`, `90m`, `2h`, `1h30m`, `14d` (a bare number is seconds)."""
+    text = value.strip().lower().replace(" ", "")
+    total, position = 0.0, 0
+    for match in _DURATION.finditer(text):
+        if match.start() != position:
+            break
+        total += float(match.group(1)) * _UNIT[match.group(2)]
+        position = match.end()
+    if not text or position != len(text):
+        raise ValueError(f"{value!r} is not a duration like 45s, 90m, 2h, 1h30m or 14d")
+    if total <= 0:
+        raise ValueError(f"{value!r}: a duration must be longer than zero")
+    return total

@@ -31,7 +31,7 @@ from ._errors import CredentialsRejected, RequestError, RetriableError
 from ._journal import Journal, Outcome
 from ._pacing import RateController
 
-__all__ = ["Engine", "EngineSettings", "Stats"]
+__all__ = ["AttemptBudget", "Engine", "EngineSettings", "Stats", "WaitRetryAfter"]
 
 Send = Callable[[str, str], Awaitable[Answer]]
 _FEED_BATCH = 1000
@@ -76,7 +76,7 @@ class _Stopped(Exception):
     """Raised inside a row's retry loop once the run is stopping."""
 
 
-class _WaitRetryAfter:
+class WaitRetryAfter:
     """Full-jitter exponential backoff, but never shorter than a server's Retry-After."""
 
     def __init__(self, base: float, cap: float) -> None:
@@ -88,6 +88,26 @@ class _WaitRetryAfter:
         if isinstance(exc, RetriableError) and exc.retry_after is not None:
             wait = max(wait, exc.retry_after)
         return wait
+
+
+class AttemptBudget:
+    """Tenacity `stop`: `max_attempts` for real failures; 429s count apart, up to their own cap.
+
+    A 429 is the pool's pace, not the row's fault, so it must not use up the
+    row's attempts; the separate cap still ends a row the server never admits.
+    """
+
+    def __init__(self, max_attempts: int, max_throttled: int) -> None:
+        self._max_attempts = max_attempts
+        self._max_throttled = max_throttled
+        self.throttled = 0
+
+    def __call__(self, state: RetryCallState) -> bool:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, RetriableError) and exc.http_status == 429:
+            self.throttled += 1
+            return self.throttled >= self._max_throttled
+        return state.attempt_number - self.throttled >= self._max_attempts
 
 
 class Engine:
@@ -201,20 +221,9 @@ class Engine:
         began = time.monotonic()
         answer: Answer | None = None
         error: RequestError | None = None
-        throttled = 0
-
-        def give_up(state: RetryCallState) -> bool:
-            nonlocal throttled
-            exc = state.outcome.exception() if state.outcome else None
-            if isinstance(exc, RetriableError) and exc.http_status == 429:
-                throttled += 1
-                stats.throttled += 1
-                return throttled >= self._settings.max_throttled
-            return attempts - throttled >= self._settings.max_attempts
-
         retrying = AsyncRetrying(
-            stop=give_up,
-            wait=_WaitRetryAfter(self._settings.backoff_base, self._settings.backoff_max),
+            stop=AttemptBudget(self._settings.max_attempts, self._settings.max_throttled),
+            wait=WaitRetryAfter(self._settings.backoff_base, self._settings.backoff_max),
             retry=retry_if_exception_type(RetriableError),
             sleep=self._sleep,
             reraise=True,
@@ -237,6 +246,7 @@ class Engine:
                         answer = await self._send(ticket_id, status)
                     except RetriableError as exc:
                         if exc.http_status == 429:
+                            stats.throttled += 1
                             self._pacer.on_throttled(exc.retry_after)
                         raise
                     self._pacer.on_success()

@@ -42,8 +42,26 @@ def _quote(value: str) -> str:
     return repr(value if len(value) <= 60 else value[:57] + "...")
 
 
+def checked_map(mapping: dict[str, str]) -> dict[str, str]:
+    """A migration map, keyed by the trimmed, lower-cased legacy value; targets normalised."""
+    checked = {}
+    for legacy, target in mapping.items():
+        status = normalise_status(target)
+        if status is None:
+            raise UsageError(
+                f"status map: {legacy!r} maps to {target!r}, not a status; "
+                f"allowed: {', '.join(STATUSES)}"
+            )
+        checked[legacy.strip().lower()] = status
+    return checked
+
+
 def plan_chunk(
-    chunk: Chunk, id_column: str, status_column: str, fixed_status: str | None
+    chunk: Chunk,
+    id_column: str,
+    status_column: str,
+    fixed_status: str | None,
+    status_map: dict[str, str] | None = None,
 ) -> Iterator[PlannedRow]:
     statuses = chunk.statuses
     for offset, raw_id in enumerate(chunk.ids):
@@ -53,7 +71,10 @@ def plan_chunk(
         raw_status = fixed_status if fixed_status is not None else (statuses or [""])[offset]
         raw_status = raw_status.strip()
         key = ticket_id.lower()
-        status = normalise_status(raw_status)
+        if status_map is not None:
+            status = status_map.get(raw_status.lower())
+        else:
+            status = normalise_status(raw_status)
         verdict, error = None, None
         if chunk.skips and chunk.skips[offset]:
             verdict, error = "skipped", chunk.skips[offset]
@@ -64,6 +85,10 @@ def plan_chunk(
                 "invalid",
                 f"{id_column}: {_quote(ticket_id)} is not a ticket id (a UUID)",
             )
+        elif status is None and status_map is not None:
+            what = f"no mapping for {_quote(raw_status)}" if raw_status else "empty"
+            known = ", ".join(repr(k) for k in sorted(status_map))
+            verdict, error = "invalid", f"{status_column}: {what}; the map has {known}"
         elif status is None:
             what = f"{_quote(raw_status)} is not a status" if raw_status else "empty"
             verdict, error = "invalid", f"{status_column}: {what}; allowed: {', '.join(STATUSES)}"

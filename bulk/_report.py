@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 __all__ = [
     "REPORT_COLUMNS",
     "REPORT_SUFFIXES",
+    "beside",
     "check_report_path",
     "report_batches",
     "report_frame",
@@ -35,6 +36,11 @@ _ERROR = REPORT_COLUMNS.index("error")
 # A spreadsheet runs a cell starting with one of these as a formula; a
 # server's error text must not become one (CSV injection).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def beside(report: Path, suffix: str) -> Path:
+    """A file that belongs to a report: `x.csv` -> `x.journal`, `x.run.json`, ..."""
+    return report.with_name(report.name.rsplit(".", 1)[0] + suffix)
 
 
 def check_report_path(path: Path) -> None:

@@ -28,9 +28,9 @@ from ._errors import UsageError
 from ._inputs import Source, open_source
 from ._journal import REPORT_COLUMNS, Journal
 from ._pacing import Pacer, RateController
-from ._plan import checked_status, plan_chunk
+from ._plan import checked_map, checked_status, plan_chunk
 from ._progress import NoProgress, Progress
-from ._report import check_report_path, report_frame, write_report
+from ._report import beside, check_report_path, report_frame, write_report
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -63,6 +63,8 @@ class RunOptions:
     max_failure_rate: float = 0.2
     limit: int | None = None
     deadline: float | None = None  # seconds from the start of sending
+    # Migration: target status by legacy value of the status column (never guessed).
+    status_map: dict[str, str] | None = None
 
     def check(self) -> None:
         if isinstance(self.rate, str) and self.rate != "auto":
@@ -83,6 +85,10 @@ class RunOptions:
             raise UsageError("--timeout must be positive")
         if self.status is not None:
             self.status = checked_status(self.status)
+        if self.status_map is not None:
+            if self.status is not None:
+                raise UsageError("give either a status or a status map, not both")
+            self.status_map = checked_map(self.status_map)
         if self.report is not None:
             self.report = Path(self.report)
             check_report_path(self.report)
@@ -159,10 +165,14 @@ def _exit_code(counts: Mapping[str, Any], stop_reason: str | None, held_back: bo
     return EXIT_OK
 
 
-def _plan(journal: Journal, source: Source, fixed_status: str | None) -> int:
+def _plan(journal: Journal, source: Source, options: RunOptions) -> int:
     rows = 0
     for chunk in source.chunks():
-        planned = list(plan_chunk(chunk, source.id_column, source.status_column, fixed_status))
+        planned = list(
+            plan_chunk(
+                chunk, source.id_column, source.status_column, options.status, options.status_map
+            )
+        )
         journal.add_planned(planned)
         rows += len(planned)
     if rows == 0:
@@ -203,7 +213,7 @@ def _duration_text(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
-def _controller(rate: float | str | None) -> RateController:
+def rate_controller(rate: float | str | None) -> RateController:
     if rate == "auto":
         # The documented limit is the starting point; the ceiling is found by probing.
         return RateController(Pacer(None), None, start=DOCUMENTED_RATE)
@@ -233,7 +243,7 @@ async def _send_all(
         base_url, credentials, concurrency=settings.workers, timeout=options.timeout
     )
     async with client:
-        engine = Engine(journal, client.set_status, _controller(options.rate), settings, stats)
+        engine = Engine(journal, client.set_status, rate_controller(options.rate), settings, stats)
         progress.start(stats)
         try:
             with anyio.CancelScope() as hard_stop:
@@ -304,21 +314,18 @@ async def execute(
         "id_column": src.id_column,
         "status_column": src.status_column,
         "status": options.status,
+        "status_map": options.status_map,
         "base_url": base_url,
     }
     scratch = tempfile.TemporaryDirectory(prefix="bulk-dry-") if options.dry_run else None
-    journal_path = (
-        Path(scratch.name) / "journal"
-        if scratch
-        else report.with_name(report.name.rsplit(".", 1)[0] + ".journal")
-    )
+    journal_path = Path(scratch.name) / "journal" if scratch else beside(report, ".journal")
     journal = Journal(journal_path)
     try:
         meta = journal.meta()
         already_final = resent = 0
         if options.fresh or not meta.get("planned"):
             journal.clear()
-            await anyio.to_thread.run_sync(_plan, journal, src, options.status)
+            await anyio.to_thread.run_sync(_plan, journal, src, options)
             journal.set_meta(
                 planned=True,
                 meaning=meaning,
@@ -391,7 +398,7 @@ async def execute(
         frame = report_frame(journal, pending_reason, columns) if collect else None
         summary = RunSummary(
             report=report,
-            audit=report.with_name(report.name.rsplit(".", 1)[0] + ".run.json"),
+            audit=beside(report, ".run.json"),
             rows=counts["rows"],
             outcomes=counts["outcomes"],
             pending=counts["pending"],

@@ -22,10 +22,28 @@ if TYPE_CHECKING:
 log = logging.getLogger("bulk")
 
 
-def _setup_logging(verbose: int) -> None:
+class _JsonLines(logging.Formatter):
+    """One JSON object per line, for log collectors (`--log-format json`)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        import json
+        from datetime import UTC, datetime
+
+        return json.dumps(
+            {
+                "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+                "level": record.levelname.lower(),
+                "message": record.getMessage(),
+            }
+        )
+
+
+def _setup_logging(verbose: int, log_format: str = "text") -> None:
     level = logging.DEBUG if verbose > 1 else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("bulk: %(message)s"))
+    handler.setFormatter(
+        _JsonLines() if log_format == "json" else logging.Formatter("bulk: %(message)s")
+    )
     root = logging.getLogger("bulk")
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -57,9 +75,16 @@ def _rate(value: str) -> float | str | None:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="bulk")
 @click.option("-v", "--verbose", count=True, help="More detail on standard error.")
-def main(verbose: int) -> None:
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log lines on standard error as text or JSON lines.",
+)
+def main(verbose: int, log_format: str) -> None:
     """Change thousands of Spacebring support tickets at once, safely."""
-    _setup_logging(verbose)
+    _setup_logging(verbose, log_format)
 
 
 def _print_summary(summary: RunSummary) -> None:
@@ -68,20 +93,12 @@ def _print_summary(summary: RunSummary) -> None:
 
 
 def _duration(value: str | None) -> float | None:
-    if value is None:
-        return None
-    import re
+    from ._config import parse_duration
 
-    match = re.fullmatch(
-        r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*", value
-    )
-    if not value.strip() or not match or not any(match.groups()):
-        raise click.BadParameter(f"{value!r} is not a duration like 45s, 90m, 2h or 1h30m")
-    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
-    total = hours * 3600 + minutes * 60 + seconds
-    if total <= 0:
-        raise click.BadParameter("must be longer than zero")
-    return total
+    try:
+        return None if value is None else parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def _confirmer(yes: bool) -> Any:
@@ -216,7 +233,9 @@ def _derived_run(kind: str, report: Path, frame: Any, options: RunOptions, yes: 
     if options.report is None:
         options.report = derived_report_path(report, kind)
     batch = None
-    audit = report.with_name(report.name.rsplit(".", 1)[0] + ".run.json")
+    from ._report import beside
+
+    audit = beside(report, ".run.json")
     if audit.is_file():
         import json
 
@@ -290,6 +309,75 @@ def runs(folder: Path, limit: int) -> None:
             f"{str(record.get('ended_at', '?'))[:19]}  exit {record.get('exit_code', '?'):>3}  "
             f"{kind:<5}  {shown}  {record.get('report', record['audit'])}"
         )
+
+
+@main.group()
+def job() -> None:
+    """Run job files (jobs/*.toml): mass closures, migrations, scheduled cleanups."""
+
+
+@job.command("validate")
+@click.argument("path", metavar="JOB", type=click.Path(path_type=Path, dir_okay=False))
+def job_validate(path: Path) -> None:
+    """Check a job file (and its source file's columns) without sending anything."""
+    import os
+
+    from ._inputs import open_source
+    from ._jobs import FileSource, load_job
+
+    try:
+        loaded = load_job(path, os.environ)
+        if isinstance(loaded.source, FileSource):
+            open_source(
+                loaded.source.path,
+                id_column=loaded.source.id_column,
+                status_column=loaded.source.status_column,
+                need_status=loaded.action.status is None,
+            )
+    except UsageError as exc:
+        _fail_usage(str(exc))
+    kind = "file " + str(loaded.source.path) if isinstance(loaded.source, FileSource) else "API"
+    click.echo(
+        f"{path}: job {loaded.name!r} is valid ({kind} source, reports in {loaded.report_folder()})"
+    )
+
+
+@job.command("run")
+@click.argument("path", metavar="JOB", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="List and validate; report what would change.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before a large batch.")
+@click.option("--rate", "rate_override", help="Override the job's rate (e.g. for a test).")
+def job_run(path: Path, dry_run: bool, yes: bool, rate_override: str | None) -> None:
+    """Run a job: safe under cron (one at a time; an interrupted run is finished first)."""
+    import os
+
+    import anyio
+
+    from ._jobrun import JobLock, JobLocked, prepare_job
+    from ._jobs import load_job
+
+    try:
+        loaded = load_job(path, os.environ)
+        if rate_override is not None:
+            settings = loaded.run.model_copy(update={"rate": _rate(rate_override) or "unlimited"})
+            loaded = loaded.model_copy(update={"run": settings})
+    except UsageError as exc:
+        _fail_usage(str(exc))
+    lock = JobLock(loaded.report_folder() / f".{loaded.name}.lock")
+    try:
+        with lock:
+            try:
+                prepared = anyio.run(lambda: prepare_job(loaded, dry_run=dry_run))
+            except UsageError as exc:
+                _fail_usage(str(exc))
+            if prepared.input is None:
+                click.echo(f"job {loaded.name}: nothing selected; nothing to send")
+                sys.exit(0)
+            code = _execute(prepared.input, prepared.options, yes)
+    except JobLocked as exc:
+        click.echo(f"bulk: {loaded.name}: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    sys.exit(code)
 
 
 @main.command()

@@ -1,7 +1,7 @@
 """An in-memory Spacebring support-ticket API, the test double for everything that talks to it.
 
-It serves the status PUT and ticket GET with the shapes of spec/spacebring-openapi-support.json,
-the documented auth schemes and per-client rate limit (token bucket, fixed or sliding window),
+It serves the status PUT, the ticket GET and the listing GET with the shapes of
+spec/spacebring-openapi-support.json, the documented auth schemes and per-client rate limit (token bucket, fixed or sliding window),
 optional latency and faults (5xx, dropped connections, slow answers) so retries and resumes can
 be exercised on loopback, and scheduled changes ("the limit halves after 30 s", "the
 credentials are revoked") to reproduce what goes wrong in the middle of a long run.
@@ -14,6 +14,7 @@ import base64
 import binascii
 import contextlib
 import csv
+import heapq
 import hmac
 import json
 import math
@@ -29,7 +30,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 
@@ -62,6 +63,16 @@ _TICKET_FIELDS = frozenset(
 )
 _CSV_TEXT_FIELDS = frozenset({*CSV_COLUMNS, "description"})
 _UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+# The listing's `order` values, as the spec's parameter description lists them.
+ORDERS = ("createDate:asc", "createDate:desc", "updateDate:asc", "updateDate:desc")
+DEFAULT_ORDER = "createDate:desc"
+DEFAULT_LIMIT = 25  # the spec's default for `limit`
+MAX_LIMIT = 100
+# The spec's comma-separated id filters; each matches the ticket field of the same name.
+_LIST_FILTERS = ("userRefAssignee", "membershipRefRequester")
+_LIMIT_RE = re.compile(r"[0-9]{1,4}")
+_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{1,2000}")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DESCRIPTIONS = (
     "The badge reader on floor {n} does not accept my card.",
     "Wi-Fi keeps dropping in meeting room {n}.",
@@ -134,6 +145,7 @@ class LoggedRequest:
     body: bytes
     headers: dict[str, str]
     at: float
+    query: str = ""  # the raw query string, e.g. the listing's "locationRef=...&limit=100"
 
 
 def _iso(moment: datetime) -> str:
@@ -215,6 +227,7 @@ class Simulator:
         # Fixed rate-limit windows are counted from here, when serving starts.
         self._started = self._clock()
         app = web.Application(middlewares=[self._middleware])
+        app.router.add_get("/support/tickets/v1", self._list_tickets)
         app.router.add_put("/support/tickets/v1/{id}/status", self._put_status)
         app.router.add_get("/support/tickets/v1/{id}", self._get_ticket)
         return app
@@ -275,6 +288,7 @@ class Simulator:
             body=await request.read(),
             headers=headers,
             at=self._clock(),
+            query=request.query_string,
         )
         with self._lock:
             self.requests.append(entry)
@@ -408,8 +422,137 @@ class Simulator:
             body = {"ticket": self.tickets[key], "activities": self._activities.get(key, [])}
             return _json(200, body)
 
+    async def _list_tickets(self, request: web.Request) -> web.Response:
+        """One page of a location's tickets, keyset-paginated.
+
+        The page after a `nextPageToken` holds the tickets that sort strictly after the last one
+        returned, by (sort date, id) as that ticket was when it was returned. That key is what the
+        token carries, not an offset, so changes between pages shift nothing:
+
+        - createDate orders: createDate never changes, so every ticket of the location is
+          returned exactly once however statuses (hence updateDate) change during the listing.
+          Tickets created meanwhile appear only if they sort after the cursor.
+        - updateDate orders: a ticket changed during the listing gets the newest updateDate and
+          so moves to the end. With updateDate:asc it is (also) returned again at the end if it
+          had already been returned; with updateDate:desc it jumps ahead of the cursor, and one
+          not yet returned is skipped. Clients that change tickets while listing should page by
+          createDate.
+
+        The spec's optional `searchQueryNext` is not served; clients build the next request
+        themselves from the same parameters and `nextPageToken`.
+        """
+        query = request.query
+        location = query.get("locationRef")
+        if location is None:
+            return _error(400, "badRequest", "locationRef is required")
+        if not _UUID_RE.fullmatch(location):
+            return _error(400, "badRequest", f"Invalid locationRef {location!r}: expected a UUID")
+        location = location.lower()
+        raw_limit = query.get("limit", str(DEFAULT_LIMIT))
+        if not _LIMIT_RE.fullmatch(raw_limit) or not 1 <= int(raw_limit) <= MAX_LIMIT:
+            message = f"limit must be an integer from 1 to {MAX_LIMIT}, got {raw_limit!r}"
+            return _error(400, "badRequest", message)
+        limit = int(raw_limit)
+        order = query.get("order", DEFAULT_ORDER)
+        if order not in ORDERS:
+            return _error(400, "badRequest", f"order must be one of: {', '.join(ORDERS)}")
+        wanted: dict[str, set[str]] = {}
+        for name in _LIST_FILTERS:
+            if name in query:
+                ids = query[name].split(",")
+                if not 1 <= len(ids) <= 100 or len(set(ids)) != len(ids):
+                    message = f"{name} must be 1 to 100 unique comma-separated UUIDs"
+                    return _error(400, "badRequest", message)
+                if not all(_UUID_RE.fullmatch(i) for i in ids):
+                    return _error(400, "badRequest", f"{name} must hold UUIDs only")
+                wanted[name] = {i.lower() for i in ids}
+        after: tuple[int, str] | None = None
+        if "nextPageToken" in query:
+            after = _read_page_token(query["nextPageToken"], order, location)
+            if after is None:
+                message = "Invalid nextPageToken: pass the one from the previous page unchanged"
+                return _error(400, "badRequest", message + ", with the same locationRef and order")
+        date_field, direction = order.split(":")
+        descending = direction == "desc"
+        with self._lock:
+            rows = [
+                (sort_key, ticket)
+                for key, ticket in self.tickets.items()
+                if str(ticket.get("locationRef", "")).lower() == location
+                and all(str(ticket.get(name, "")).lower() in ids for name, ids in wanted.items())
+                for sort_key in [_sort_key(key, ticket, date_field)]
+                if after is None or (sort_key < after if descending else sort_key > after)
+            ]
+            # One more than the page, to tell whether another page follows.
+            pick = heapq.nlargest if descending else heapq.nsmallest
+            page = pick(limit + 1, rows, key=lambda row: row[0])
+            body: dict[str, Any] = {"tickets": [ticket for _, ticket in page[:limit]]}
+            if len(page) > limit:
+                body["nextPageToken"] = _page_token(order, location, page[limit - 1][0])
+            return _json(200, body)
+
+
+def _sort_key(key: str, ticket: dict[str, Any], date_field: str) -> tuple[int, str]:
+    """(microseconds since the epoch, lower-case id); the id breaks ties between equal dates.
+
+    A missing or unreadable date sorts as the epoch, so such a ticket is still listed once.
+    """
+    value = ticket.get(date_field)
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        return 0, key
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - _EPOCH) // timedelta(microseconds=1), key
+
+
+def _page_token(order: str, location: str, last: tuple[int, str]) -> str:
+    """Opaque to clients: URL-safe unpadded base64 of {"o": order, "l": location, "k": key}.
+
+    `k` is the sort key of the last ticket returned, [microseconds since the epoch, id].
+    """
+    payload = json.dumps({"o": order, "l": location, "k": list(last)}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+
+
+def _read_page_token(token: str, order: str, location: str) -> tuple[int, str] | None:
+    """The sort key in `token`, or None if it is not one of ours for this order and location."""
+    if not _TOKEN_RE.fullmatch(token):
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        data = json.loads(raw)
+    except (binascii.Error, ValueError):
+        return None
+    if not isinstance(data, dict) or set(data) != {"o", "l", "k"}:
+        return None
+    payload = cast(dict[str, Any], data)
+    key = payload["k"]
+    if payload["o"] != order or payload["l"] != location:
+        return None
+    if not isinstance(key, list) or len(key) != 2:
+        return None
+    moment, ticket_id = key
+    if type(moment) is not int or not isinstance(ticket_id, str):
+        return None
+    if not _UUID_RE.fullmatch(ticket_id) or ticket_id != ticket_id.lower():
+        return None
+    return moment, ticket_id
+
 
 # -- ticket data ----------------------------------------------------------------------------
+
+
+def _location_ids(count: int) -> list[str]:
+    # Locations stay the same whatever the seed, like the fixed sites of one network; asking
+    # for more only adds ids after these.
+    location_rng = random.Random(4242)
+    return [str(uuid.UUID(int=location_rng.getrandbits(128), version=4)) for _ in range(count)]
+
+
+# The location ids make_tickets spreads tickets over by default (locations=3), in order.
+LOCATIONS: tuple[str, ...] = tuple(_location_ids(3))
 
 
 def make_tickets(
@@ -422,18 +565,18 @@ def make_tickets(
 ) -> list[dict[str, Any]]:
     """Deterministic, realistic tickets; dates fall in the 90 days before `now`.
 
-    `now` defaults to the start of the current UTC day so that repeated calls agree.
+    createDate is uniform over those 90 days, so about 84% of tickets are older than 14 days.
+    Every ticket has a statusUpdateDate (a "new" ticket's is its createDate) and
+    createDate <= statusUpdateDate <= updateDate. Tickets go to `locations` ids, the first of
+    which are LOCATIONS. `now` defaults to the start of the current UTC day so that repeated
+    calls agree.
     """
     unknown = set(statuses) - set(STATUSES)
     if unknown or not statuses:
         raise ValueError(f"statuses must be a non-empty subset of {STATUSES}, got {unknown}")
     if now is None:
         now = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    # Locations stay the same whatever the seed, like the fixed sites of one network.
-    location_rng = random.Random(4242)
-    location_ids = [
-        str(uuid.UUID(int=location_rng.getrandbits(128), version=4)) for _ in range(locations)
-    ]
+    location_ids = _location_ids(locations)
     rng = random.Random(seed)
     window = timedelta(days=90).total_seconds()
     tickets = []

@@ -28,6 +28,7 @@ from openapi_spec_validator import OpenAPIV30SpecValidator
 from bulk.simulator import (
     DEMO_CLIENT_ID,
     DEMO_CLIENT_SECRET,
+    LOCATIONS,
     SimConfig,
     Simulator,
     make_tickets,
@@ -104,9 +105,16 @@ async def recorded() -> AsyncIterator[tuple[RecordingSimulator, aiohttp.ClientSe
 
 
 async def exchange(
-    sim: RecordingSimulator, session: aiohttp.ClientSession, method: str, path: str, body: bytes
+    sim: RecordingSimulator,
+    session: aiohttp.ClientSession,
+    method: str,
+    path: str,
+    body: bytes,
+    params: dict[str, str] | None = None,
 ) -> tuple[LoopbackRequest, AIOHTTPOpenAPIWebResponse]:
-    async with session.request(method, path, data=body or None, headers=CLIENT_HEADERS) as resp:
+    async with session.request(
+        method, path, data=body or None, headers=CLIENT_HEADERS, params=params
+    ) as resp:
         await resp.read()
     return sim.exchanges[-1]
 
@@ -196,3 +204,91 @@ def test_answers_outside_the_spec_are_rejected(openapi: OpenAPI) -> None:
     bad = json.dumps({"ticket": {**ticket, "secret": "x"}, "activities": []}).encode()
     with pytest.raises(OpenAPIError):
         openapi.validate_response(request, MockResponse(bad))
+
+
+LIST_PATH = "/support/tickets/v1"
+
+
+def test_the_client_listing_request_matches_the_spec(openapi: OpenAPI) -> None:
+    # What the bulk client sends for a page: locationRef, limit, order and, after the first,
+    # the token it was given.
+    args = {"locationRef": LOCATIONS[0], "limit": "100", "order": "createDate:asc"}
+    for page_args in (args, {**args, "nextPageToken": "opaque"}):
+        request = MockRequest(PRODUCTION, "GET", LIST_PATH, headers=CLIENT_HEADERS, args=page_args)
+        openapi.validate_request(request)
+    for bad_args in ({**args, "limit": "0"}, {**args, "locationRef": "x"}, {"limit": "5"}):
+        bad = MockRequest(PRODUCTION, "GET", LIST_PATH, headers=CLIENT_HEADERS, args=bad_args)
+        with pytest.raises(OpenAPIError):
+            openapi.validate_request(bad)
+
+
+async def test_listing_exchange_matches_the_spec(
+    openapi: OpenAPI, recorded: tuple[RecordingSimulator, aiohttp.ClientSession]
+) -> None:
+    sim, session = recorded
+    # The fixture's location with two tickets, so that limit 1 gives two pages.
+    location = LOCATIONS[2]
+    params = {"locationRef": location, "limit": "1", "order": "updateDate:asc"}
+    bodies = []
+    while True:
+        request, response = await exchange(sim, session, "GET", LIST_PATH, b"", params)
+        assert response.status_code == 200
+        openapi.validate_request(request)
+        openapi.validate_response(request, response)
+        bodies.append(json.loads(response.data))
+        if "nextPageToken" not in bodies[-1]:
+            break
+        params = {**params, "nextPageToken": bodies[-1]["nextPageToken"]}
+    assert [len(body["tickets"]) for body in bodies] == [1, 1]
+    assert {t["locationRef"] for body in bodies for t in body["tickets"]} == {location}
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"limit": "10"},
+        {"locationRef": LOCATIONS[0], "limit": "0"},
+        {"locationRef": LOCATIONS[0], "limit": "101"},
+    ],
+)
+async def test_listing_bad_request_answer_matches_the_spec(
+    openapi: OpenAPI,
+    recorded: tuple[RecordingSimulator, aiohttp.ClientSession],
+    params: dict[str, str],
+) -> None:
+    sim, session = recorded
+    request, response = await exchange(sim, session, "GET", LIST_PATH, b"", params)
+    assert response.status_code == 400
+    openapi.validate_response(request, response)
+    assert set(json.loads(response.data)) == {"message", "type"}
+    # The spec refuses these requests too, so the simulator's 400 agrees with it.
+    with pytest.raises(OpenAPIError):
+        openapi.validate_request(request)
+
+
+async def test_listing_bad_token_answer_matches_the_spec(
+    openapi: OpenAPI, recorded: tuple[RecordingSimulator, aiohttp.ClientSession]
+) -> None:
+    # A token the spec cannot judge (it is any string) but the server does not know.
+    sim, session = recorded
+    params = {"locationRef": LOCATIONS[0], "nextPageToken": "not-ours"}
+    request, response = await exchange(sim, session, "GET", LIST_PATH, b"", params)
+    assert response.status_code == 400
+    openapi.validate_request(request)
+    openapi.validate_response(request, response)
+
+
+def test_listing_answers_outside_the_spec_are_rejected(openapi: OpenAPI) -> None:
+    # Guards the listing checks above: each listed ticket is held to the ticket schema.
+    ticket = make_tickets(1)[0]
+    args = {"locationRef": ticket["locationRef"]}
+    request = MockRequest(PRODUCTION, "GET", LIST_PATH, headers=CLIENT_HEADERS, args=args)
+    good = json.dumps({"tickets": [ticket], "nextPageToken": "t"}).encode()
+    openapi.validate_response(request, MockResponse(good))
+    for bad_body in (
+        {"tickets": [{**ticket, "secret": "x"}]},
+        {"tickets": [{**ticket, "status": "done"}]},
+        {"tickets": [ticket], "nextPageToken": 3},
+    ):
+        with pytest.raises(OpenAPIError):
+            openapi.validate_response(request, MockResponse(json.dumps(bad_body).encode()))

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import math
 import time
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,8 @@ from bulk.simulator import (
     DEMO_CLIENT_ID,
     DEMO_CLIENT_SECRET,
     DEMO_NETWORK_ID,
+    LOCATIONS,
+    ORDERS,
     STATUSES,
     TICKET_TYPES,
     WINDOWS,
@@ -295,6 +299,36 @@ def test_make_tickets_is_deterministic_and_realistic() -> None:
         make_tickets(1, statuses=["done"])
 
 
+def test_make_tickets_keeps_its_ids_and_statuses_and_uses_the_fixed_locations() -> None:
+    # Tests elsewhere rely on what a seed produces; this pins it.
+    assert [(t["id"], t["status"], t["locationRef"]) for t in make_tickets(4, seed=0)] == [
+        ("f728b4fa-4248-4e3a-8a5d-2f346baa9455", "new", LOCATIONS[2]),
+        ("48268673-23a7-411a-8133-287637ebdcd9", "inProgress", LOCATIONS[0]),
+        ("e6f4590b-9a16-4106-8f6a-659eb4862b21", "solved", LOCATIONS[0]),
+        ("6f25e2a2-5a92-4187-99c7-8df48f4ff31e", "closed", LOCATIONS[1]),
+    ]
+    assert len(set(LOCATIONS)) == len(LOCATIONS) == 3
+    assert {t["locationRef"] for t in make_tickets(60, seed=5)} == set(LOCATIONS)
+    assert {t["locationRef"] for t in make_tickets(30, locations=1)} == {LOCATIONS[0]}
+    assert {t["locationRef"] for t in make_tickets(30, locations=2)} == set(LOCATIONS[:2])
+    assert set(LOCATIONS) < {t["locationRef"] for t in make_tickets(60, locations=5)}
+
+
+def test_make_tickets_dates_spread_over_90_days() -> None:
+    now = datetime(2025, 3, 1, tzinfo=UTC)
+    tickets = make_tickets(300, seed=8, now=now)
+    cutoff = now - timedelta(days=14)
+    for name in ("createDate", "updateDate", "statusUpdateDate"):
+        moments = [datetime.fromisoformat(t[name]) for t in tickets]
+        assert all(now - timedelta(days=90) <= m <= now for m in moments)
+        older = sum(m < cutoff for m in moments)
+        # "Older than 14 days" is a real subset, whichever date a job goes by.
+        assert 0.3 * len(tickets) < older < len(tickets)
+    for ticket in tickets:
+        if ticket["status"] == "new":
+            assert ticket["statusUpdateDate"] == ticket["createDate"]
+
+
 def test_tickets_round_trip_through_csv(tmp_path: Path) -> None:
     tickets = make_tickets(5, seed=2)
     path = tmp_path / "tickets.csv"
@@ -508,3 +542,300 @@ def test_simulate_cli_rejects_bad_schedules(
     assert result.exit_code == 2
     assert needle in result.output
     assert not served
+
+
+# -- the listing ---------------------------------------------------------------------------------
+
+LIST = "/support/tickets/v1"
+
+
+def expected_ids(sim: Simulator, location: str, order: str) -> list[str]:
+    """The location's ids in `order`, computed independently of the simulator's code."""
+    field, direction = order.split(":")
+    mine = [t for t in sim.tickets.values() if t["locationRef"] == location]
+    # All dates here share one ISO shape, so they sort as strings.
+    mine.sort(key=lambda t: (t[field], t["id"]), reverse=direction == "desc")
+    return [t["id"] for t in mine]
+
+
+async def list_page(
+    session: aiohttp.ClientSession, params: dict[str, str]
+) -> tuple[int, dict[str, Any]]:
+    async with session.get(LIST, params=params) as resp:
+        assert resp.content_type == "application/json"
+        body: dict[str, Any] = await resp.json()
+        return resp.status, body
+
+
+async def list_all(
+    session: aiohttp.ClientSession,
+    location: str,
+    order: str,
+    limit: int,
+    between: Callable[[int], Awaitable[None]] | None = None,
+) -> list[list[dict[str, Any]]]:
+    """Every page, following nextPageToken; `between(pages so far)` runs before each next one."""
+    pages: list[list[dict[str, Any]]] = []
+    params = {"locationRef": location, "order": order, "limit": str(limit)}
+    while True:
+        status, body = await list_page(session, params)
+        assert status == 200, body
+        assert set(body) <= {"tickets", "nextPageToken"}
+        pages.append(body["tickets"])
+        if "nextPageToken" not in body:
+            return pages
+        assert isinstance(body["nextPageToken"], str) and body["nextPageToken"]
+        params = {**params, "nextPageToken": body["nextPageToken"]}
+        if between is not None:
+            await between(len(pages))
+
+
+@asynccontextmanager
+async def listing(
+    n: int = 150, config: SimConfig | None = None
+) -> AsyncIterator[tuple[Simulator, aiohttp.ClientSession]]:
+    sim = Simulator(config or SimConfig(rate=None), make_tickets(n, seed=9))
+    async with serve(sim) as base_url, aiohttp.ClientSession(base_url, headers=BASIC) as session:
+        yield sim, session
+
+
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("limit", [100, 7])
+async def test_listing_pages_through_each_ticket_of_a_location_once(order: str, limit: int) -> None:
+    async with listing() as (sim, session):
+        seen: list[str] = []
+        for location in LOCATIONS:
+            pages = await list_all(session, location, order, limit)
+            ids = [t["id"] for page in pages for t in page]
+            assert ids == expected_ids(sim, location, order)
+            assert 7 < len(ids) < 100  # so limit 7 pages and limit 100 does not
+            assert all(len(page) == limit for page in pages[:-1])
+            assert 1 <= len(pages[-1]) <= limit
+            assert len(pages) == (1 if limit == 100 else math.ceil(len(ids) / limit))
+            assert all(t == sim.tickets[t["id"]] for page in pages for t in page)
+            seen += ids
+    assert sorted(seen) == sorted(sim.tickets)
+    assert {(r.path, r.ticket_id, r.status) for r in sim.requests} == {(LIST, None, 200)}
+    assert all("locationRef=" in r.query for r in sim.requests)
+    assert sim.sent_ids("GET") == []
+
+
+async def test_listing_defaults_to_25_newest_first_and_ignores_id_case() -> None:
+    async with listing() as (sim, session):
+        location = LOCATIONS[1]
+        status, body = await list_page(session, {"locationRef": location.upper()})
+        assert status == 200
+        assert [t["id"] for t in body["tickets"]] == expected_ids(sim, location, ORDERS[1])[:25]
+        assert "nextPageToken" in body
+        status, empty = await list_page(session, {"locationRef": str(uuid.uuid4())})
+        assert (status, empty) == (200, {"tickets": []})
+
+
+async def test_listing_filters_by_assignee_and_requester() -> None:
+    user, member = str(uuid.uuid4()), str(uuid.uuid4())
+    async with listing(20) as (sim, session):
+        ids = expected_ids(sim, LOCATIONS[0], "createDate:asc")
+        sim.tickets[ids[0]]["userRefAssignee"] = user
+        sim.tickets[ids[1]]["userRefAssignee"] = user
+        sim.tickets[ids[1]]["membershipRefRequester"] = member
+        params = {"locationRef": LOCATIONS[0], "order": "createDate:asc"}
+        answers = []
+        for filters in (
+            {"userRefAssignee": user},
+            {"userRefAssignee": f"{uuid.uuid4()},{user.upper()}"},
+            {"userRefAssignee": user, "membershipRefRequester": member},
+            {"membershipRefRequester": str(uuid.uuid4())},
+        ):
+            status, body = await list_page(session, {**params, **filters})
+            answers.append((status, [t["id"] for t in body["tickets"]]))
+    assert answers == [(200, ids[:2]), (200, ids[:2]), (200, ids[1:2]), (200, [])]
+
+
+@pytest.mark.parametrize(
+    ("params", "needle"),
+    [
+        ({}, "locationRef is required"),
+        ({"locationRef": "not-a-uuid"}, "locationRef"),
+        ({"locationRef": LOCATIONS[0] + "\n"}, "locationRef"),
+        ({"locationRef": LOCATIONS[0], "limit": "0"}, "limit"),
+        ({"locationRef": LOCATIONS[0], "limit": "101"}, "limit"),
+        ({"locationRef": LOCATIONS[0], "limit": "-1"}, "limit"),
+        ({"locationRef": LOCATIONS[0], "limit": "ten"}, "limit"),
+        ({"locationRef": LOCATIONS[0], "limit": ""}, "limit"),
+        ({"locationRef": LOCATIONS[0], "order": "createDate"}, "order"),
+        ({"locationRef": LOCATIONS[0], "order": "createdate:asc"}, "order"),
+        ({"locationRef": LOCATIONS[0], "order": "number:asc"}, "order"),
+        ({"locationRef": LOCATIONS[0], "nextPageToken": ""}, "nextPageToken"),
+        ({"locationRef": LOCATIONS[0], "nextPageToken": "not a token!"}, "nextPageToken"),
+        ({"locationRef": LOCATIONS[0], "nextPageToken": "Z2FyYmFnZQ"}, "nextPageToken"),
+        ({"locationRef": LOCATIONS[0], "nextPageToken": "25"}, "nextPageToken"),
+        ({"locationRef": LOCATIONS[0], "userRefAssignee": "me"}, "userRefAssignee"),
+        ({"locationRef": LOCATIONS[0], "membershipRefRequester": ""}, "membershipRefRequester"),
+    ],
+)
+async def test_bad_listing_requests_are_400(params: dict[str, str], needle: str) -> None:
+    async with listing(20) as (sim, session):
+        status, body = await list_page(session, params)
+    assert status == 400
+    assert body["type"] == "badRequest"
+    assert needle in body["message"]
+    assert set(body) == {"message", "type"}
+    [logged] = sim.requests
+    assert (logged.path, logged.ticket_id, logged.status) == (LIST, None, 400)
+
+
+def forged(payload: Any) -> str:
+    raw = json.dumps(payload).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+async def test_tokens_are_opaque_positions_bound_to_their_location_and_order() -> None:
+    async with listing() as (sim, session):
+        location, order = LOCATIONS[0], "createDate:asc"
+        params = {"locationRef": location, "order": order, "limit": "3"}
+        _, first = await list_page(session, params)
+        token = first["nextPageToken"]
+        # The token is a position, not an offset: it holds the last ticket's id.
+        padded = token + "=" * (-len(token) % 4)
+        decoded = json.loads(base64.urlsafe_b64decode(padded))
+        assert decoded["k"][1] == first["tickets"][-1]["id"]
+        status, second = await list_page(session, {**params, "nextPageToken": token})
+        assert status == 200
+        assert [t["id"] for t in second["tickets"]] == expected_ids(sim, location, order)[3:6]
+        # The limit may change from page to page.
+        status, _ = await list_page(session, {**params, "limit": "50", "nextPageToken": token})
+        assert status == 200
+
+        bad_tokens = [
+            forged({**decoded, "o": "createDate:desc"}),
+            forged({**decoded, "k": [str(decoded["k"][0]), decoded["k"][1]]}),
+            forged({**decoded, "k": [True, decoded["k"][1]]}),
+            forged({**decoded, "k": decoded["k"][:1]}),
+            forged({**decoded, "extra": 1}),
+            forged([decoded]),
+            token[:-3],
+        ]
+        answers = [
+            (await list_page(session, {**params, "nextPageToken": bad}))[0] for bad in bad_tokens
+        ]
+        # The same token with another order or location is refused too.
+        for other in ({"order": "createDate:desc"}, {"locationRef": LOCATIONS[1]}):
+            answers.append(
+                (await list_page(session, {**params, **other, "nextPageToken": token}))[0]
+            )
+    assert answers == [400] * (len(bad_tokens) + 2)
+
+
+async def put_status(session: aiohttp.ClientSession, ticket_id: str, status: str) -> None:
+    async with session.put(status_url(ticket_id), json={"ticket": {"status": status}}) as resp:
+        assert resp.status == 200
+
+
+def next_status(sim: Simulator, ticket_id: str) -> str:
+    return STATUSES[(STATUSES.index(sim.status_of(ticket_id)) + 1) % len(STATUSES)]
+
+
+@pytest.mark.parametrize("order", ["createDate:asc", "createDate:desc"])
+async def test_status_changes_between_pages_neither_repeat_nor_skip_by_create_date(
+    order: str,
+) -> None:
+    location = LOCATIONS[2]
+    async with listing() as (sim, session):
+        before = expected_ids(sim, location, order)
+        updated_before = {i: sim.tickets[i]["updateDate"] for i in before}
+
+        async def change(pages: int) -> None:
+            # One ticket already returned and two still to come; updateDate moves for all.
+            for ticket_id in {before[pages * 5 - 1], *before[pages * 5 : pages * 5 + 2]}:
+                await put_status(session, ticket_id, next_status(sim, ticket_id))
+
+        pages = await list_all(session, location, order, 5, between=change)
+    assert [t["id"] for page in pages for t in page] == before
+    assert len(pages) > 3
+    assert sum(sim.tickets[i]["updateDate"] != updated_before[i] for i in before) > 3
+
+
+async def test_listing_while_changing_by_create_date_is_exact() -> None:
+    location = LOCATIONS[0]
+    async with listing() as (sim, session):
+        order = "createDate:desc"
+        before = expected_ids(sim, location, order)
+
+        async def close_all() -> None:
+            for ticket_id in reversed(before):
+                await put_status(session, ticket_id, "closed")
+                await asyncio.sleep(0)
+
+        pages, _ = await asyncio.gather(list_all(session, location, order, 3), close_all())
+    assert [t["id"] for page in pages for t in page] == before
+    assert {sim.status_of(i) for i in before} == {"closed"}
+
+
+async def test_by_update_date_a_changed_ticket_moves_to_the_end() -> None:
+    # The documented limit of updateDate orders: a ticket changed mid-listing gets the newest
+    # updateDate. Ascending, one already returned comes again at the end; descending, one not
+    # yet reached jumps ahead of the cursor and is not returned.
+    location = LOCATIONS[1]
+    async with listing() as (sim, session):
+        ascending = expected_ids(sim, location, "updateDate:asc")
+
+        async def change_returned(_: int) -> None:
+            await put_status(session, ascending[0], next_status(sim, ascending[0]))
+
+        up = await list_all(session, location, "updateDate:asc", 10, between=change_returned)
+        descending = expected_ids(sim, location, "updateDate:desc")
+
+        async def change_ahead(_: int) -> None:
+            await put_status(session, descending[-1], next_status(sim, descending[-1]))
+
+        down = await list_all(session, location, "updateDate:desc", 10, between=change_ahead)
+    up_ids = [t["id"] for page in up for t in page]
+    assert up_ids[: len(ascending)] == ascending
+    # Changed again before every following page, it is returned once more at the very end.
+    assert up_ids[len(ascending) :] == [ascending[0]]
+    assert [t["id"] for page in down for t in page] == descending[:-1]
+
+
+async def test_listing_shares_the_rate_limit_and_the_faults() -> None:
+    params = {"locationRef": LOCATIONS[0]}
+    clock = FakeClock()
+    sim = Simulator(SimConfig(rate=2, burst=1), make_tickets(20, seed=9), clock=clock)
+    async with serve(sim) as base_url, aiohttp.ClientSession(base_url, headers=BASIC) as session:
+        ticket_id = next(iter(sim.tickets))
+        first, _ = await list_page(session, params)
+        second, body = await list_page(session, params)
+        async with session.put(status_url(ticket_id), json=CLOSE) as resp:
+            third = resp.status
+        assert (first, second, third) == (200, 429, 429)
+        assert body == {"message": "Rate limit exceeded", "type": "tooManyRequests"}
+        clock.now += 0.5  # one token at 2 a second
+        async with session.put(status_url(ticket_id), json=CLOSE) as resp:
+            assert resp.status == 200
+        assert (await list_page(session, params))[0] == 429
+    assert [(r.ticket_id, r.status) for r in sim.requests] == [
+        (None, 200),
+        (None, 429),
+        (ticket_id, 429),
+        (ticket_id, 200),
+        (None, 429),
+    ]
+
+    async with listing(20, SimConfig(rate=None, error_rate=1.0, seed=3)) as (sim, session):
+        status, body = await list_page(session, params)
+        assert status in (500, 502, 503)
+        assert body["type"] == "internal"
+    async with listing(20, SimConfig(rate=None, drop_rate=1.0)) as (sim, session):
+        with pytest.raises((aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)):
+            await list_page(session, params)
+    assert {r.status for r in sim.requests} == {0}
+
+
+async def test_listing_needs_credentials() -> None:
+    sim = Simulator(SimConfig(rate=None), make_tickets(5))
+    async with (
+        serve(sim) as base_url,
+        aiohttp.ClientSession(base_url) as session,
+        session.get(LIST, params={"locationRef": LOCATIONS[0]}) as resp,
+    ):
+        assert resp.status == 401
+        assert (await resp.json())["type"] == "unauthorized"

@@ -1,0 +1,179 @@
+"""Running a job: one at a time, resumable, each run with its own timestamped files.
+
+Under cron a job may still be running when the next one starts, or may have
+been killed. A lock file (`flock`, released by the kernel if the process
+dies) keeps two runs of one job from overlapping; a pointer to the current
+run lets the next invocation finish an interrupted batch before starting a
+new one.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+from ._config import credentials_from_env, parse_duration, resolve_base_url
+from ._errors import UsageError
+from ._jobs import ApiSource, FileSource, Job
+from ._listing import Listing, list_and_select
+from ._report import beside
+from ._runner import RunOptions, rate_controller
+
+__all__ = ["EXIT_LOCKED", "JobLock", "JobLocked", "PreparedRun", "prepare_job"]
+
+log = logging.getLogger("bulk")
+
+EXIT_LOCKED = 75  # EX_TEMPFAIL: another run of the job holds the lock; try later
+
+
+class JobLocked(Exception):
+    exit_code = EXIT_LOCKED
+
+
+class JobLock:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._handle: IO[str] | None = None
+
+    def __enter__(self) -> JobLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise JobLocked(
+                f"job is already running (lock {self.path} held by {holder}); this run did nothing"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} since {datetime.now(UTC).isoformat(timespec='seconds')}")
+        handle.flush()
+        self._handle = handle
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._handle is not None:
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None
+
+
+@dataclass
+class PreparedRun:
+    input: Path | None  # None: the listing selected nothing
+    options: RunOptions
+    listing: Listing | None = None
+    snapshot: Path | None = None
+    resumed: bool = False
+
+
+def _options(job: Job, report: Path, dry_run: bool) -> RunOptions:
+    run = job.run
+    rate: float | str | None = None if run.rate == "unlimited" else run.rate
+    options = RunOptions(
+        report=report,
+        rate=rate,
+        concurrency=run.concurrency,
+        max_attempts=run.max_attempts,
+        timeout=run.timeout,
+        max_failure_rate=run.max_failure_rate,
+        limit=run.limit,
+        deadline=parse_duration(run.deadline) if run.deadline else None,
+        dry_run=dry_run,
+    )
+    if isinstance(job.source, FileSource):
+        options.id_column = job.source.id_column
+        options.status_column = job.source.status_column
+        options.status = job.action.status
+        options.status_map = job.action.map
+    else:
+        # The batch input written from the listing holds each row's target.
+        options.id_column, options.status_column = "ticket_id", "target_status"
+    return options
+
+
+def _unfinished(pointer: Path) -> dict[str, str] | None:
+    """The run this job left unfinished (killed, interrupted, stopped), if any."""
+    try:
+        current = json.loads(pointer.read_text())
+        audit = beside(Path(current["report"]), ".run.json")
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if audit.is_file():
+        try:
+            if json.loads(audit.read_text()).get("exit_code") in (0, 1, 2):
+                return None
+        except ValueError:
+            pass
+    elif not beside(Path(current["report"]), ".journal").is_file():
+        return None
+    return {"report": current["report"], "input": current["input"]}
+
+
+async def prepare_job(job: Job, *, dry_run: bool, now: datetime | None = None) -> PreparedRun:
+    """Decide this invocation's input and report: resume, or list/read afresh."""
+    folder = job.report_folder()
+    pointer = folder / f".{job.name}.current"
+    previous = None if dry_run else _unfinished(pointer)
+    if previous is not None:
+        log.info("job %s: finishing the interrupted run %s first", job.name, previous["report"])
+        report = Path(previous["report"])
+        return PreparedRun(Path(previous["input"]), _options(job, report, dry_run), resumed=True)
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    stem = f"{job.name}-{stamp}" + (".dry-run" if dry_run else "")
+    report = folder / f"{stem}.{job.report.format}"
+    options = _options(job, report, dry_run)
+    prepared = PreparedRun(None, options)
+    if isinstance(job.source, FileSource):
+        if not job.source.path.is_file():
+            raise UsageError(f"{job.source.path}: no such file (source.path of job {job.name})")
+        prepared.input = job.source.path
+    else:
+        prepared.snapshot = folder / f"{stem}.snapshot.csv"
+        batch_input = folder / f"{stem}.input.csv"
+        prepared.listing = await _list(job, job.source, prepared.snapshot, batch_input)
+        if prepared.listing.selected:
+            prepared.input = batch_input
+    if prepared.input is not None and not dry_run:
+        pointer.parent.mkdir(parents=True, exist_ok=True)
+        pointer.write_text(json.dumps({"report": str(report), "input": str(prepared.input)}))
+    return prepared
+
+
+async def _list(job: Job, source: ApiSource, snapshot: Path, batch_input: Path) -> Listing:
+    from ._client import TicketClient
+
+    rate: float | str | None = None if job.run.rate == "unlimited" else job.run.rate
+    client = TicketClient(
+        resolve_base_url(None), credentials_from_env(), concurrency=1, timeout=job.run.timeout
+    )
+    async with client:
+        listing = await list_and_select(job, client, rate_controller(rate), snapshot, batch_input)
+    log.info(
+        "job %s: %d pages, %d tickets listed in %d locations, %d matched the selection, "
+        "%d already at the target, %d to change; snapshot %s",
+        job.name,
+        listing.pages,
+        listing.listed,
+        len(source.locations),
+        listing.matched,
+        listing.already,
+        listing.selected,
+        snapshot,
+    )
+    return listing

@@ -1,0 +1,207 @@
+"""Job files: a batch described once in TOML and run by hand, cron or a systemd timer.
+
+A job names where its tickets come from (a file, or the API's listing), which
+of them to change and to what, how fast, and where its reports go. Values may
+use `${VARIABLE}` from the environment; secrets stay in the environment only
+(there is no key for them, and unknown keys are refused).
+"""
+
+from __future__ import annotations
+
+import re
+import string
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ._config import parse_duration
+from ._errors import UsageError
+from ._plan import STATUSES, normalise_status
+
+__all__ = ["ApiSource", "FileSource", "Job", "load_job"]
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+AGE_FIELDS = ("statusUpdateDate", "updateDate", "createDate")
+ORDERS = ("updateDate:asc", "updateDate:desc", "createDate:asc", "createDate:desc")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _status(value: str) -> str:
+    status = normalise_status(value)
+    if status is None:
+        raise ValueError(f"{value!r} is not a status; allowed: {', '.join(STATUSES)}")
+    return status
+
+
+def _duration(value: str) -> str:
+    parse_duration(value)  # raises ValueError with the accepted forms
+    return value
+
+
+class FileSource(_Strict):
+    kind: Literal["file"]
+    path: Path
+    id_column: str | None = None
+    status_column: str | None = None
+
+
+class ApiSource(_Strict):
+    kind: Literal["api"]
+    locations: list[str] = Field(min_length=1)
+    order: Literal[ORDERS] = "updateDate:asc"  # type: ignore[valid-type]
+    page_size: int = Field(default=100, ge=1, le=100)
+
+    @field_validator("locations")
+    @classmethod
+    def _uuids(cls, values: list[str]) -> list[str]:
+        # One entry may hold several ids, comma-separated: locations = ["${LOCATIONS}"].
+        found = [part.strip() for value in values for part in value.split(",") if part.strip()]
+        for value in found:
+            if not _UUID.fullmatch(value):
+                raise ValueError(f"{value!r} is not a location id (a UUID)")
+        if not found:
+            raise ValueError("no location ids")
+        return list(dict.fromkeys(v.lower() for v in found))
+
+
+class Select(_Strict):
+    status: list[str] | None = None
+    older_than: str | None = None
+    age_field: Literal[AGE_FIELDS] = "statusUpdateDate"  # type: ignore[valid-type]
+    types: list[str] | None = None
+    assigned: bool | None = None
+
+    @field_validator("status")
+    @classmethod
+    def _statuses(cls, values: list[str] | None) -> list[str] | None:
+        return None if values is None else [_status(v) for v in values]
+
+    @field_validator("older_than")
+    @classmethod
+    def _age(cls, value: str | None) -> str | None:
+        return None if value is None else _duration(value)
+
+    @property
+    def older_than_seconds(self) -> float | None:
+        return None if self.older_than is None else parse_duration(self.older_than)
+
+
+class Action(_Strict):
+    status: str | None = None
+    map: dict[str, str] | None = None
+
+    @field_validator("status")
+    @classmethod
+    def _target(cls, value: str | None) -> str | None:
+        return None if value is None else _status(value)
+
+    @field_validator("map")
+    @classmethod
+    def _targets(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        return None if value is None else {k: _status(v) for k, v in value.items()}
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Action:
+        if (self.status is None) == (self.map is None):
+            raise ValueError("give exactly one of 'status' (one target) or 'map' (legacy -> new)")
+        return self
+
+
+class RunSettings(_Strict):
+    rate: float | Literal["auto", "unlimited"] = 10.0
+    concurrency: int | None = Field(default=None, ge=1)
+    max_attempts: int = Field(default=6, ge=1)
+    timeout: float = Field(default=30.0, gt=0)
+    deadline: str | None = None
+    max_failure_rate: float = Field(default=0.2, ge=0, le=1)
+    limit: int | None = Field(default=None, ge=0)
+
+    @field_validator("rate")
+    @classmethod
+    def _positive(cls, value: float | str) -> float | str:
+        if isinstance(value, float) and value <= 0:
+            raise ValueError("must be positive, 'auto' or 'unlimited'")
+        return value
+
+    @field_validator("deadline")
+    @classmethod
+    def _deadline(cls, value: str | None) -> str | None:
+        return None if value is None else _duration(value)
+
+
+class ReportSettings(_Strict):
+    folder: Path | None = None  # default: reports/<job name>
+    format: Literal["csv", "jsonl", "parquet"] = "csv"
+
+
+class Job(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=80)
+    description: str = ""
+    source: Annotated[FileSource | ApiSource, Field(discriminator="kind")]
+    select: Select | None = None
+    action: Action
+    run: RunSettings = RunSettings()
+    report: ReportSettings = ReportSettings()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Job:
+        if self.select is not None and isinstance(self.source, FileSource):
+            raise ValueError("'select' needs the API listing as its source (kind = 'api')")
+        file_map = isinstance(self.source, FileSource) and self.action.map is not None
+        if file_map and not getattr(self.source, "status_column", None):
+            raise ValueError("a 'map' over a file needs source.status_column (legacy values)")
+        if isinstance(self.source, ApiSource) and self.action.map is not None:
+            unknown = [k for k in self.action.map if normalise_status(k) is None]
+            if unknown:
+                raise ValueError(f"listed tickets have API statuses; not statuses: {unknown}")
+        return self
+
+    def report_folder(self) -> Path:
+        return self.report.folder or Path("reports") / self.name
+
+
+def _expand(value: Any, env: Mapping[str, str], where: str) -> Any:
+    if isinstance(value, str):
+        try:
+            return string.Template(value).substitute(env)
+        except KeyError as exc:
+            raise UsageError(f"{where}: environment variable {exc.args[0]} is not set") from None
+        except ValueError as exc:
+            raise UsageError(f"{where}: {exc}") from None
+    if isinstance(value, dict):
+        return {k: _expand(v, env, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, env, f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def load_job(path: Path, env: Mapping[str, str]) -> Job:
+    """Read and check a job file; any problem is a `UsageError` naming the file and key."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such job file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read ({exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path}: not valid TOML ({exc})") from None
+    expanded = {k: _expand(v, env, f"{path}: {k}") for k, v in raw.items()}
+    try:
+        job = Job.model_validate(expanded)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            key = ".".join(str(p) for p in error["loc"] if not str(p).startswith("function-"))
+            problems.append(f"{path}: {key or '(top level)'}: {error['msg']}")
+        raise UsageError("\n".join(problems)) from None
+    if isinstance(job.source, FileSource) and not job.source.path.is_absolute():
+        # Relative to the job file, so cron (whose working folder is $HOME) finds it.
+        source = job.source.model_copy(update={"path": path.parent / job.source.path})
+        job = job.model_copy(update={"source": source})
+    return job

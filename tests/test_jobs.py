@@ -1,0 +1,172 @@
+"""The ready jobs in jobs/ against the simulator, as cron would run them."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bulk.simulator import (
+    DEMO_CLIENT_ID,
+    DEMO_CLIENT_SECRET,
+    SimConfig,
+    Simulator,
+    SimulatorThread,
+    make_tickets,
+)
+
+from .conftest import read_report
+
+ROOT = Path(__file__).parent.parent
+JOBS = ROOT / "jobs"
+
+
+def sample_ids(name: str, column: str) -> list[tuple[str, ...]]:
+    with open(ROOT / "samples" / name, newline="", encoding="utf-8-sig") as handle:
+        return [tuple(row.values()) for row in csv.DictReader(handle)]
+
+
+def simulator_for(ids: list[str], **config: object) -> Simulator:
+    tickets = make_tickets(len(ids), seed=5, statuses=("new", "inProgress", "solved"))
+    for ticket, ticket_id in zip(tickets, ids, strict=True):
+        ticket["id"] = ticket_id
+    return Simulator(SimConfig(**{"rate": None, **config}), tickets)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def env() -> Iterator[dict[str, str]]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("SPACEBRING_", "LOCATIONS"))}
+    yield {
+        **base,
+        "SPACEBRING_CLIENT_ID": DEMO_CLIENT_ID,
+        "SPACEBRING_CLIENT_SECRET": DEMO_CLIENT_SECRET,
+    }
+
+
+def bulk(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bulk", *args], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def only_report(folder: Path, pattern: str = "*.csv") -> Path:
+    found = [
+        p for p in folder.glob(pattern) if not p.name.endswith((".snapshot.csv", ".input.csv"))
+    ]
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_mass_close_job(tmp_path: Path, env: dict[str, str]) -> None:
+    ids = [row[0] for row in sample_ids("mass_close.csv", "ticket_id")]
+    sim = simulator_for(ids)
+    with SimulatorThread(sim) as server:
+        env["SPACEBRING_BASE_URL"] = server.base_url
+        out = bulk(env, "job", "run", str(JOBS / "mass_close.toml"), "--rate", "unlimited")
+    assert out.returncode == 0, out.stderr
+    assert all(sim.status_of(t) == "closed" for t in ids)
+    report = only_report(tmp_path / "reports" / "mass-close")
+    assert report.name.startswith("mass-close-") and len(read_report(report)) == len(ids)
+    assert report.with_name(report.stem + ".run.json").is_file()
+
+
+def test_status_migration_job_maps_legacy_values(tmp_path: Path, env: dict[str, str]) -> None:
+    rows = sample_ids("migration.csv", "Ticket ID")
+    legacy = {"Open": "new", "Working": "inProgress", "Resolved": "solved", "Archived": "closed"}
+    sim = simulator_for([r[0] for r in rows])
+    with SimulatorThread(sim) as server:
+        env["SPACEBRING_BASE_URL"] = server.base_url
+        out = bulk(env, "job", "run", str(JOBS / "status_migration.toml"), "--rate", "unlimited")
+    assert out.returncode == 0, out.stderr
+    for ticket_id, _target, old in rows:
+        assert sim.status_of(ticket_id) == legacy[old]
+
+
+def test_unmapped_legacy_value_is_invalid_never_guessed(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    ids = [r[0] for r in sample_ids("mass_close.csv", "ticket_id")][:3]
+    data = tmp_path / "export.csv"
+    data.write_text(f"id,old\n{ids[0]},Resolved\n{ids[1]},Spam\n{ids[2]},resolved\n")
+    job = tmp_path / "migrate.toml"
+    job.write_text(
+        'name = "m"\n[source]\nkind = "file"\npath = "export.csv"\nstatus_column = "old"\n'
+        '[action.map]\n"Resolved" = "solved"\n"Archived" = "closed"\n'
+    )
+    sim = simulator_for(ids)
+    with SimulatorThread(sim) as server:
+        env["SPACEBRING_BASE_URL"] = server.base_url
+        out = bulk(env, "job", "run", str(job), "--rate", "unlimited")
+    assert out.returncode == 1
+    report = read_report(only_report(tmp_path / "reports" / "m"))
+    assert [r["outcome"] for r in report] == ["updated", "invalid", "unchanged"]  # 3rd was solved
+    assert "no mapping for 'Spam'" in report[1]["error"]
+    assert sim.sent_ids() == [ids[0], ids[2]]
+
+
+def test_same_job_twice_at_once_one_waits_out(tmp_path: Path, env: dict[str, str]) -> None:
+    ids = [row[0] for row in sample_ids("mass_close.csv", "ticket_id")]
+    sim = simulator_for(ids)
+    with SimulatorThread(sim) as server:
+        env["SPACEBRING_BASE_URL"] = server.base_url
+        first = subprocess.Popen(
+            [sys.executable, "-m", "bulk", "job", "run", str(JOBS / "mass_close.toml"),
+             "--rate", "40"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 30
+            while not sim.requests:
+                assert first.poll() is None and time.monotonic() < deadline
+                time.sleep(0.01)
+            second = bulk(env, "job", "run", str(JOBS / "mass_close.toml"))
+        finally:
+            first.wait(timeout=60)
+    assert second.returncode == 75
+    assert "already running" in second.stderr and "pid" in second.stderr
+    assert first.returncode == 0
+    assert len(sim.sent_ids()) == len(ids)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            'name = "x"\n[source]\nkind = "file"\npath = "a.csv"\n[action]\nstatus = "closed"\n'
+            "[run]\nratee = 5\n",
+            "run.ratee: Extra inputs are not permitted",
+        ),
+        (
+            'name = "x"\n[source]\nkind = "file"\npath = "a.csv"\n[action]\nstatus = "closed"\n'
+            '[run]\nrate = "fast"\n',
+            "run.rate",
+        ),
+        ('name = "x"\n[action]\nstatus = "closed"\n', "source: Field required"),
+        ('name = "x"\n[source]\nkind = "ftp"\n[action]\nstatus = "closed"\n', "source"),
+        (
+            'name = "x"\n[source]\nkind = "file"\npath = "a.csv"\n[action]\nstatus = "done"\n',
+            "action.status: Value error, 'done' is not a status",
+        ),
+        (
+            'name = "x"\n[source]\nkind = "api"\nlocations = ["nope"]\n[action]\nstatus = "closed"\n',
+            "source.api.locations",
+        ),
+        ("name = \n", "not valid TOML"),
+    ],
+)
+def test_bad_job_files_name_the_key(
+    tmp_path: Path, env: dict[str, str], text: str, message: str
+) -> None:
+    job = tmp_path / "bad.toml"
+    job.write_text(text)
+    for command in ("validate", "run"):
+        out = bulk(env, "job", command, str(job))
+        assert out.returncode == 2, out.stderr
+        assert str(job) in out.stderr and message in out.stderr, out.stderr
+        assert "Traceback" not in out.stderr
