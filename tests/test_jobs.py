@@ -170,3 +170,51 @@ def test_bad_job_files_name_the_key(
         assert out.returncode == 2, out.stderr
         assert str(job) in out.stderr and message in out.stderr, out.stderr
         assert "Traceback" not in out.stderr
+
+
+def test_nightly_cleanup_job_closes_exactly_the_selected(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from bulk.simulator import LOCATIONS
+
+    sim = Simulator(SimConfig(rate=None), make_tickets(900, seed=21))
+    before = {t: dict(v) for t, v in sim.tickets.items()}
+    cutoff = datetime.now(UTC) - timedelta(days=14)
+
+    def old(ticket: dict[str, str]) -> bool:
+        return datetime.fromisoformat(ticket["statusUpdateDate"].replace("Z", "+00:00")) < cutoff
+
+    chosen = {t for t, v in before.items() if v["status"] == "solved" and old(v)}
+    assert 50 < len(chosen) < len(before) / 3
+    assert {v["locationRef"] for v in before.values()} == set(LOCATIONS)
+    with SimulatorThread(sim) as server:
+        env["SPACEBRING_BASE_URL"] = server.base_url
+        env["LOCATIONS"] = ",".join(LOCATIONS)
+        job = str(JOBS / "nightly_cleanup.toml")
+        preview = bulk(env, "job", "run", job, "--dry-run", "--rate", "unlimited")
+        assert preview.returncode == 0, preview.stderr
+        assert not sim.sent_ids("PUT")
+        out = bulk(env, "job", "run", job, "--rate", "unlimited")
+        assert out.returncode == 0, out.stderr
+        again = bulk(env, "job", "run", job, "--rate", "unlimited")
+    assert again.returncode == 0 and "nothing selected" in again.stdout
+    assert f"{len(chosen)} to change" in out.stderr
+    for ticket_id, ticket in before.items():
+        expected = "closed" if ticket_id in chosen else ticket["status"]
+        assert sim.status_of(ticket_id) == expected
+    assert sorted(sim.sent_ids("PUT")) == sorted(chosen)
+    folder = tmp_path / "reports" / "nightly-cleanup"
+    snapshots = sorted(folder.glob("*.snapshot.csv"))
+    assert len(snapshots) == 3  # dry run, run, and the run that found nothing
+    with open(snapshots[1], newline="") as handle:
+        snapshot = list(csv.DictReader(handle))
+    assert len(snapshot) == len(before)
+    assert {r["id"] for r in snapshot if r["selected"] == "1"} == chosen
+    report = read_report(
+        only_report(folder, "nightly-cleanup-*Z.csv")
+    )
+    assert {r["ticket_id"] for r in report} == chosen
+    assert {r["outcome"] for r in report} == {"updated"}
+    assert {r["previous_status"] for r in report} == {"solved"}
