@@ -212,9 +212,7 @@ def test_nightly_cleanup_job_closes_exactly_the_selected(
         snapshot = list(csv.DictReader(handle))
     assert len(snapshot) == len(before)
     assert {r["id"] for r in snapshot if r["selected"] == "1"} == chosen
-    report = read_report(
-        only_report(folder, "nightly-cleanup-*Z.csv")
-    )
+    report = read_report(only_report(folder, "nightly-cleanup-*Z.csv"))
     assert {r["ticket_id"] for r in report} == chosen
     assert {r["outcome"] for r in report} == {"updated"}
     assert {r["previous_status"] for r in report} == {"solved"}

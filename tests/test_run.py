@@ -218,3 +218,27 @@ async def test_pacing_keeps_to_rate(
     assert time.monotonic() - began >= (len(ids) - 1) / 200.0
     # no initial burst: the first 10 requests are spread over ~45 ms, not sent at once
     assert arrivals[9] - arrivals[0] >= 9 / 200.0 * 0.9
+
+
+def test_sync_run_inside_a_running_loop(creds: Credentials) -> None:
+    """A notebook cell calls the blocking `bulk.run` while the notebook's loop is running."""
+    import asyncio
+
+    import bulk
+    from bulk.simulator import SimulatorThread
+
+    sim = Simulator(SimConfig(rate=None), make_tickets(5, seed=8, statuses=("new",)))
+    with SimulatorThread(sim) as server:
+
+        async def cell() -> pd.DataFrame:
+            asyncio.get_running_loop()  # as in Jupyter: a loop is running in this thread
+            return bulk.run(
+                pd.DataFrame({"ticket_id": list(sim.tickets)}),
+                status="closed",
+                base_url=server.base_url,
+                credentials=creds,
+            )
+
+        report = asyncio.run(cell())
+    assert list(report["outcome"]) == ["updated"] * 5
+    assert report.attrs["summary"].exit_code == 0
