@@ -38,12 +38,35 @@ class _JsonLines(logging.Formatter):
         )
 
 
+_console: Any = None
+
+
+def _terminal() -> Any:
+    """The one rich console on standard error, shared by log lines and the progress bar."""
+    global _console
+    if _console is None:
+        from rich.console import Console
+
+        _console = Console(stderr=True)
+    return _console
+
+
 def _setup_logging(verbose: int, log_format: str = "text") -> None:
     level = logging.DEBUG if verbose > 1 else logging.INFO
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        _JsonLines() if log_format == "json" else logging.Formatter("bulk: %(message)s")
-    )
+    handler: logging.Handler
+    if log_format == "text" and sys.stderr.isatty():
+        # Through rich, so a log line prints above the progress bar, not through it.
+        from rich.logging import RichHandler
+
+        handler = RichHandler(
+            console=_terminal(), show_time=False, show_path=False, show_level=False
+        )
+        handler.setFormatter(logging.Formatter("bulk: %(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(
+            _JsonLines() if log_format == "json" else logging.Formatter("bulk: %(message)s")
+        )
     root = logging.getLogger("bulk")
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -123,9 +146,7 @@ def _execute(source: Any, options: RunOptions, yes: bool = True, **kwargs: Any) 
     from ._runner import execute
 
     if sys.stderr.isatty():
-        from rich.console import Console
-
-        progress: Any = RichProgress(Console(stderr=True))
+        progress: Any = RichProgress(_terminal())
     else:
         progress = LogProgress()
     try:
