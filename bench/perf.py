@@ -1,8 +1,8 @@
 """Throughput, CPU, correctness under faults, memory and start-up: `bulk run` beside the baseline.
 
-Every client is a real subprocess; its CPU time and peak RSS come from `os.wait4` on that
-child (the same figures as `resource.getrusage(RUSAGE_CHILDREN)` deltas, but per child, so one
-run's peak RSS is not hidden by an earlier run's). Servers run apart from the client:
+Every client is a real subprocess; its CPU time (user + sys, its children included) and peak
+RSS are the rusage of that one process (`os.wait4` in a small middle process: see `_MEASURE`).
+Servers run apart from the client:
 
   (a) no latency, no limit, 20,000 rows: rows/s (wall) and client CPU per row, for
       bench/naive.py, `bulk run` (journal and report on) and `xargs -P 64` + curl (fewer rows).
@@ -10,13 +10,17 @@ run's peak RSS is not hidden by an earlier run's). Servers run apart from the cl
       bottleneck; if it is, (a) uses a minimal server of this file's own (`--fast-server`).
   (b) 50 ms server latency, concurrency 64: rows/s as a share of Little's bound 64/0.05 s.
   (c) 5% 5xx and 2% dropped connections: tickets whose final server status is the target.
-  memory: peak RSS of `bulk run` on 10k, 100k and 1M rows (100k and 1M with --deadline).
+  memory: peak RSS of `bulk run` on 10k, 100k and 1M rows (100k and 1M with --deadline 30s,
+      so that rate.py + perf.py stay under 5 minutes; `--memory-deadline 40s` adds ~20 s).
   start-up: `bulk --help` and `bulk --version`.
 
 (b) and (c) serve the simulator from a thread of this process (`SimulatorThread`), so the
 server's request log and final ticket states can be read; the clients stay subprocesses.
+CPU taken meanwhile by other processes on the machine is measured per phase, and a phase that
+shared the machine is flagged: its figures are not to be trusted.
 
-    python bench/perf.py [--json bench/results/perf.json]
+    python bench/perf.py [--json bench/results/perf.json] [--memory-deadline 30s]
+    python bench/perf.py --fast-server --port 8999 [--latency 0.05]   # the minimal server alone
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import csv
 import json
 import os
 import random
+import resource
 import shutil
 import signal
 import socket
@@ -42,7 +47,6 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
 PYTHON = sys.executable
 BULK = [PYTHON, "-m", "bulk"]
 BULK_SCRIPT = Path(PYTHON).with_name("bulk")
@@ -56,10 +60,12 @@ N_CURL = 1_000  # (a) rows for xargs + curl: one process per row
 N_B = 5_000  # (b)
 N_C = 5_000  # (c)
 MEMORY_SIZES = (10_000, 100_000, 1_000_000)
-MEMORY_DEADLINE = "40s"  # for the inputs above 10k
-MEMORY_KNOWN = 80_000  # tickets the memory simulator knows; more than 40 s of sending reaches
+MEMORY_DEADLINE = "30s"  # for the inputs above 10k; the 5-minute `make bench` has no room for 40s
+MEMORY_KNOWN = 80_000  # tickets the memory simulator knows: more than a deadline's sending reaches
 LATENCY_B = 0.05
 BOTTLENECK_SHARE = 0.80  # server CPU over the client's sending time, of one core
+BOTTLENECK_COST = 0.90  # or server CPU per request over the client's CPU per row
+OTHER_LOAD_WARN = 0.15  # cores used by processes that are not the bench's
 
 
 def log(message: str) -> None:
@@ -243,33 +249,69 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.
 
 @contextlib.contextmanager
 def server_process(command: list[str], port: int, log_path: Path) -> Iterator[ServerProc]:
-    """Start a server subprocess, wait for its port, and always stop it."""
+    """Start a server subprocess and always stop it; call `ready()` before using it."""
     with open(log_path, "wb") as out:
         proc = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
         )
+        _LIVE_SERVERS.add(proc)
         try:
-            wait_for_port(port, proc)
-            yield ServerProc(proc, f"http://{HOST}:{port}")
+            yield ServerProc(proc, port, f"http://{HOST}:{port}")
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=5)
+            try:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGINT)
+                    try:
+                        proc.wait(timeout=5)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait(timeout=5)
+            finally:
+                _LIVE_SERVERS.discard(proc)
 
 
 @dataclass
 class ServerProc:
     proc: subprocess.Popen[bytes]
+    port: int
     base_url: str
+
+    def ready(self) -> ServerProc:
+        wait_for_port(self.port, self.proc)
+        return self
 
     def cpu(self) -> float:
         """CPU seconds the server process has used so far."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return process_cpu(self.proc.pid)
+
+
+# -- other load on the machine -----------------------------------------------------------------
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+_LIVE_SERVERS: set[subprocess.Popen[bytes]] = set()  # started here and not reaped yet
+
+
+def process_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def machine_cpu() -> float:
+    """CPU seconds spent in user and system mode by every process on the machine."""
+    user, nice, system = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:4]
+    return (int(user) + int(nice) + int(system)) / CLOCK_TICKS
+
+
+def own_cpu() -> float:
+    """CPU seconds of this process, its reaped children and the servers it still runs."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    for proc in list(_LIVE_SERVERS):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            total += process_cpu(proc.pid)
+    return total
 
 
 def simulator_command(port: int, tickets: Path, *extra: str) -> list[str]:
@@ -324,6 +366,8 @@ def _fast_answer(head: bytes, body: bytes) -> bytes:
 class _FastHTTP(asyncio.Protocol):
     """HTTP/1.1 keep-alive, Content-Length bodies only: enough for the PUT of the bench."""
 
+    latency = 0.0  # seconds before each answer is written
+
     def __init__(self) -> None:
         self.buffer = b""
         self.transport: asyncio.Transport | None = None
@@ -348,11 +392,20 @@ class _FastHTTP(asyncio.Protocol):
             answers.append(_fast_answer(head[: head.find(b"\r\n")], buffer[end_of_head + 4 : end]))
             buffer = buffer[end:]
         self.buffer = buffer
-        if answers and self.transport is not None:
+        if answers:
+            if self.latency > 0:
+                asyncio.get_running_loop().call_later(self.latency, self._write, answers)
+            else:
+                self._write(answers)
+
+    def _write(self, answers: list[bytes]) -> None:
+        if self.transport is not None and not self.transport.is_closing():
             self.transport.write(b"".join(answers))
 
 
-def fast_server_main(port: int) -> None:
+def fast_server_main(port: int, latency: float) -> None:
+    _FastHTTP.latency = latency
+
     async def main() -> None:
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
@@ -404,8 +457,9 @@ class Row:
 
 
 class Bench:
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, memory_deadline: str = MEMORY_DEADLINE) -> None:
         self.work = work
+        self.memory_deadline = memory_deadline
         self.rows: list[Row] = []
         self.notes: list[str] = []
         self.raw: dict[str, Any] = {}
@@ -416,14 +470,16 @@ class Bench:
         log(text)
 
     # (a) and memory share one `bulk simulate` process (no latency, no limit).
-    def inputs(self) -> None:
+    def simulator_tickets(self) -> None:
+        """The tickets of the (a)-check and memory simulator; its first N_A are (a)'s input."""
         from bulk.simulator import make_tickets, write_tickets
 
-        started = time.perf_counter()
-        known = make_tickets(MEMORY_KNOWN, seed=1)  # its first N_A are make_tickets(N_A, seed=1)
+        known = make_tickets(MEMORY_KNOWN, seed=1)  # starts with make_tickets(N_A, seed=1)
         self.known_ids = [t["id"] for t in known]
         self.sim_tickets = self.work / "sim-tickets.csv"
         write_tickets(known, self.sim_tickets)
+
+    def inputs(self) -> None:
         self.fast_a_in = self.work / "a.csv"
         write_ids(self.fast_a_in, self.known_ids[:N_A])
         self.curl_in = self.work / "curl-ids.txt"
@@ -435,8 +491,26 @@ class Bench:
             ids = self.known_ids[:n] if n <= MEMORY_KNOWN else self.known_ids + filler
             write_ids(path, ids[:n])
             self.memory_in[n] = path
-        self.raw["input_seconds"] = time.perf_counter() - started
-        log(f"inputs written in {self.raw['input_seconds']:.1f} s")
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Time a phase, and how much CPU other processes on the machine took meanwhile."""
+        started, machine, own = time.perf_counter(), machine_cpu(), own_cpu()
+        try:
+            yield
+        finally:
+            seconds = time.perf_counter() - started
+            other = max(0.0, (machine_cpu() - machine) - (own_cpu() - own)) / max(seconds, 1e-9)
+            self.raw.setdefault("phases", {})[name] = {
+                "seconds": round(seconds, 2),
+                "other_load_cores": round(other, 3),
+            }
+            log(f"[{name}: {seconds:.1f} s; other processes used {other:.0%} of a core]")
+            if other > OTHER_LOAD_WARN:
+                self.note(
+                    f"WARNING: other processes on this machine used {other:.0%} of a core "
+                    f"during {name}: its figures are disturbed; rerun on a quiet machine"
+                )
 
     def scenario_a_check(self, sim: ServerProc) -> bool:
         """Run naive against the simulator; is the simulator the bottleneck?"""
@@ -445,24 +519,30 @@ class Bench:
         server_cpu = sim.cpu() - before
         ok, failed, sending = naive_counts(m.output)
         share = server_cpu / sending
+        cost = server_cpu / m.cpu
         self.raw["a_check"] = {
             "naive_rows_per_s": N_A / m.wall,
             "naive_sending_s": sending,
             "simulator_cpu_s": server_cpu,
             "simulator_share_of_core": share,
+            "simulator_cpu_over_client_cpu": cost,
             "naive_cpu_s": m.cpu,
             "ok": ok,
             "failed": failed,
         }
-        bottleneck = share >= BOTTLENECK_SHARE
+        bottleneck = share >= BOTTLENECK_SHARE or cost >= BOTTLENECK_COST
         self.note(
-            f"(a) bottleneck check: naive against `bulk simulate` (own process): "
-            f"{N_A / m.wall:,.0f} rows/s wall; simulator used {server_cpu:.2f} CPU-s in "
-            f"naive's {sending:.2f} s of sending = {share:.0%} of one core, client "
-            f"{m.cpu / m.wall:.0%} of one core -> simulator "
-            + ("IS the bottleneck" if bottleneck else "is not the bottleneck")
+            f"(a) bottleneck check, naive against `bulk simulate` (its own process): "
+            f"{N_A / m.wall:,.0f} rows/s wall; the simulator used {server_cpu:.2f} CPU-s in "
+            f"naive's {sending:.2f} s of sending = {share:.0%} of one core "
+            f"({server_cpu / N_A * 1e6:.0f} us/request, {cost:.2f}x the client's "
+            f"{m.cpu / N_A * 1e6:.0f} us/row) -> the simulator "
+            + (
+                "IS the bottleneck (>= 80% of a core, or as costly per request as the client)"
+                if bottleneck
+                else "is not the bottleneck"
+            )
         )
-        self.a_check = m
         return bottleneck
 
     def scenario_a(self, server: ServerProc, label: str) -> None:
@@ -519,7 +599,7 @@ class Bench:
         cpus = {
             t: per(t, lambda m, t=t: m.cpu / rows_of(t) * 1e6) for t in ("naive", "bulk", "curl")
         }
-        rss = {t: per(t, lambda m: m.maxrss_kib / 1024) for t in ("naive", "bulk", "curl")}
+        rss = {t: per(t, lambda m: m.maxrss_kib * 1024 / 1e6) for t in ("naive", "bulk", "curl")}
         scen = f"(a) no latency, {N_A:,} rows" + (f" (curl {N_CURL:,})" if self.curl else "")
         self.rows.append(Row(scen, "rows/s, whole process wall", *rates.values(), unit="/s"))
         assert cpus["naive"] is not None and cpus["bulk"] is not None
@@ -532,7 +612,7 @@ class Bench:
                 met=cpus["bulk"] <= 1.3 * cpus["naive"],
             )
         )
-        self.rows.append(Row(scen, "client peak RSS MiB", *rss.values(), fmt="{:,.1f}"))
+        self.rows.append(Row(scen, "client peak RSS MB", *rss.values(), fmt="{:,.1f}"))
 
     def scenario_b(self) -> None:
         from bulk.simulator import SimConfig, Simulator, SimulatorThread, make_tickets
@@ -636,19 +716,20 @@ class Bench:
 
     def memory(self, sim: ServerProc) -> None:
         env = client_env(sim.base_url)
+        deadline = self.memory_deadline
         peaks: dict[int, float] = {}
         for n in MEMORY_SIZES:
-            extra = ["--deadline", MEMORY_DEADLINE] if n > MEMORY_SIZES[0] else []
+            extra = ["--deadline", deadline] if n > MEMORY_SIZES[0] else []
             report = self.work / f"mem-{n}.report.csv"
             m = run_measured(bulk_command(self.memory_in[n], report, *extra), env=env, timeout=200)
-            peaks[n] = m.maxrss_kib / 1024
+            peaks[n] = m.maxrss_kib * 1024 / 1e6
             summary = [line for line in m.output.splitlines() if not line.startswith("bulk:")]
             report_rows = 0
             if report.exists():
                 with open(report, "rb") as handle:
                     report_rows = sum(1 for _ in handle) - 1
             self.raw.setdefault("memory", {})[str(n)] = {
-                "peak_rss_mib": peaks[n],
+                "peak_rss_mb": peaks[n],
                 "wall_s": m.wall,
                 "cpu_s": m.cpu,
                 "exit": m.code,
@@ -657,21 +738,23 @@ class Bench:
                 "summary": summary,
             }
             log(
-                f"memory {n:,}: peak RSS {peaks[n]:.1f} MiB, {m.wall:.1f} s, exit {m.code}, "
+                f"memory {n:,}: peak RSS {peaks[n]:.1f} MB, {m.wall:.1f} s, exit {m.code}, "
                 f"report rows {report_rows:,}; " + " | ".join(summary[:3])
             )
             if report_rows != n:
                 self.note(f"memory {n:,}: the report has {report_rows:,} rows, not {n:,}")
+            if m.code != (3 if extra else 0):
+                self.note(f"memory {n:,}: bulk run exited {m.code}, not {3 if extra else 0}")
             report.unlink(missing_ok=True)
             for side in (".journal", ".run.json"):
                 report.with_name(report.name.rsplit(".", 1)[0] + side).unlink(missing_ok=True)
         for n in MEMORY_SIZES:
-            label = f"{n:,} rows" + (f", --deadline {MEMORY_DEADLINE}" if n > 10_000 else "")
+            label = f"{n:,} rows" + (f", --deadline {deadline}" if n > MEMORY_SIZES[0] else "")
             is_top = n == MEMORY_SIZES[-1]
             self.rows.append(
                 Row(
                     "memory: bulk run, real",
-                    f"peak RSS MiB, {label}",
+                    f"peak RSS MB, {label}",
                     bulk=peaks[n],
                     target="< 250" if is_top else "",
                     met=(peaks[n] < 250) if is_top else None,
@@ -682,7 +765,7 @@ class Bench:
         self.rows.append(
             Row(
                 "memory: bulk run, real",
-                "peak RSS growth 100k -> 1M, MiB",
+                "peak RSS growth 100k -> 1M, MB",
                 bulk=growth,
                 target="< 80",
                 met=growth < 80,
@@ -690,11 +773,12 @@ class Bench:
             )
         )
         self.note(
-            f"memory: 100k and 1M runs stop taking rows after --deadline {MEMORY_DEADLINE} of "
+            f"memory: the 100k and 1M runs stop taking rows after --deadline {deadline} of "
             "sending (exit 3), then write the full report from the journal: the peak covers "
             "reading + validating every row into the journal, a steady sending phase and "
-            f"rendering the whole report, not sending all rows. The simulator knows the first "
-            f"{MEMORY_KNOWN:,} ids (answered 200); later ids are random UUIDs (404 if reached)."
+            "rendering the whole report, not sending every row. The simulator knows the first "
+            f"{MEMORY_KNOWN:,} ids (answered 200); later ids are random UUIDs (404 if reached). "
+            "MB = 10^6 bytes (ru_maxrss)."
         )
 
     def startup(self) -> None:
@@ -783,45 +867,56 @@ def render(rows: list[Row], curl: bool) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--json", type=Path, default=HERE / "results" / "perf.json")
+    parser.add_argument(
+        "--memory-deadline",
+        default=MEMORY_DEADLINE,
+        help=f"bulk run --deadline for the 100k and 1M memory runs (default {MEMORY_DEADLINE})",
+    )
     parser.add_argument("--fast-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--latency", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.fast_server:
-        fast_server_main(args.port)
+        fast_server_main(args.port, args.latency)
         return 0
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bulk-perf-") as tmp:
-        bench = Bench(Path(tmp))
+        bench = Bench(Path(tmp), args.memory_deadline)
         if not bench.curl:
             bench.note("curl or xargs not found: the xargs+curl column is skipped")
-        bench.inputs()
+        with bench.phase("simulator tickets"):
+            bench.simulator_tickets()
         port = free_port()
         sim_cmd = simulator_command(port, bench.sim_tickets)
         with server_process(sim_cmd, port, bench.work / "sim.log") as sim:
+            with bench.phase("inputs, while the simulator starts"):
+                bench.inputs()
+                sim.ready()
             log(f"simulator ({MEMORY_KNOWN:,} tickets) at {sim.base_url}")
-            bottleneck = bench.scenario_a_check(sim)
-            if bottleneck:
-                fast_port = free_port()
-                fast_cmd = [
-                    PYTHON,
-                    str(Path(__file__).resolve()),
-                    "--fast-server",
-                    "--port",
-                    str(fast_port),
-                ]
-                with server_process(fast_cmd, fast_port, bench.work / "fast.log") as fast:
-                    bench.scenario_a(
-                        fast,
-                        "the bench's own minimal asyncio server (the simulator was the "
-                        "bottleneck), its own process",
-                    )
-            else:
-                bench.scenario_a(sim, "`bulk simulate`, its own process")
-            bench.scenario_b()
-            bench.scenario_c()
-            bench.memory(sim)
-        bench.startup()
+            with bench.phase("(a) bottleneck check"):
+                bottleneck = bench.scenario_a_check(sim)
+            with bench.phase("(a)"):
+                if bottleneck:
+                    fast_port = free_port()
+                    fast_cmd = [PYTHON, str(Path(__file__).resolve()), "--fast-server",
+                                "--port", str(fast_port)]  # fmt: skip
+                    with server_process(fast_cmd, fast_port, bench.work / "fast.log") as fast:
+                        bench.scenario_a(
+                            fast.ready(),
+                            "the bench's own minimal asyncio server (the simulator was the "
+                            "bottleneck), its own process",
+                        )
+                else:
+                    bench.scenario_a(sim, "`bulk simulate`, its own process")
+            with bench.phase("(b)"):
+                bench.scenario_b()
+            with bench.phase("(c)"):
+                bench.scenario_c()
+            with bench.phase("memory"):
+                bench.memory(sim)
+        with bench.phase("start-up"):
+            bench.startup()
     elapsed = time.perf_counter() - started
     table = render(bench.rows, bench.curl)
     print(table)

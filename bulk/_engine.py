@@ -133,6 +133,7 @@ class Engine:
         # With automatic concurrency, all workers exist but only `total_tokens`
         # of them may hold a row; the limit follows the observed latency.
         self._gate = anyio.CapacityLimiter(settings.concurrency or min(8, self.workers))
+        self._gated = settings.concurrency is None
 
     def stop(self, reason: str) -> None:
         if self.stop_reason is None:
@@ -178,9 +179,12 @@ class Engine:
             async for row, ticket_id, status in receive:
                 if self.stopping:
                     continue  # drain the queue without sending; rows stay pending
-                async with self._gate:
-                    if self.stopping:
-                        continue
+                if self._gated:
+                    async with self._gate:
+                        if self.stopping:
+                            continue
+                        outcome = await self._process(row, ticket_id, status)
+                else:  # a fixed pool: the number of workers is the limit
                     outcome = await self._process(row, ticket_id, status)
                 self._journal.record(outcome)
                 if outcome[0] is not None:
@@ -215,12 +219,35 @@ class Engine:
         with anyio.move_on_after(seconds):
             await self._stopping.wait()
 
-    async def _process(self, row: int, ticket_id: str, status: str) -> Outcome:
+    async def _attempt(self, row: int, ticket_id: str, status: str, sent: list[int]) -> Answer:
+        """One paced request; `sent[0]` counts the requests that actually went out."""
+        await self._pacer.acquire()
+        if self.stopping:
+            raise _Stopped
         stats = self.stats
-        attempts = 0
-        began = time.monotonic()
-        answer: Answer | None = None
-        error: RequestError | None = None
+        if sent[0] == 0:
+            self._journal.mark_started(row)
+        else:
+            stats.retries += 1
+        sent[0] += 1
+        stats.requests += 1
+        sent_at = time.monotonic()
+        try:
+            answer = await self._send(ticket_id, status)
+        except RetriableError as exc:
+            if exc.http_status == 429:
+                stats.throttled += 1
+                self._pacer.on_throttled(exc.retry_after)
+            raise
+        self._pacer.on_success()
+        self._observe_latency(time.monotonic() - sent_at)
+        return answer
+
+    async def _retry(
+        self, row: int, ticket_id: str, status: str, sent: list[int], first: RetriableError
+    ) -> Answer:
+        """After a retriable first failure: tenacity's backoff, budget and Retry-After."""
+        replay: RetriableError | None = first
         retrying = AsyncRetrying(
             stop=AttemptBudget(self._settings.max_attempts, self._settings.max_throttled),
             wait=WaitRetryAfter(self._settings.backoff_base, self._settings.backoff_max),
@@ -228,29 +255,29 @@ class Engine:
             sleep=self._sleep,
             reraise=True,
         )
+        async for attempt in retrying:
+            with attempt:
+                if replay is not None:
+                    # Tenacity's attempt 1 is the failure that already happened, so
+                    # its numbering, waits and budget count the first request too.
+                    failed, replay = replay, None
+                    raise failed
+                return await self._attempt(row, ticket_id, status, sent)
+        raise AssertionError("unreachable: tenacity re-raises the last error")
+
+    async def _process(self, row: int, ticket_id: str, status: str) -> Outcome:
+        stats = self.stats
+        sent = [0]
+        began = time.monotonic()
+        answer: Answer | None = None
+        error: RequestError | None = None
         stats.in_flight += 1
         try:
-            async for attempt in retrying:
-                with attempt:
-                    await self._pacer.acquire()
-                    if self.stopping:
-                        raise _Stopped
-                    if attempts == 0:
-                        self._journal.mark_started(row)
-                    else:
-                        stats.retries += 1
-                    attempts += 1
-                    stats.requests += 1
-                    sent_at = time.monotonic()
-                    try:
-                        answer = await self._send(ticket_id, status)
-                    except RetriableError as exc:
-                        if exc.http_status == 429:
-                            stats.throttled += 1
-                            self._pacer.on_throttled(exc.retry_after)
-                        raise
-                    self._pacer.on_success()
-                    self._observe_latency(time.monotonic() - sent_at)
+            # Most rows succeed at once; only a failure pays for the retry machinery.
+            try:
+                answer = await self._attempt(row, ticket_id, status, sent)
+            except RetriableError as first:
+                answer = await self._retry(row, ticket_id, status, sent, first)
         except _Stopped:
             pass
         except CredentialsRejected as exc:
@@ -261,6 +288,7 @@ class Engine:
             error = exc
         finally:
             stats.in_flight -= 1
+        attempts = sent[0]
         elapsed = int((time.monotonic() - began) * 1000)
         now = datetime.now(UTC).isoformat(timespec="milliseconds")
         if answer is not None:

@@ -1,7 +1,7 @@
 """The run's memory: every planned row and every outcome, in SQLite.
 
 One file per report (`<report>.journal`). The engine never waits on the
-disk: outcomes go into a queue that a writer thread drains in batches, one
+disk: outcomes go into an inbox that a writer thread drains in batches, one
 transaction per batch (group commit), so a slow fsync makes batches bigger,
 not the event loop slower. With WAL and `synchronous=FULL` a committed outcome
 survives a crash and a power cut; what can be lost is the batch being
@@ -12,9 +12,9 @@ idempotent).
 from __future__ import annotations
 
 import json
-import queue
 import sqlite3
 import threading
+from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -48,8 +48,8 @@ CREATE TABLE IF NOT EXISTS rows (
 Outcome = tuple[
     str | None, str | None, int | None, int, str | None, str | None, int | None, str | None, int
 ]
-_STOP = object()
 _BATCH = 2000
+_POLL = 0.005  # seconds between the writer's looks at the inbox
 
 REPORT_COLUMNS = (
     "row",
@@ -81,7 +81,9 @@ class Journal:
         self._conn = _connect(path)
         self._conn.executescript(_SCHEMA)
         self._lock = threading.Lock()
-        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        # deque.append/popleft are atomic: the loop appends, the writer pops.
+        self._inbox: deque[int | Outcome] = deque()
+        self._stopping = threading.Event()
         self._writer: threading.Thread | None = None
         self._failure: BaseException | None = None
         self.commits = 0
@@ -175,53 +177,56 @@ class Journal:
 
     def mark_started(self, row: int) -> None:
         self._check()
-        self._queue.put(row)
+        self._inbox.append(row)
 
     def record(self, outcome: Outcome) -> None:
         self._check()
-        self._queue.put(outcome)
+        self._inbox.append(outcome)
 
     def _check(self) -> None:
         if self._failure is not None:
             raise RuntimeError(f"journal write failed: {self._failure}") from self._failure
 
     def _write_loop(self) -> None:
+        # The writer polls the inbox instead of blocking on a queue: waking a
+        # blocked thread on every row costs the event loop a GIL hand-off
+        # (measured: ~27 us per row), while a poll every few ms costs nothing
+        # per row and bounds the delay before a commit.
         conn = _connect(self.path)
+        inbox = self._inbox
         try:
-            done = False
-            while not done:
-                batch = [self._queue.get()]
-                while len(batch) < _BATCH:
-                    try:
-                        batch.append(self._queue.get_nowait())
-                    except queue.Empty:
-                        break
-                done = any(item is _STOP for item in batch)
-                started = [(i,) for i in batch if isinstance(i, int)]
-                outcomes = [i for i in batch if isinstance(i, tuple)]
-                if not started and not outcomes:
-                    continue
-                conn.execute("BEGIN")
-                conn.executemany("UPDATE rows SET started = 1 WHERE row = ?", started)
-                conn.executemany(
-                    "UPDATE rows SET outcome = ?, previous_status = ?, http_status = ?,"
-                    " attempts = attempts + ?, error = ?, activity_id = ?, elapsed_ms = ?,"
-                    " finished_at = ?, started = 0 WHERE row = ?",
-                    outcomes,
-                )
-                conn.execute("COMMIT")
-                self.commits += 1
+            while True:
+                stopping = self._stopping.wait(_POLL)
+                while inbox:
+                    batch = [inbox.popleft() for _ in range(min(len(inbox), _BATCH))]
+                    outcomes = [i for i in batch if isinstance(i, tuple)]
+                    # A row that starts and ends within one batch needs no start mark.
+                    ended = {o[-1] for o in outcomes}
+                    started = [(i,) for i in batch if isinstance(i, int) and i not in ended]
+                    conn.execute("BEGIN")
+                    conn.executemany("UPDATE rows SET started = 1 WHERE row = ?", started)
+                    conn.executemany(
+                        "UPDATE rows SET outcome = ?, previous_status = ?, http_status = ?,"
+                        " attempts = attempts + ?, error = ?, activity_id = ?, elapsed_ms = ?,"
+                        " finished_at = ?, started = 0 WHERE row = ?",
+                        outcomes,
+                    )
+                    conn.execute("COMMIT")
+                    self.commits += 1
+                if stopping:
+                    return
         except BaseException as exc:  # surfaced to the event loop by _check/close
             self._failure = exc
         finally:
             conn.close()
 
     def close_writer(self) -> None:
-        """Flush every queued outcome (blocking: call from a worker thread)."""
+        """Flush every outcome recorded so far (blocking: call from a worker thread)."""
         if self._writer is not None:
-            self._queue.put(_STOP)
+            self._stopping.set()
             self._writer.join()
             self._writer = None
+            self._stopping.clear()
         self._check()
 
     # -- reading back ------------------------------------------------------------

@@ -211,8 +211,11 @@ async def test_pacing_keeps_to_rate(
     ids = list(sim.tickets)[:240]
     path = write_csv(tmp_path / "in.csv", [(t, "closed") for t in ids])
     began = time.monotonic()
-    await execute(path, RunOptions(base_url=server, rate=200.0, concurrency=8), credentials=creds)
+    summary = await execute(
+        path, RunOptions(base_url=server, rate=200.0, concurrency=8), credentials=creds
+    )
     arrivals = [r.at for r in sim.requests]
+    assert len(arrivals) == len(ids), summary.lines()
     observed = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
     assert abs(observed - 200.0) / 200.0 < 0.05, observed
     assert time.monotonic() - began >= (len(ids) - 1) / 200.0
