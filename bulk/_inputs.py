@@ -118,7 +118,8 @@ class Source:
                         self._sep = ","  # one column, or too irregular to sniff: plain CSV
                 handle.seek(0)
                 for record in csv.reader(handle, delimiter=self._sep, skipinitialspace=True):
-                    if any(cell.strip() for cell in record):
+                    # Blank lines are skipped (and not counted as rows).
+                    if len(record) > 1 or (record and record[0].strip()):
                         yield record
         elif self._kind == "xlsx":
             from openpyxl import load_workbook

@@ -7,6 +7,7 @@ journal in SQL, so a million ids never sit in a Python dict.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 
@@ -25,6 +26,7 @@ _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 PlannedRow = tuple[int, str, str | None, str, str | None, str | None, int | None]
 
 
+@functools.lru_cache(maxsize=1024)  # a column holds a handful of spellings, a million times
 def normalise_status(value: str) -> str | None:
     """`Closed`, `CLOSED`, `in progress`, `in_progress`, `in-progress` ... to the API's spelling."""
     return _ALIASES.get(_SEPARATORS.sub("", value).lower())
@@ -70,7 +72,9 @@ def plan_chunk(
         ticket_id = raw_id.strip()
         raw_status = fixed_status if fixed_status is not None else (statuses or [""])[offset]
         raw_status = raw_status.strip()
-        key = ticket_id.lower()
+        key: str | None = ticket_id.lower()
+        if not _UUID.fullmatch(key or ""):
+            key = None
         if status_map is not None:
             status = status_map.get(raw_status.lower())
         else:
@@ -80,7 +84,7 @@ def plan_chunk(
             verdict, error = "skipped", chunk.skips[offset]
         elif not ticket_id:
             verdict, error = "invalid", f"{id_column}: empty"
-        elif not _UUID.fullmatch(key):
+        elif key is None:
             verdict, error = (
                 "invalid",
                 f"{id_column}: {_quote(ticket_id)} is not a ticket id (a UUID)",
@@ -92,5 +96,4 @@ def plan_chunk(
         elif status is None:
             what = f"{_quote(raw_status)} is not a status" if raw_status else "empty"
             verdict, error = "invalid", f"{status_column}: {what}; allowed: {', '.join(STATUSES)}"
-        valid_key = key if _UUID.fullmatch(key) else None
-        yield (row, ticket_id, valid_key, status or raw_status, verdict, error, source)
+        yield (row, ticket_id, key, status or raw_status, verdict, error, source)

@@ -25,17 +25,11 @@ __all__ = [
     "REPORT_SUFFIXES",
     "beside",
     "check_report_path",
-    "report_batches",
     "report_frame",
     "write_report",
 ]
 
 REPORT_SUFFIXES = (".csv", ".jsonl", ".parquet")
-_OUTCOME = REPORT_COLUMNS.index("outcome")
-_ERROR = REPORT_COLUMNS.index("error")
-# A spreadsheet runs a cell starting with one of these as a formula; a
-# server's error text must not become one (CSV injection).
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def beside(report: Path, suffix: str) -> Path:
@@ -53,34 +47,12 @@ def check_report_path(path: Path) -> None:
 Batches = Iterator[list[tuple[Any, ...]]]
 
 
-def report_batches(
-    journal: Journal, pending_reason: str, columns: tuple[str, ...] = REPORT_COLUMNS
-) -> Batches:
-    """The report's rows in input order; rows not final yet read as `skipped`."""
-    for batch in journal.report_rows(columns):
-        out = []
-        for row in batch:
-            if row[_OUTCOME] is None:
-                fixed = list(row)
-                fixed[_OUTCOME] = "skipped"
-                fixed[_ERROR] = pending_reason
-                row = tuple(fixed)
-            out.append(row)
-        yield out
-
-
-def _neutralise(value: Any) -> Any:
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return value
-
-
 def _write_csv(path: Path, columns: tuple[str, ...], batches: Batches) -> None:
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(columns)
         for batch in batches:
-            writer.writerows([_neutralise(v) for v in row] for row in batch)
+            writer.writerows(batch)
 
 
 def _write_jsonl(path: Path, columns: tuple[str, ...], batches: Batches) -> None:
@@ -115,8 +87,12 @@ def write_report(
     check_report_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    writer = {".csv": _write_csv, ".jsonl": _write_jsonl, ".parquet": _write_parquet}
-    writer[path.suffix.lower()](tmp, columns, report_batches(journal, pending_reason, columns))
+    suffix = path.suffix.lower()
+    writer = {".csv": _write_csv, ".jsonl": _write_jsonl, ".parquet": _write_parquet}[suffix]
+    # A spreadsheet would run a cell starting with =, +, -, @ as a formula (CSV
+    # injection, e.g. through a server's error text): CSV cells are neutralised.
+    rows = journal.report_rows(columns, pending_reason=pending_reason, neutralise=suffix == ".csv")
+    writer(tmp, columns, rows)
     os.replace(tmp, path)
     return path
 
@@ -128,6 +104,6 @@ def report_frame(
 
     frames = [
         pd.DataFrame.from_records(batch, columns=list(columns))
-        for batch in report_batches(journal, pending_reason, columns)
+        for batch in journal.report_rows(columns, pending_reason=pending_reason)
     ]
     return pd.concat(frames, ignore_index=True)
