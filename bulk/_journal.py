@@ -117,10 +117,6 @@ class Journal:
             # plans again. Skipping the fsyncs makes a million rows several
             # times faster to load.
             self._conn.execute("PRAGMA synchronous=OFF")
-            # Room to sort a million ids for the duplicate check in memory
-            # rather than in temporary files (32 MB, freed with the connection).
-            self._conn.execute("PRAGMA cache_size=-32000")
-            self._conn.execute("PRAGMA temp_store=MEMORY")
 
     def add_planned(self, rows: Iterable[PlannedRow]) -> None:
         with self._lock:
