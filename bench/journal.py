@@ -75,11 +75,19 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--url", help="an API (or bench/perf.py --fast-server) already running")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         tickets = folder / "tickets.csv"
         write_tickets(make_tickets(args.rows, seed=1), tickets)
+        if args.url:
+            results = {
+                "journal": measure(Journal, folder, tickets, args.url, args.concurrency),
+                "no commits": measure(NoCommitJournal, folder, tickets, args.url, args.concurrency),
+            }
+            report(results, args.rows)
+            return
         port = free_port()
         server = subprocess.Popen(
             [sys.executable, "-m", "bulk", "simulate", "--port", str(port),
@@ -97,11 +105,15 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(timeout=10)
+    report(results, args.rows)
+
+
+def report(results: dict[str, tuple[float, float]], rows: int) -> None:
     base_wall, base_cpu = results["no commits"]
     for name, (wall, cpu) in results.items():
         print(
-            f"{name:<11} {args.rows} rows: wall {wall:6.2f}s ({args.rows / wall:7.0f} rows/s), "
-            f"CPU {cpu * 1e6 / args.rows:6.0f} us/row; "
+            f"{name:<11} {rows} rows: wall {wall:6.2f}s ({rows / wall:7.0f} rows/s), "
+            f"CPU {cpu * 1e6 / rows:6.0f} us/row; "
             f"x{wall / base_wall:.2f} wall, x{cpu / base_cpu:.2f} CPU vs no commits"
         )
 

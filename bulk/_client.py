@@ -9,6 +9,7 @@ from types import TracebackType
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from ._config import Credentials
 from ._errors import FatalRequestError, RequestError, classify_exception, classify_response
@@ -77,7 +78,7 @@ class TicketClient:
             await self._session.close()
             self._session = None
 
-    async def _call(self, method: str, url: str, **kwargs: Any) -> tuple[int, Any]:
+    async def _call(self, method: str, url: str | URL, **kwargs: Any) -> tuple[int, Any]:
         """One request; the JSON answer of a 2xx, or a classified `RequestError`."""
         assert self._session is not None, "use TicketClient as an async context manager"
         try:
@@ -103,7 +104,8 @@ class TicketClient:
             raise FatalRequestError(f"refusing to send: {ticket_id!r} is not a canonical UUID")
         code, data = await self._call(
             "PUT",
-            f"{self._base}/support/tickets/v1/{ticket_id}/status",
+            # Already safe (a checked UUID): encoded=True spares yarl re-parsing it.
+            URL(f"{self._base}/support/tickets/v1/{ticket_id}/status", encoded=True),
             data=b'{"ticket":{"status":"' + status.encode() + b'"}}',
             headers={"Content-Type": "application/json"},
         )

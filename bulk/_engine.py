@@ -13,12 +13,12 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import anyio
-from anyio.abc import ObjectReceiveStream
+from anyio.streams.memory import MemoryObjectReceiveStream
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -169,14 +169,35 @@ class Engine:
                     for item in batch:
                         if self.stopping:
                             break
-                        await send.send(item)
+                        # The awaiting forms run an anyio checkpoint per call,
+                        # which measured ~15% of a fast run's CPU; the nowait
+                        # forms skip it and fall back to waiting when full.
+                        try:
+                            send.send_nowait(item)
+                        except anyio.WouldBlock:
+                            await send.send(item)
                     after = batch[-1][0]
                     if budget is not None:
                         budget -= len(batch)
 
-    async def _worker(self, receive: ObjectReceiveStream[tuple[int, str, str]]) -> None:
+    @staticmethod
+    async def _rows(
+        receive: MemoryObjectReceiveStream[tuple[int, str, str]],
+    ) -> AsyncIterator[tuple[int, str, str]]:
+        while True:
+            try:
+                yield receive.receive_nowait()
+            except anyio.WouldBlock:
+                try:
+                    yield await receive.receive()
+                except anyio.EndOfStream:
+                    return
+            except anyio.EndOfStream:
+                return
+
+    async def _worker(self, receive: MemoryObjectReceiveStream[tuple[int, str, str]]) -> None:
         async with receive:
-            async for row, ticket_id, status in receive:
+            async for row, ticket_id, status in self._rows(receive):
                 if self.stopping:
                     continue  # drain the queue without sending; rows stay pending
                 if self._gated:

@@ -3,10 +3,10 @@
 One file per report (`<report>.journal`). The engine never waits on the
 disk: outcomes go into an inbox that a writer thread drains in batches, one
 transaction per batch (group commit), so a slow fsync makes batches bigger,
-not the event loop slower. With WAL and `synchronous=FULL` a committed outcome
-survives a crash and a power cut; what can be lost is the batch being
-written, whose rows are simply sent again on resume (a status PUT is
-idempotent).
+not the event loop slower. A commit (every 10 ms) survives the process being
+killed; the log is synced to disk every second, so a power cut takes back at
+most that second. Rows whose outcome was lost are sent again on resume (a
+status PUT is idempotent) and read `unchanged`.
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +50,9 @@ CREATE TABLE IF NOT EXISTS rows (
 Outcome = tuple[
     str | None, str | None, int | None, int, str | None, str | None, int | None, str | None, int
 ]
-_BATCH = 2000
-_POLL = 0.005  # seconds between the writer's looks at the inbox
+_BATCH = 2000  # rows per statement: 9 parameters each, under SQLite's 32,766
+_POLL = 0.01  # seconds between the writer's looks at the inbox (and commits)
+_SYNC_EVERY = 1.0  # seconds between syncs of the log to disk
 
 # Columns holding text from the input or the server (candidates for CSV injection).
 _TEXT_COLUMNS = frozenset({"ticket_id", "target_status", "previous_status", "error", "activity_id"})
@@ -68,10 +71,30 @@ REPORT_COLUMNS = (
 )
 
 
+def _outcomes_sql(n: int) -> str:
+    """One UPDATE for a whole batch of outcomes.
+
+    One statement, not `executemany`: sqlite3 releases the GIL around every
+    step, and with one step per row the event loop thread lost the GIL to the
+    writer twice per row (measured: ~100 us of CPU per row, more than SQLite's
+    own work). One step per batch costs one hand-off per batch.
+    """
+    values = ",".join(["(?,?,?,?,?,?,?,?,?)"] * n)
+    return (
+        "UPDATE rows SET outcome = v.column1, previous_status = v.column2,"
+        " http_status = v.column3, attempts = rows.attempts + v.column4, error = v.column5,"
+        " activity_id = v.column6, elapsed_ms = v.column7, finished_at = v.column8, started = 0"
+        f" FROM (VALUES {values}) AS v WHERE rows.row = v.column9"
+    )
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
+    # NORMAL: a commit survives the process dying (kill -9) at once; against a
+    # power cut the WAL is synced by the writer's checkpoint every second.
+    # FULL (an fsync per commit) measured ~25% more CPU per row at 3,000 rows/s.
+    conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA busy_timeout=10000")
     return conn
 
@@ -167,7 +190,7 @@ class Journal:
             c.execute("DROP TABLE dup")
             c.execute("DROP TABLE candidate")
             c.execute("COMMIT")
-            c.execute("PRAGMA synchronous=FULL")
+            c.execute("PRAGMA synchronous=NORMAL")
 
     # -- resume ----------------------------------------------------------------
     def reopen_in_flight(self) -> int:
@@ -214,23 +237,32 @@ class Journal:
         # per row and bounds the delay before a commit.
         conn = _connect(self.path)
         inbox = self._inbox
+        synced = time.monotonic()
         try:
             while True:
                 stopping = self._stopping.wait(_POLL)
-                while inbox:
-                    batch = [inbox.popleft() for _ in range(min(len(inbox), _BATCH))]
+                if time.monotonic() - synced >= _SYNC_EVERY or stopping:
+                    # In WAL mode with synchronous=NORMAL a checkpoint syncs the
+                    # log: this bounds what a power cut can take back.
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    synced = time.monotonic()
+                # What has arrived since the last look, and no more: draining
+                # until empty would chase a busy loop's every new row with a
+                # tiny transaction of its own.
+                waiting = len(inbox)
+                while waiting > 0:
+                    batch = [inbox.popleft() for _ in range(min(waiting, _BATCH))]
+                    waiting -= len(batch)
                     outcomes = [i for i in batch if isinstance(i, tuple)]
                     # A row that starts and ends within one batch needs no start mark.
                     ended = {o[-1] for o in outcomes}
-                    started = [(i,) for i in batch if isinstance(i, int) and i not in ended]
+                    started = [i for i in batch if isinstance(i, int) and i not in ended]
                     conn.execute("BEGIN")
-                    conn.executemany("UPDATE rows SET started = 1 WHERE row = ?", started)
-                    conn.executemany(
-                        "UPDATE rows SET outcome = ?, previous_status = ?, http_status = ?,"
-                        " attempts = attempts + ?, error = ?, activity_id = ?, elapsed_ms = ?,"
-                        " finished_at = ?, started = 0 WHERE row = ?",
-                        outcomes,
-                    )
+                    if started:
+                        marks = ",".join("?" * len(started))
+                        conn.execute(f"UPDATE rows SET started = 1 WHERE row IN ({marks})", started)
+                    if outcomes:
+                        conn.execute(_outcomes_sql(len(outcomes)), list(chain(*outcomes)))
                     conn.execute("COMMIT")
                     self.commits += 1
                 if stopping:
