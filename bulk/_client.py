@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -13,11 +12,10 @@ from yarl import URL
 
 from ._config import Credentials
 from ._errors import FatalRequestError, RequestError, classify_exception, classify_response
+from ._plan import STATUSES, UUID_PATTERN
 from ._version import __version__
 
 __all__ = ["Answer", "TicketClient"]
-
-_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +98,10 @@ class TicketClient:
         """PUT the status; return the answer or raise a classified `RequestError`."""
         # The plan has validated ids already; checking again here means no
         # code path can put an unchecked string into a URL.
-        if not _UUID.fullmatch(ticket_id):
+        if not UUID_PATTERN.fullmatch(ticket_id):
             raise FatalRequestError(f"refusing to send: {ticket_id!r} is not a canonical UUID")
+        if status not in STATUSES:
+            raise FatalRequestError(f"refusing to send: {status!r} is not a status")
         code, data = await self._call(
             "PUT",
             # Already safe (a checked UUID): encoded=True spares yarl re-parsing it.

@@ -115,10 +115,14 @@ def resolve_base_url(
     """The API root, refusing to send credentials in clear text off this machine."""
     chosen = url or _environment(env, dotenv).get("SPACEBRING_BASE_URL") or DEFAULT_BASE_URL
     parts = urlsplit(chosen)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"base URL {chosen!r} is not an http(s) URL")
-    if parts.username or parts.password:
+    # Checked first, and the URL never echoed: `id:secret@host` must not reach
+    # an error message (it even parses as a URL with the scheme `id`).
+    if "@" in parts.netloc or "@" in chosen.split("/", 3)[0]:
         raise UsageError("base URL must not contain credentials; use the environment")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(
+            "base URL is not an http(s) URL with a host (e.g. https://api.example.com)"
+        )
     if parts.scheme == "http" and not _is_loopback(parts.hostname):
         raise UsageError(
             f"refusing plain http to {parts.hostname}: credentials travel only over https "

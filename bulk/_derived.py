@@ -67,7 +67,7 @@ def retry_frame(report: Path, only: frozenset[str]) -> pd.DataFrame:
     frame = read_report(report)
     chosen = frame["outcome"].isin(only)
     # A skipped duplicate's first row was (or will be) sent; sending it again adds nothing.
-    chosen &= ~frame["error"].str.startswith("duplicate of row")
+    chosen &= ~frame["error"].str.startswith(("duplicate of row", "left alone:"))
     picked = frame.loc[chosen, ["ticket_id", "target_status", "row"]]
     return picked.rename(columns={"row": "source_row"}).reset_index(drop=True)
 

@@ -127,6 +127,8 @@ class Engine:
         self.stop_reason: str | None = None
         self.credentials_error: str | None = None
         self._stopping = anyio.Event()
+        # Waits for a send slot (a Retry-After hold can be long) end when the run stops.
+        pacer.set_sleep(self._sleep)
         self._recent: deque[bool] = deque(maxlen=settings.failure_window)
         self._latency = 0.0  # moving average of one request's time, seconds
         self.workers = settings.workers

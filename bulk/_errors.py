@@ -29,9 +29,11 @@ _MAX_MESSAGE = 300
 
 
 class UsageError(Exception):
-    """Bad input or options: exit 2, nothing sent."""
+    """Bad input or options (exit 2), or a run that cannot start now; nothing sent."""
 
-    exit_code = 2
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 class RequestError(Exception):
@@ -82,8 +84,18 @@ def _message_from_body(status: int, body: bytes) -> str:
     return f"HTTP {status}" + (f" {text}" if text else "")
 
 
+# Honoured up to this: a proxy's "Retry-After: 86400" must not park a batch
+# (and a graceful stop) for a day; past it, backoff and the 429 budget decide.
+MAX_RETRY_AFTER = 300.0
+
+
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date)."""
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date), capped."""
+    seconds = _retry_after(value, now)
+    return None if seconds is None or seconds != seconds else min(seconds, MAX_RETRY_AFTER)
+
+
+def _retry_after(value: str | None, now: float | None) -> float | None:
     if not value:
         return None
     value = value.strip()
@@ -102,9 +114,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 def classify_response(status: int, body: bytes, headers: Mapping[str, str]) -> RequestError:
     """Turn a non-2xx answer into the error the engine acts on."""
     message = _message_from_body(status, body)
-    if status == 429:
-        return RetriableError(message, status, parse_retry_after(headers.get("Retry-After")))
-    if status >= 500 or status == 408:
+    if status in (408, 429) or status >= 500:
         return RetriableError(message, status, parse_retry_after(headers.get("Retry-After")))
     if status in (401, 403):
         return CredentialsRejected(message, status)

@@ -61,9 +61,18 @@ def _pick(columns: list[str], wanted: str | None, candidates: tuple[str, ...], w
     return ""
 
 
+def _missing(value: Any) -> bool:
+    if value is None:
+        return True
+    try:
+        return bool(value != value)  # NaN
+    except TypeError:  # pandas.NA refuses to be a bool: it is missing
+        return True
+
+
 def _as_strings(values: Any) -> list[str]:
-    # Missing cells (NaN/None) become "" so the plan reports them as empty.
-    return ["" if v is None or v != v else str(v) for v in values]
+    # Missing cells (None, NaN, NA) become "" so the plan reports them as empty.
+    return ["" if _missing(v) else str(v) for v in values]
 
 
 class Source:

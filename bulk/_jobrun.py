@@ -9,20 +9,17 @@ new one.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
-from typing import IO
 
 from ._config import credentials_from_env, parse_duration, resolve_base_url
 from ._errors import UsageError
 from ._jobs import ApiSource, FileSource, Job
 from ._listing import Listing, list_and_select
+from ._lock import JobLock, JobLocked
 from ._report import beside
 from ._runner import RunOptions, rate_controller
 
@@ -30,47 +27,7 @@ __all__ = ["EXIT_LOCKED", "JobLock", "JobLocked", "PreparedRun", "prepare_job"]
 
 log = logging.getLogger("bulk")
 
-EXIT_LOCKED = 75  # EX_TEMPFAIL: another run of the job holds the lock; try later
-
-
-class JobLocked(Exception):
-    exit_code = EXIT_LOCKED
-
-
-class JobLock:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._handle: IO[str] | None = None
-
-    def __enter__(self) -> JobLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+", encoding="utf-8")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            handle.close()
-            raise JobLocked(
-                f"job is already running (lock {self.path} held by {holder}); this run did nothing"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} since {datetime.now(UTC).isoformat(timespec='seconds')}")
-        handle.flush()
-        self._handle = handle
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._handle is not None:
-            fcntl.flock(self._handle, fcntl.LOCK_UN)
-            self._handle.close()
-            self._handle = None
+EXIT_LOCKED = JobLocked.exit_code
 
 
 @dataclass
@@ -136,6 +93,11 @@ async def prepare_job(job: Job, *, dry_run: bool, now: datetime | None = None) -
         return PreparedRun(Path(previous["input"]), _options(job, report, dry_run), resumed=True)
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
     stem = f"{job.name}-{stamp}" + (".dry-run" if dry_run else "")
+    # Two runs within one second (a dry run, then the run) keep separate files.
+    base, n = stem, 1
+    while any((folder / f"{stem}{end}").exists() for end in (".run.json", ".snapshot.csv")):
+        n += 1
+        stem = f"{base}-{n}"
     report = folder / f"{stem}.{job.report.format}"
     options = _options(job, report, dry_run)
     prepared = PreparedRun(None, options)

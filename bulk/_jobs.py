@@ -8,7 +8,6 @@ use `${VARIABLE}` from the environment; secrets stay in the environment only
 
 from __future__ import annotations
 
-import re
 import string
 import tomllib
 from collections.abc import Mapping
@@ -19,11 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ._config import parse_duration
 from ._errors import UsageError
-from ._plan import STATUSES, normalise_status
+from ._plan import STATUSES, UUID_PATTERN, normalise_status
 
 __all__ = ["ApiSource", "FileSource", "Job", "load_job"]
 
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 AGE_FIELDS = ("statusUpdateDate", "updateDate", "createDate")
 ORDERS = ("updateDate:asc", "updateDate:desc", "createDate:asc", "createDate:desc")
 
@@ -63,7 +61,7 @@ class ApiSource(_Strict):
         # One entry may hold several ids, comma-separated: locations = ["${LOCATIONS}"].
         found = [part.strip() for value in values for part in value.split(",") if part.strip()]
         for value in found:
-            if not _UUID.fullmatch(value):
+            if not UUID_PATTERN.fullmatch(value.lower()):
                 raise ValueError(f"{value!r} is not a location id (a UUID)")
         if not found:
             raise ValueError("no location ids")
@@ -160,7 +158,15 @@ class Job(_Strict):
             unknown = [k for k in self.action.map if normalise_status(k) is None]
             if unknown:
                 raise ValueError(f"listed tickets have API statuses; not statuses: {unknown}")
+            if len({normalise_status(k) for k in self.action.map}) != len(self.action.map):
+                raise ValueError("the map names the same status twice")
         return self
+
+    def api_map(self) -> dict[str, str] | None:
+        """The map keyed by the API's own spelling (`inProgress`), as listed tickets carry it."""
+        if self.action.map is None:
+            return None
+        return {str(normalise_status(k)): v for k, v in self.action.map.items()}
 
     def report_folder(self) -> Path:
         return self.report.folder or Path("reports") / self.name

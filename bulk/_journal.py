@@ -16,7 +16,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -315,7 +315,7 @@ class Journal:
         pending_reason: str = "not sent",
         neutralise: bool = False,
         batch: int = 10_000,
-    ) -> Iterator[list[tuple[Any, ...]]]:
+    ) -> Generator[list[tuple[Any, ...]], None, None]:
         """Rows in input order; a row not final reads `skipped` with `pending_reason`.
 
         `neutralise` prefixes text a spreadsheet would run as a formula with `'`.

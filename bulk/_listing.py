@@ -80,11 +80,11 @@ def matches(ticket: dict[str, Any], select: Select | None, now: datetime) -> boo
     return True
 
 
-def target_for(ticket: dict[str, Any], job: Job) -> str | None:
+def target_for(ticket: dict[str, Any], job: Job, mapping: dict[str, str] | None) -> str | None:
     if job.action.status is not None:
         return job.action.status
-    assert job.action.map is not None
-    return job.action.map.get(str(ticket.get("status")))
+    assert mapping is not None
+    return mapping.get(str(ticket.get("status")))
 
 
 async def _page(
@@ -129,6 +129,7 @@ async def list_and_select(
     """Write the snapshot and the batch input; return the counts."""
     assert isinstance(job.source, ApiSource)
     now = now or datetime.now(UTC)
+    mapping = job.api_map()
     result = Listing()
     snapshot.parent.mkdir(parents=True, exist_ok=True)
     # Local, buffered writes of at most a page at a time: a thread hop per
@@ -150,7 +151,8 @@ async def list_and_select(
                 result.pages += 1
                 for ticket in tickets:
                     result.listed += 1
-                    target = target_for(ticket, job) if matches(ticket, job.select, now) else None
+                    chosen = matches(ticket, job.select, now)
+                    target = target_for(ticket, job, mapping) if chosen else None
                     send = target is not None and target != ticket.get("status")
                     if target is not None:
                         result.matched += 1

@@ -30,7 +30,7 @@ class Pacer:
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
         self._clock = clock
-        self._sleep = sleep
+        self.sleep = sleep  # replaceable: the engine's wait also ends when the run stops
         self._next = clock()
         self._interval = 0.0
         self._hold_until = 0.0
@@ -62,7 +62,7 @@ class Pacer:
     async def acquire(self) -> None:
         delay = self.reserve()
         if delay > 0:
-            await self._sleep(delay)
+            await self.sleep(delay)
 
 
 class RateController:
@@ -118,11 +118,16 @@ class RateController:
         await self._pacer.acquire()
         self._sent += 1
 
+    def set_sleep(self, sleep: Callable[[float], Awaitable[None]]) -> None:
+        self._pacer.sleep = sleep
+
     def on_throttled(self, retry_after: float | None = None) -> None:
         now = self._clock()
         self._throttled += 1
+        if retry_after:
+            self._pacer.hold(retry_after)
         if now - self._last_cut < self._cooldown:
-            return  # the same burst's 429s: one event
+            return  # the same burst's 429s: one cut
         window = now - self._window_start
         accepted = self._accepted / window if window > 0 else 0.0
         # A stray 429 among thousands of successes (jitter against a strict
@@ -133,8 +138,6 @@ class RateController:
         self._last_cut, self._accepted, self._throttled = now, 0, 0
         self._window_start = now + (retry_after or 0.0)
         self.throttle_events += 1
-        if retry_after:
-            self._pacer.hold(retry_after)
         current = self._pacer.rate
         if current is None:
             current = max(self._sent / max(now - self._began, 1e-3), self._floor)

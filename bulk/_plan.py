@@ -14,12 +14,14 @@ from collections.abc import Iterator
 from ._errors import UsageError
 from ._inputs import Chunk
 
-__all__ = ["STATUSES", "PlannedRow", "normalise_status", "plan_chunk"]
+__all__ = ["STATUSES", "UUID_PATTERN", "PlannedRow", "normalise_status", "plan_chunk"]
 
 STATUSES = ("new", "inProgress", "solved", "closed")
 _ALIASES = {s.lower(): s for s in STATUSES}
 _SEPARATORS = re.compile(r"[\s_\-]+")
-_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# Canonical (lower-case) ticket id; the only shape ever put into a URL.
+UUID_PATTERN = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_UUID = UUID_PATTERN
 
 # (row, ticket_id as given, canonical id or None, target status, outcome or None,
 #  error or None, source row or None)

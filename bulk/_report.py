@@ -7,6 +7,7 @@ half a report.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -92,7 +93,8 @@ def write_report(
     # A spreadsheet would run a cell starting with =, +, -, @ as a formula (CSV
     # injection, e.g. through a server's error text): CSV cells are neutralised.
     rows = journal.report_rows(columns, pending_reason=pending_reason, neutralise=suffix == ".csv")
-    writer(tmp, columns, rows)
+    with contextlib.closing(rows):  # a failed write must not leave the journal locked
+        writer(tmp, columns, rows)
     os.replace(tmp, path)
     return path
 
@@ -102,8 +104,7 @@ def report_frame(
 ) -> pd.DataFrame:
     import pandas as pd
 
-    frames = [
-        pd.DataFrame.from_records(batch, columns=list(columns))
-        for batch in journal.report_rows(columns, pending_reason=pending_reason)
-    ]
+    rows = journal.report_rows(columns, pending_reason=pending_reason)
+    with contextlib.closing(rows):
+        frames = [pd.DataFrame.from_records(batch, columns=list(columns)) for batch in rows]
     return pd.concat(frames, ignore_index=True)

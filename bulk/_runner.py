@@ -27,6 +27,7 @@ from ._engine import Engine, EngineSettings, Stats
 from ._errors import UsageError
 from ._inputs import Source, open_source
 from ._journal import REPORT_COLUMNS, Journal
+from ._lock import JobLock, JobLocked
 from ._pacing import Pacer, RateController
 from ._plan import checked_map, checked_status, plan_chunk
 from ._progress import NoProgress, Progress
@@ -67,10 +68,12 @@ class RunOptions:
     status_map: dict[str, str] | None = None
 
     def check(self) -> None:
+        if self.rate == "unlimited":
+            self.rate = None
         if isinstance(self.rate, str) and self.rate != "auto":
             raise UsageError(f"--rate {self.rate!r}: a number, 'auto' or 'unlimited'")
-        if isinstance(self.rate, (int, float)) and self.rate <= 0:
-            raise UsageError("--rate must be positive")
+        if isinstance(self.rate, (int, float)) and not 0 < self.rate < float("inf"):
+            raise UsageError("--rate must be a positive number")
         if self.concurrency is not None and self.concurrency < 1:
             raise UsageError("--concurrency must be at least 1")
         if not 0 <= self.max_failure_rate <= 1:
@@ -155,6 +158,8 @@ def default_report(source: Source, fingerprint: str, dry_run: bool) -> Path:
 
 def _exit_code(counts: Mapping[str, Any], stop_reason: str | None, held_back: bool) -> int:
     """`held_back`: rows left unsent on purpose (dry run, --limit) do not count as unsent."""
+    if not counts["pending"]:
+        stop_reason = None  # stopped as the last rows finished: nothing was left undone
     if stop_reason == INTERRUPTED:
         return EXIT_INTERRUPTED
     if stop_reason:
@@ -319,6 +324,13 @@ async def execute(
     }
     scratch = tempfile.TemporaryDirectory(prefix="bulk-dry-") if options.dry_run else None
     journal_path = Path(scratch.name) / "journal" if scratch else beside(report, ".journal")
+    # Two processes on one journal would send the same pending rows twice.
+    lock = None if scratch else JobLock(beside(report, ".lock"), "a run of this report")
+    if lock is not None:
+        try:
+            lock.acquire()
+        except JobLocked as exc:
+            raise UsageError(str(exc), exit_code=JobLocked.exit_code) from None
     journal = Journal(journal_path)
     try:
         meta = journal.meta()
@@ -360,7 +372,10 @@ async def execute(
                     report,
                 )
         counts = journal.counts()
-        stats = Stats(total=counts["pending"])
+        to_send = counts["pending"]
+        if options.limit is not None:
+            to_send = min(to_send, options.limit)
+        stats = Stats(total=to_send)
         stop_reason: str | None = None
         if options.dry_run:
             _describe_dry_run(counts, options, base_url)
@@ -454,18 +469,27 @@ async def execute(
     finally:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(journal.close)
+        if lock is not None:
+            lock.release()
         if scratch:
             scratch.cleanup()
 
 
 def _describe_dry_run(counts: Mapping[str, Any], options: RunOptions, base_url: str) -> None:
     pending = counts["pending"]
-    seconds = pending / options.rate if options.rate else 0.0
+    if options.limit is not None:
+        pending = min(pending, options.limit)
+    rate = DOCUMENTED_RATE if options.rate == "auto" else options.rate
+    timing = ""
+    if isinstance(rate, (int, float)):
+        timing = f", about {pending / rate:.0f}s at {rate:g}/s"
+        if options.rate == "auto":
+            timing += " (--rate auto starts there)"
     log.info(
         "dry run: would send %d requests (PUT %s/support/tickets/v1/{id}/status)%s; nothing sent",
         pending,
         base_url,
-        f", about {seconds:.0f}s at {options.rate:g}/s" if options.rate else "",
+        timing,
     )
 
 

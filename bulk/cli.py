@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from ._errors import UsageError
+from ._errors import CredentialsRejected, RequestError, UsageError
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -73,9 +73,9 @@ def _setup_logging(verbose: int, log_format: str = "text") -> None:
     root.propagate = False
 
 
-def _fail_usage(message: str) -> NoReturn:
+def _fail_usage(message: str, code: int = 2) -> NoReturn:
     click.echo(f"bulk: error: {message}", err=True)
-    sys.exit(2)
+    sys.exit(code)
 
 
 CONFIRM_ABOVE = 500
@@ -90,8 +90,8 @@ def _rate(value: str) -> float | str | None:
         rate = float(value)
     except ValueError:
         raise click.BadParameter(f"{value!r} is not a number, 'auto' or 'unlimited'") from None
-    if rate <= 0:
-        raise click.BadParameter("must be positive")
+    if not 0 < rate < float("inf"):  # also refuses nan
+        raise click.BadParameter("must be a positive number, 'auto' or 'unlimited'")
     return rate
 
 
@@ -172,7 +172,7 @@ def _execute(source: Any, options: RunOptions, yes: bool = True, **kwargs: Any) 
             backend_options=_loop_options(),
         )
     except UsageError as exc:
-        _fail_usage(str(exc))
+        _fail_usage(str(exc), exc.exit_code)
     except KeyboardInterrupt:
         click.echo("bulk: interrupted before sending started; nothing sent", err=True)
         return 130
@@ -245,7 +245,8 @@ def run(input: str, rate: str, yes: bool, **kwargs: Any) -> None:
         spooled = spool_stdin(Path("reports") / ".stdin")
         source: Any = spooled
         if options.report is None:
-            options.report = Path("reports") / "stdin.report.csv"
+            kind = "dry-run" if options.dry_run else "report"
+            options.report = Path("reports") / f"stdin.{kind}.csv"
     else:
         source = input
     try:
@@ -402,6 +403,17 @@ def job_run(path: Path, dry_run: bool, yes: bool, rate_override: str | None) -> 
                 prepared = anyio.run(lambda: prepare_job(loaded, dry_run=dry_run))
             except UsageError as exc:
                 _fail_usage(str(exc))
+            except CredentialsRejected as exc:
+                click.echo(f"bulk: {loaded.name}: listing stopped: {exc.message}", err=True)
+                sys.exit(3)
+            except RequestError as exc:
+                click.echo(f"bulk: {loaded.name}: listing failed: {exc.message}", err=True)
+                sys.exit(1)
+            except KeyboardInterrupt:
+                click.echo(
+                    f"bulk: {loaded.name}: interrupted while listing; nothing sent", err=True
+                )
+                sys.exit(130)
             if prepared.input is None:
                 click.echo(f"job {loaded.name}: nothing selected; nothing to send")
                 sys.exit(0)

@@ -206,13 +206,13 @@ def test_nightly_cleanup_job_closes_exactly_the_selected(
         assert sim.status_of(ticket_id) == expected
     assert sorted(sim.sent_ids("PUT")) == sorted(chosen)
     folder = tmp_path / "reports" / "nightly-cleanup"
-    snapshots = sorted(folder.glob("*.snapshot.csv"))
-    assert len(snapshots) == 3  # dry run, run, and the run that found nothing
-    with open(snapshots[1], newline="") as handle:
+    assert len(list(folder.glob("*.snapshot.csv"))) == 3  # dry run, run, run that found nothing
+    report_path = only_report(folder, "nightly-cleanup-*Z.csv")
+    with open(report_path.with_name(report_path.stem + ".snapshot.csv"), newline="") as handle:
         snapshot = list(csv.DictReader(handle))
     assert len(snapshot) == len(before)
     assert {r["id"] for r in snapshot if r["selected"] == "1"} == chosen
-    report = read_report(only_report(folder, "nightly-cleanup-*Z.csv"))
+    report = read_report(report_path)
     assert {r["ticket_id"] for r in report} == chosen
     assert {r["outcome"] for r in report} == {"updated"}
     assert {r["previous_status"] for r in report} == {"solved"}

@@ -120,9 +120,17 @@ async def test_client_reports_api_message_for_400(
     from bulk._client import TicketClient
     from bulk._errors import FatalRequestError
 
+    ticket = next(iter(sim.tickets))
     async with TicketClient(server, creds) as client:
+        # The client refuses a status the API does not know, without sending it ...
+        with pytest.raises(FatalRequestError, match="not a status"):
+            await client.set_status(ticket, "archived")
+        assert sim.requests == []
+        # ... and a 400 the server does send is reported with the API's own message.
         with pytest.raises(FatalRequestError) as info:
-            await client.set_status(next(iter(sim.tickets)), "archived")
+            await client._call(
+                "PUT", f"{server}/support/tickets/v1/{ticket}/status", data=b'{"ticket": {}}'
+            )
     assert info.value.http_status == 400
     assert "badRequest" in info.value.message
 
