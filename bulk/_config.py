@@ -52,14 +52,6 @@ class Credentials:
             headers["spacebring-network-id"] = self.network_id
         return headers
 
-    def secrets(self) -> tuple[str, ...]:
-        """Every string that must never be printed (for scrubbing and for tests)."""
-        value = self._authorization.split(" ", 1)[1]
-        found = [value]
-        if self.scheme == "basic":
-            found.extend(p for p in base64.b64decode(value).decode().split(":", 1) if p)
-        return tuple(found)
-
     def __repr__(self) -> str:
         return f"Credentials(scheme={self.scheme!r}, <hidden>)"
 

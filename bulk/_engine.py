@@ -10,6 +10,7 @@ never swallowed.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections import deque
@@ -30,6 +31,8 @@ from ._client import Answer
 from ._errors import CredentialsRejected, RequestError, RetriableError
 from ._journal import Journal, Outcome
 from ._pacing import RateController
+
+log = logging.getLogger("bulk")
 
 __all__ = ["AttemptBudget", "Engine", "EngineSettings", "Stats", "WaitRetryAfter"]
 
@@ -125,7 +128,6 @@ class Engine:
         self._settings = settings
         self.stats = stats or Stats()
         self.stop_reason: str | None = None
-        self.credentials_error: str | None = None
         self._stopping = anyio.Event()
         # Waits for a send slot (a Retry-After hold can be long) end when the run stops.
         pacer.set_sleep(self._sleep)
@@ -261,6 +263,7 @@ class Engine:
             if exc.http_status == 429:
                 stats.throttled += 1
                 self._pacer.on_throttled(exc.retry_after)
+            log.debug("row %d: attempt %d: %s (will retry)", row, sent[0], exc.message)
             raise
         self._pacer.on_success()
         self._observe_latency(time.monotonic() - sent_at)
@@ -305,7 +308,6 @@ class Engine:
             pass
         except CredentialsRejected as exc:
             error = exc
-            self.credentials_error = exc.message
             self.stop(f"stopped: credentials rejected ({exc.message})")
         except RequestError as exc:
             error = exc

@@ -9,8 +9,10 @@ new one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -79,7 +81,31 @@ def _unfinished(pointer: Path) -> dict[str, str] | None:
             pass
     elif not beside(Path(current["report"]), ".journal").is_file():
         return None
+    if not _same_input(Path(current["report"]), Path(current["input"])):
+        log.warning(
+            "the interrupted run %s cannot be resumed: its input %s changed or is gone; "
+            "starting a new run",
+            current["report"],
+            current["input"],
+        )
+        return None
     return {"report": current["report"], "input": current["input"]}
+
+
+def _same_input(report: Path, batch_input: Path) -> bool:
+    """Whether `batch_input` is still the file the interrupted run planned."""
+    journal = beside(report, ".journal")
+    try:
+        with sqlite3.connect(f"file:{journal}?mode=ro", uri=True) as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'meaning'").fetchone()
+        planned = json.loads(row[0])["input_sha256"] if row else None
+        digest = hashlib.sha256()
+        with open(batch_input, "rb") as handle:
+            while block := handle.read(1 << 20):
+                digest.update(block)
+    except (OSError, sqlite3.Error, ValueError, KeyError, TypeError):
+        return False
+    return planned == digest.hexdigest()
 
 
 async def prepare_job(job: Job, *, dry_run: bool, now: datetime | None = None) -> PreparedRun:

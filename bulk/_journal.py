@@ -1,12 +1,12 @@
 """The run's memory: every planned row and every outcome, in SQLite.
 
 One file per report (`<report>.journal`). The engine never waits on the
-disk: outcomes go into an inbox that a writer thread drains in batches, one
-transaction per batch (group commit), so a slow fsync makes batches bigger,
-not the event loop slower. A commit (every 10 ms) survives the process being
-killed; the log is synced to disk every second, so a power cut takes back at
-most that second. Rows whose outcome was lost are sent again on resume (a
-status PUT is idempotent) and read `unchanged`.
+disk: outcomes go into an in-memory inbox that a writer thread looks at every
+10 ms and commits in one transaction (one statement per batch). Commits use
+WAL with synchronous=NORMAL, so a commit survives the process being killed;
+the writer syncs the log to disk once a second (and when it stops), so a power
+cut takes back at most that second. Rows whose outcome was lost are sent again
+on resume (a status PUT is idempotent) and read `unchanged`.
 """
 
 from __future__ import annotations
@@ -111,7 +111,6 @@ class Journal:
         self._stopping = threading.Event()
         self._writer: threading.Thread | None = None
         self._failure: BaseException | None = None
-        self.commits = 0
 
     # -- meta ------------------------------------------------------------------
     def meta(self) -> dict[str, Any]:
@@ -241,11 +240,6 @@ class Journal:
         try:
             while True:
                 stopping = self._stopping.wait(_POLL)
-                if time.monotonic() - synced >= _SYNC_EVERY or stopping:
-                    # In WAL mode with synchronous=NORMAL a checkpoint syncs the
-                    # log: this bounds what a power cut can take back.
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                    synced = time.monotonic()
                 # What has arrived since the last look, and no more: draining
                 # until empty would chase a busy loop's every new row with a
                 # tiny transaction of its own.
@@ -264,7 +258,11 @@ class Journal:
                     if outcomes:
                         conn.execute(_outcomes_sql(len(outcomes)), list(chain(*outcomes)))
                     conn.execute("COMMIT")
-                    self.commits += 1
+                if time.monotonic() - synced >= _SYNC_EVERY or stopping:
+                    # In WAL mode with synchronous=NORMAL a checkpoint syncs the
+                    # log: this bounds what a power cut can take back.
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    synced = time.monotonic()
                 if stopping:
                     return
         except BaseException as exc:  # surfaced to the event loop by _check/close

@@ -41,7 +41,7 @@ __all__ = ["RunOptions", "RunSummary", "execute", "run", "run_async"]
 
 log = logging.getLogger("bulk")
 
-EXIT_OK, EXIT_ROWS, EXIT_USAGE, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_OK, EXIT_ROWS, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 3, 130
 INTERRUPTED = "interrupted"
 DOCUMENTED_RATE = 10.0
 
@@ -54,7 +54,7 @@ class RunOptions:
     report: Path | None = None
     base_url: str | None = None
     rate: float | str | None = 10.0  # None: no pacing; "auto": start at 10/s, find the limit
-    concurrency: int | None = 8  # None: chosen from latency (Little's law), up to 64
+    concurrency: int | None = None  # None: 8 at first, then from latency (Little's law), <= 64
     max_attempts: int = 6
     timeout: float = 30.0
     dry_run: bool = False

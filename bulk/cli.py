@@ -52,7 +52,7 @@ def _terminal() -> Any:
 
 
 def _setup_logging(verbose: int, log_format: str = "text") -> None:
-    level = logging.DEBUG if verbose > 1 else logging.INFO
+    level = logging.DEBUG if verbose else logging.INFO
     handler: logging.Handler
     if log_format == "text" and sys.stderr.isatty():
         # Through rich, so a log line prints above the progress bar, not through it.
@@ -174,7 +174,11 @@ def _execute(source: Any, options: RunOptions, yes: bool = True, **kwargs: Any) 
     except UsageError as exc:
         _fail_usage(str(exc), exc.exit_code)
     except KeyboardInterrupt:
-        click.echo("bulk: interrupted before sending started; nothing sent", err=True)
+        click.echo(
+            "bulk: interrupted; the journal keeps every outcome recorded so far "
+            "(run the same command again to resume)",
+            err=True,
+        )
         return 130
     _print_summary(summary)
     return summary.exit_code
@@ -195,10 +199,15 @@ def _run_options(f: Any) -> Any:
             "--rate",
             default="10",
             show_default=True,
-            help="Most requests per second, or 'unlimited'.",
+            help="Most requests per second; 'auto' starts at 10 and finds the server's limit; "
+            "'unlimited'.",
         ),
         click.option(
-            "--concurrency", default=8, show_default=True, help="Most requests in flight."
+            "--concurrency",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Most requests in flight. Unset: 8 at first, then from the observed "
+            "latency (Little's law), at most 64.",
         ),
         click.option("--max-attempts", default=6, show_default=True, help="Attempts per row."),
         click.option("--timeout", default=30.0, show_default=True, help="Seconds per request."),
