@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ._config import parse_duration
 from ._errors import UsageError
-from ._plan import STATUSES, UUID_PATTERN, normalise_status
+from ._plan import UUID_PATTERN, checked_status, normalise_status
 
 __all__ = ["ApiSource", "FileSource", "Job", "load_job"]
 
@@ -31,10 +31,10 @@ class _Strict(BaseModel):
 
 
 def _status(value: str) -> str:
-    status = normalise_status(value)
-    if status is None:
-        raise ValueError(f"{value!r} is not a status; allowed: {', '.join(STATUSES)}")
-    return status
+    try:
+        return checked_status(value)
+    except UsageError as exc:  # pydantic reports ValueErrors with the key's name
+        raise ValueError(str(exc)) from None
 
 
 def _duration(value: str) -> str:

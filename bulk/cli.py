@@ -266,7 +266,25 @@ def run(input: str, rate: str, yes: bool, **kwargs: Any) -> None:
     sys.exit(code)
 
 
-def _derived_run(kind: str, report: Path, frame: Any, options: RunOptions, yes: bool) -> None:
+def _derived_run(
+    kind: str,
+    report: Path,
+    make_frame: Any,
+    status: str | None,
+    rate: str,
+    yes: bool,
+    options_given: dict[str, Any],
+) -> None:
+    """A batch made from an earlier report (retry, undo), run like any other."""
+    from ._runner import RunOptions
+
+    if status:
+        _fail_usage(f"{kind} sends each row's own target status; --status does not apply")
+    try:
+        frame = make_frame()
+    except UsageError as exc:
+        _fail_usage(str(exc))
+    options = RunOptions(rate=_rate(rate), **options_given)
     if frame.empty:
         click.echo(f"{report}: no rows to {kind}; nothing to do")
         sys.exit(0)
@@ -300,15 +318,11 @@ def retry(
 ) -> None:
     """Send again the rows of REPORT that failed (or were skipped), into a new report."""
     from ._derived import retry_frame
-    from ._runner import RunOptions
 
-    try:
-        frame = retry_frame(earlier, frozenset(p.strip() for p in only.split(",") if p.strip()))
-    except UsageError as exc:
-        _fail_usage(str(exc))
-    if status:
-        _fail_usage("retry sends each row's own target status; --status does not apply")
-    _derived_run("retry", earlier, frame, RunOptions(rate=_rate(rate), **kwargs), yes)
+    outcomes = frozenset(p.strip() for p in only.split(",") if p.strip())
+    _derived_run(
+        "retry", earlier, lambda: retry_frame(earlier, outcomes), status, rate, yes, kwargs
+    )
 
 
 @main.command()
@@ -321,15 +335,8 @@ def undo(earlier: Path, rate: str, status: str | None, yes: bool, **kwargs: Any)
     listed as such. Try it with --dry-run first.
     """
     from ._derived import undo_frame
-    from ._runner import RunOptions
 
-    try:
-        frame = undo_frame(earlier)
-    except UsageError as exc:
-        _fail_usage(str(exc))
-    if status:
-        _fail_usage("undo sends each ticket's previous status; --status does not apply")
-    _derived_run("undo", earlier, frame, RunOptions(rate=_rate(rate), **kwargs), yes)
+    _derived_run("undo", earlier, lambda: undo_frame(earlier), status, rate, yes, kwargs)
 
 
 @main.command()

@@ -151,7 +151,7 @@ def test_same_job_twice_at_once_one_waits_out(tmp_path: Path, env: dict[str, str
         ('name = "x"\n[source]\nkind = "ftp"\n[action]\nstatus = "closed"\n', "source"),
         (
             'name = "x"\n[source]\nkind = "file"\npath = "a.csv"\n[action]\nstatus = "done"\n',
-            "action.status: Value error, 'done' is not a status",
+            "action.status: Value error, unknown status 'done'",
         ),
         (
             'name = "x"\n[source]\nkind = "api"\nlocations = ["nope"]\n[action]\nstatus = "closed"\n',
