@@ -38,6 +38,7 @@ __all__ = ["AttemptBudget", "Engine", "EngineSettings", "Stats", "WaitRetryAfter
 
 Send = Callable[[str, str], Awaitable[Answer]]
 _FEED_BATCH = 1000
+_MIN_AUTO = 8
 
 
 @dataclass
@@ -136,7 +137,7 @@ class Engine:
         self.workers = settings.workers
         # With automatic concurrency, all workers exist but only `total_tokens`
         # of them may hold a row; the limit follows the observed latency.
-        self._gate = anyio.CapacityLimiter(settings.concurrency or min(8, self.workers))
+        self._gate = anyio.CapacityLimiter(settings.concurrency or min(_MIN_AUTO, self.workers))
         self._gated = settings.concurrency is None
 
     def stop(self, reason: str) -> None:
@@ -235,7 +236,9 @@ class Engine:
         rate = self._pacer.rate
         cap = self._settings.max_concurrency
         wanted = cap if rate is None else math.ceil(rate * self._latency * 1.5) + 2
-        wanted = max(2, min(cap, wanted))
+        # Never below the starting 8: a row waiting out a retry's backoff holds
+        # its place, so Little's law alone starves a pool that meets errors.
+        wanted = max(min(_MIN_AUTO, cap), min(cap, wanted))
         if wanted != self._gate.total_tokens:
             self._gate.total_tokens = wanted
 
