@@ -52,7 +52,7 @@ PYTHON = sys.executable
 BULK = [PYTHON, "-m", "bulk"]
 BULK_SCRIPT = Path(PYTHON).with_name("bulk")
 HOST = "127.0.0.1"
-CLIENT_ID, CLIENT_SECRET = "demo-client", "demo-secret"
+CLIENT_ID, CLIENT_SECRET = "demo-client", "demo-secret"  # the simulator's demo account
 TARGET = "closed"
 CONCURRENCY = 64
 
@@ -147,13 +147,9 @@ def run_measured(
 
 
 def client_env(base_url: str) -> dict[str, str]:
-    keep = {k: v for k, v in os.environ.items() if not k.startswith("SPACEBRING_")}
-    return {
-        **keep,
-        "SPACEBRING_BASE_URL": base_url,
-        "SPACEBRING_CLIENT_ID": CLIENT_ID,
-        "SPACEBRING_CLIENT_SECRET": CLIENT_SECRET,
-    }
+    from bulk.simulator import demo_env
+
+    return demo_env(base_url)
 
 
 def naive_command(path: Path) -> list[str]:

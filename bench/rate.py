@@ -29,11 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from bulk.simulator import (
-    DEMO_CLIENT_ID,
-    DEMO_CLIENT_SECRET,
     SimConfig,
     Simulator,
     SimulatorThread,
+    demo_env,
     make_tickets,
 )
 
@@ -81,13 +80,7 @@ def scenarios(limit: float) -> list[Scenario]:
 
 
 def env(url: str) -> dict[str, str]:
-    keep = {k: v for k, v in os.environ.items() if not k.startswith("SPACEBRING_")}
-    return {
-        **keep,
-        "SPACEBRING_BASE_URL": url,
-        "SPACEBRING_CLIENT_ID": DEMO_CLIENT_ID,
-        "SPACEBRING_CLIENT_SECRET": DEMO_CLIENT_SECRET,
-    }
+    return demo_env(url)
 
 
 def measure(scenario: Scenario, tool: str, folder: Path) -> dict[str, Any]:

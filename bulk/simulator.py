@@ -18,6 +18,7 @@ import heapq
 import hmac
 import json
 import math
+import os
 import random
 import re
 import signal
@@ -25,7 +26,7 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
@@ -722,3 +723,16 @@ def run_forever(
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())
+
+
+def demo_env(base_url: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A process environment for `bulk` against a simulator: the demo credentials, and
+    none of the caller's own SPACEBRING_* settings (so a real account is never used)."""
+    source = os.environ if environ is None else environ
+    keep = {k: v for k, v in source.items() if not k.startswith("SPACEBRING_")}
+    return {
+        **keep,
+        "SPACEBRING_BASE_URL": base_url,
+        "SPACEBRING_CLIENT_ID": DEMO_CLIENT_ID,
+        "SPACEBRING_CLIENT_SECRET": DEMO_CLIENT_SECRET,
+    }

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from bulk.simulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, SimConfig, Simulator, SimulatorThread
+from bulk.simulator import SimConfig, Simulator, SimulatorThread, demo_env
 from bulk.simulator import make_tickets as _make
 
 from .conftest import read_report, write_csv
@@ -38,13 +37,7 @@ def sim_thread() -> Iterator[tuple[Simulator, str]]:
 
 
 def env(url: str) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("SPACEBRING_")}
-    return {
-        **base,
-        "SPACEBRING_BASE_URL": url,
-        "SPACEBRING_CLIENT_ID": DEMO_CLIENT_ID,
-        "SPACEBRING_CLIENT_SECRET": DEMO_CLIENT_SECRET,
-    }
+    return demo_env(url)
 
 
 def start(url: str, *args: str) -> subprocess.Popen[str]:
