@@ -212,3 +212,21 @@ def test_undo_puts_changed_tickets_back(tmp_path: Path, sim_thread: tuple[Simula
     left = Counter(r["error"] for r in undo_report if r["outcome"] == "skipped")
     assert left == {"left alone: outcome was unchanged": 30, "left alone: outcome was invalid": 1}
     assert {r["outcome"] for r in undo_report} == {"updated", "skipped"}
+
+
+def test_second_process_on_the_same_report_does_nothing(
+    tmp_path: Path, sim_thread: tuple[Simulator, str]
+) -> None:
+    sim, url = sim_thread
+    ids = list(sim.tickets)[:200]
+    path = write_csv(tmp_path / "in.csv", [(t, "closed") for t in ids])
+    first = start(url, str(path), "--rate", "50")
+    try:
+        wait_for_requests(sim, 5, first)
+        second = bulk(url, "run", str(path), "--rate", "unlimited")
+    finally:
+        first.wait(timeout=60)
+    assert second.returncode == 75
+    assert "already running" in second.stderr
+    assert first.returncode == 0
+    assert Counter(sim.sent_ids()) == Counter(ids)  # nothing sent twice
