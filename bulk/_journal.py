@@ -21,6 +21,7 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
+from ._csvsafe import neutralise_sql
 from ._plan import PlannedRow
 
 __all__ = ["Journal", "Outcome"]
@@ -316,7 +317,8 @@ class Journal:
     ) -> Generator[list[tuple[Any, ...]], None, None]:
         """Rows in input order; a row not final reads `skipped` with `pending_reason`.
 
-        `neutralise` prefixes text a spreadsheet would run as a formula with `'`.
+        `neutralise` prefixes text a spreadsheet would run as a formula with `'`
+        (the rule of `_csvsafe`).
         Both are done by SQLite, in C: a Python pass over each cell of a
         million-row report cost more than writing it.
         """
@@ -328,10 +330,7 @@ class Journal:
             elif column == "error":
                 value = "CASE WHEN outcome IS NULL THEN :reason ELSE error END"
             if neutralise and column in _TEXT_COLUMNS:
-                value = (
-                    f"CASE WHEN substr({value}, 1, 1) IN ('=', '+', '-', '@', char(9), char(13))"
-                    f" THEN char(39) || {value} ELSE {value} END"
-                )
+                value = neutralise_sql(value)
             expressions.append(f"{value} AS {column}")
         query = f"SELECT {', '.join(expressions)} FROM rows ORDER BY row"
         with self._lock:

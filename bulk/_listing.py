@@ -18,6 +18,7 @@ from typing import Any
 from tenacity import AsyncRetrying, retry_if_exception_type
 
 from ._client import TicketClient
+from ._csvsafe import csv_cell
 from ._engine import AttemptBudget, EngineSettings, WaitRetryAfter
 from ._errors import RetriableError
 from ._jobs import ApiSource, Job, Select
@@ -159,9 +160,14 @@ async def list_and_select(
                         result.already += not send
                     if send:
                         result.selected += 1
-                        batch.writerow((ticket.get("id"), target, ticket.get("status"), location))
+                        # Read back as the batch's input: ids are UUIDs and targets
+                        # status words, which neutralising leaves as they are.
+                        batch.writerow(
+                            [csv_cell(v) for v in (ticket.get("id"), target, ticket.get("status"))]
+                            + [location]
+                        )
                     snap.writerow(
-                        [ticket.get(c, "") for c in SNAPSHOT_COLUMNS[:-2]]
+                        [csv_cell(ticket.get(c)) for c in SNAPSHOT_COLUMNS[:-2]]
                         + [int(send), target or ""]
                     )
                 if not token:
