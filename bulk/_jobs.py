@@ -3,14 +3,17 @@
 A job names where its tickets come from (a file, or the API's listing), which
 of them to change and to what, how fast, and where its reports go. Values may
 use `${VARIABLE}` from the environment; secrets stay in the environment only
-(there is no key for them, and unknown keys are refused).
+(there is no key for them, unknown keys are refused, and a job may not use
+`${SPACEBRING_*}` or a variable named like a secret, whose value would reach
+report file names, logs and error messages).
 """
 
 from __future__ import annotations
 
+import re
 import string
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -23,6 +26,10 @@ from ._plan import UUID_PATTERN, checked_status, normalise_status
 __all__ = ["ApiSource", "FileSource", "Job", "load_job"]
 
 AGE_FIELDS = ("statusUpdateDate", "updateDate", "createDate")
+# bulk's own settings and credentials, and anything named like a secret elsewhere.
+_FORBIDDEN_VARIABLE = re.compile(
+    r"^SPACEBRING_|SECRET|TOKEN|PASSW|CREDENTIAL|PRIVATE|API_?KEY", re.IGNORECASE
+)
 ORDERS = ("updateDate:asc", "updateDate:desc", "createDate:asc", "createDate:desc")
 
 
@@ -172,19 +179,63 @@ class Job(_Strict):
         return self.report.folder or Path("reports") / self.name
 
 
-def _expand(value: Any, env: Mapping[str, str], where: str) -> Any:
+def _expand(value: Any, env: Mapping[str, str], where: str, expanded: dict[str, str]) -> Any:
+    """`${VARIABLE}` filled from `env`; `expanded` maps each filled-in string to its variables."""
     if isinstance(value, str):
+        template = string.Template(value)
+        names = template.get_identifiers()
+        for name in names:
+            if _FORBIDDEN_VARIABLE.search(name):
+                raise UsageError(
+                    f"{where}: ${{{name}}} is not allowed in a job file: credentials and "
+                    "bulk's own SPACEBRING_* settings are read from the environment only "
+                    "(a value here would reach report file names, logs and errors)"
+                )
         try:
-            return string.Template(value).substitute(env)
+            result = template.substitute(env)
         except KeyError as exc:
             raise UsageError(f"{where}: environment variable {exc.args[0]} is not set") from None
-        except ValueError as exc:
+        except ValueError as exc:  # names a line and column, never a value
             raise UsageError(f"{where}: {exc}") from None
+        if names:
+            expanded[result] = ", ".join(f"${{{name}}}" for name in names)
+        return result
     if isinstance(value, dict):
-        return {k: _expand(v, env, f"{where}.{k}") for k, v in value.items()}
+        return {k: _expand(v, env, f"{where}.{k}", expanded) for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand(v, env, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [_expand(v, env, f"{where}[{i}]", expanded) for i, v in enumerate(value)]
     return value
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _strings(item)
+
+
+def _message(error: Any, expanded: Mapping[str, str]) -> str:
+    """pydantic's message, unless it would echo a value taken from the environment.
+
+    Validators quote the value they refuse (`unknown status 'x'`), and a list
+    entry may be one comma-separated piece of a variable's value: a message
+    that contains any piece of an expanded value, in an error about that
+    value, names the variable instead.
+    """
+    message = str(error["msg"])
+    lowered = message.lower()
+    for value in _strings(error.get("input")):
+        variables = expanded.get(value)
+        if variables is None:
+            continue
+        pieces = [value, *(part.strip() for part in value.split(","))]
+        if any(piece and piece.lower() in lowered for piece in pieces):
+            return f"the value of {variables} is not valid here (not shown)"
+    return message
 
 
 def load_job(path: Path, env: Mapping[str, str]) -> Job:
@@ -197,14 +248,17 @@ def load_job(path: Path, env: Mapping[str, str]) -> Job:
         raise UsageError(f"{path}: cannot read ({exc})") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path}: not valid TOML ({exc})") from None
-    expanded = {k: _expand(v, env, f"{path}: {k}") for k, v in raw.items()}
+    expanded: dict[str, str] = {}
+    values = {k: _expand(v, env, f"{path}: {k}", expanded) for k, v in raw.items()}
     try:
-        job = Job.model_validate(expanded)
+        job = Job.model_validate(values)
     except ValidationError as exc:
         problems = []
-        for error in exc.errors():
+        # Only the location and message: pydantic's input echo (`input_value=`) is
+        # never shown, since it may hold a value from the environment.
+        for error in exc.errors(include_url=False, include_input=True):
             key = ".".join(str(p) for p in error["loc"] if not str(p).startswith("function-"))
-            problems.append(f"{path}: {key or '(top level)'}: {error['msg']}")
+            problems.append(f"{path}: {key or '(top level)'}: {_message(error, expanded)}")
         raise UsageError("\n".join(problems)) from None
     if isinstance(job.source, FileSource) and not job.source.path.is_absolute():
         # Relative to the job file, so cron (whose working folder is $HOME) finds it.
