@@ -8,7 +8,9 @@ debug print cannot show them.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import ipaddress
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -17,16 +19,57 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ._errors import UsageError
+from ._plan import UUID_PATTERN
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "DEFAULT_HOST",
     "Credentials",
+    "Target",
     "credentials_from_env",
+    "needs_confirmation",
     "parse_duration",
     "resolve_base_url",
+    "resolve_target",
 ]
 
-DEFAULT_BASE_URL = "https://api.spacebring.com"
+log = logging.getLogger("bulk")
+
+DEFAULT_HOST = "api.spacebring.com"
+DEFAULT_BASE_URL = f"https://{DEFAULT_HOST}"
+# On a terminal, a batch larger than this asks before going to the default API.
+CONFIRM_ABOVE = 500
+ENVIRONMENT = "the environment"
+CALLER = "the caller"
+# Printable ASCII without spaces: anything else in a header is either refused by
+# aiohttp (a line break: a ValueError deep in the client) or a copy-paste accident.
+_HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
+_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
+# Servers commonly refuse request headers above 8 KiB; a longer value is a mistake.
+_MAX_SECRET = 8000
+
+
+def _check_shape(name: str, value: str) -> None:
+    """A credential fit for an HTTP header, or a `UsageError` naming it (never its value)."""
+    if not _HEADER_SAFE.fullmatch(value):
+        raise UsageError(
+            f"{name} must be printable ASCII without spaces, line breaks or other control "
+            "characters (its value is not shown)"
+        )
+    if len(value) > _MAX_SECRET:
+        raise UsageError(f"{name} is longer than {_MAX_SECRET} characters (its value is not shown)")
+
+
+def _check_basic(id_name: str, client_id: str, secret_name: str, secret: str) -> None:
+    _check_shape(id_name, client_id)
+    _check_shape(secret_name, secret)
+    if ":" in client_id:  # RFC 7617: the user-id of Basic authentication cannot hold a colon
+        raise UsageError(f"{id_name} must not contain ':' (Basic authentication forbids it)")
+
+
+def _check_network(name: str, network_id: str | None) -> None:
+    if network_id is not None and not UUID_PATTERN.fullmatch(network_id.lower()):
+        raise UsageError(f"{name} is not a network id (a UUID)")
 
 
 @dataclass(frozen=True)
@@ -34,16 +77,22 @@ class Credentials:
     scheme: str  # "basic" or "bearer"
     _authorization: str = field(repr=False)
     network_id: str | None = field(default=None, repr=False)
+    # Where they came from, for the first log line: "the environment", a .env path, ...
+    source: str = field(default=CALLER, compare=False)
 
     @classmethod
     def basic(
         cls, client_id: str, client_secret: str, network_id: str | None = None
     ) -> Credentials:
+        _check_basic("client_id", client_id, "client_secret", client_secret)
+        _check_network("network_id", network_id)
         token = base64.b64encode(f"{client_id}:{client_secret}".encode()).decode()
         return cls("basic", f"Basic {token}", network_id)
 
     @classmethod
     def bearer(cls, access_token: str, network_id: str) -> Credentials:
+        _check_shape("access_token", access_token)
+        _check_network("network_id", network_id)
         return cls("bearer", f"Bearer {access_token}", network_id)
 
     def headers(self) -> dict[str, str]:
@@ -58,38 +107,75 @@ class Credentials:
     __str__ = __repr__
 
 
-def _environment(env: Mapping[str, str] | None, dotenv: Path | None) -> dict[str, str]:
+@dataclass(frozen=True)
+class _Settings:
+    """The SPACEBRING_* variables, and where each came from (the environment or a .env)."""
+
+    values: dict[str, str]
+    origin: dict[str, str]
+
+    def get(self, name: str) -> str:
+        return self.values.get(name, "").strip()
+
+    def credential_names(self) -> tuple[str, str] | None:
+        """The pair of variables that will authenticate: Basic first, then Bearer."""
+        for pair in (
+            ("SPACEBRING_CLIENT_ID", "SPACEBRING_CLIENT_SECRET"),
+            ("SPACEBRING_ACCESS_TOKEN", "SPACEBRING_NETWORK_ID"),
+        ):
+            if all(self.get(name) for name in pair):
+                return pair
+        return None
+
+    def credentials_origin(self) -> str | None:
+        names = self.credential_names()
+        if names is None:
+            return None
+        return " and ".join(dict.fromkeys(self.origin[name] for name in names))
+
+
+def _settings(env: Mapping[str, str] | None, dotenv: Path | None) -> _Settings:
     values: dict[str, str] = {}
+    origin: dict[str, str] = {}
     path = Path(".env") if dotenv is None else dotenv
     if path.is_file():
         from dotenv import dotenv_values
 
-        values.update({k: v for k, v in dotenv_values(path).items() if v is not None})
+        for name, value in dotenv_values(path).items():
+            if name.startswith("SPACEBRING_") and value is not None:
+                values[name], origin[name] = value, str(path)
     # The real environment wins over the file, as with every dotenv tool.
-    values.update(os.environ if env is None else env)
-    return values
+    for name, value in (os.environ if env is None else env).items():
+        if name.startswith("SPACEBRING_"):
+            values[name], origin[name] = value, ENVIRONMENT
+    return _Settings(values, origin)
 
 
 def credentials_from_env(
     env: Mapping[str, str] | None = None, *, dotenv: Path | None = None
 ) -> Credentials:
-    values = _environment(env, dotenv)
-    client_id = values.get("SPACEBRING_CLIENT_ID", "").strip()
-    secret = values.get("SPACEBRING_CLIENT_SECRET", "").strip()
-    token = values.get("SPACEBRING_ACCESS_TOKEN", "").strip()
-    network = values.get("SPACEBRING_NETWORK_ID", "").strip() or None
-    if client_id and secret:
-        return Credentials.basic(client_id, secret, network)
-    if token and network:
-        return Credentials.bearer(token, network)
-    if token:
-        raise UsageError("SPACEBRING_ACCESS_TOKEN is set but SPACEBRING_NETWORK_ID is not")
-    if client_id or secret:
-        raise UsageError("set both SPACEBRING_CLIENT_ID and SPACEBRING_CLIENT_SECRET")
-    raise UsageError(
-        "no credentials: set SPACEBRING_CLIENT_ID and SPACEBRING_CLIENT_SECRET, or "
-        "SPACEBRING_ACCESS_TOKEN and SPACEBRING_NETWORK_ID (environment or .env)"
-    )
+    """The credentials in the environment (or .env), checked for shape before any request."""
+    settings = _settings(env, dotenv)
+    names = settings.credential_names()
+    if names is None:
+        if settings.get("SPACEBRING_ACCESS_TOKEN"):
+            raise UsageError("SPACEBRING_ACCESS_TOKEN is set but SPACEBRING_NETWORK_ID is not")
+        if settings.get("SPACEBRING_CLIENT_ID") or settings.get("SPACEBRING_CLIENT_SECRET"):
+            raise UsageError("set both SPACEBRING_CLIENT_ID and SPACEBRING_CLIENT_SECRET")
+        raise UsageError(
+            "no credentials: set SPACEBRING_CLIENT_ID and SPACEBRING_CLIENT_SECRET, or "
+            "SPACEBRING_ACCESS_TOKEN and SPACEBRING_NETWORK_ID (environment or .env)"
+        )
+    first, second = names
+    network = settings.get("SPACEBRING_NETWORK_ID") or None
+    _check_network("SPACEBRING_NETWORK_ID", network)
+    if first == "SPACEBRING_CLIENT_ID":
+        _check_basic(first, settings.get(first), second, settings.get(second))
+        credentials = Credentials.basic(settings.get(first), settings.get(second), network)
+    else:
+        _check_shape(first, settings.get(first))
+        credentials = Credentials.bearer(settings.get(first), settings.get(second))
+    return dataclasses.replace(credentials, source=settings.credentials_origin() or ENVIRONMENT)
 
 
 def _is_loopback(host: str) -> bool:
@@ -101,26 +187,108 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def resolve_base_url(
-    url: str | None, env: Mapping[str, str] | None = None, *, dotenv: Path | None = None
-) -> str:
-    """The API root, refusing to send credentials in clear text off this machine."""
-    chosen = url or _environment(env, dotenv).get("SPACEBRING_BASE_URL") or DEFAULT_BASE_URL
+@dataclass(frozen=True)
+class Target:
+    """Where a run sends, and with which credentials (None for a dry run)."""
+
+    base_url: str
+    credentials: Credentials | None
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def host(self) -> str:
+        # netloc is the host and any port: userinfo was refused by resolve_base_url.
+        return urlsplit(self.base_url).netloc
+
+    def route(self) -> str:
+        """`host (https, Basic credentials from the environment)`: never a credential."""
+        scheme = urlsplit(self.base_url).scheme
+        if self.credentials is None:
+            return f"{self.host} ({scheme})"
+        kind = self.credentials.scheme.capitalize()
+        return f"{self.host} ({scheme}, {kind} credentials from {self.credentials.source})"
+
+    def describe(self, *, dry_run: bool = False) -> str:
+        """The first log line of a run."""
+        if dry_run:
+            return f"dry run: nothing will be sent to {self.route()}"
+        return f"sending to {self.route()}"
+
+
+def needs_confirmation(base_url: str, rows: int) -> bool:
+    """Whether a person at a terminal should confirm before `rows` are sent to `base_url`.
+
+    Loopback never asks (the simulator). Any other host than the production API
+    always asks, whatever the size: a wrong or planted base URL would otherwise
+    receive the credentials. The production API asks above CONFIRM_ABOVE rows.
+    """
+    host = urlsplit(base_url).hostname or ""
+    if _is_loopback(host):
+        return False
+    if host != DEFAULT_HOST:
+        return True
+    return rows > CONFIRM_ABOVE
+
+
+def _checked_url(chosen: str, name: str) -> str:
     parts = urlsplit(chosen)
     # Checked first, and the URL never echoed: `id:secret@host` must not reach
     # an error message (it even parses as a URL with the scheme `id`).
     if "@" in parts.netloc or "@" in chosen.split("/", 3)[0]:
-        raise UsageError("base URL must not contain credentials; use the environment")
+        raise UsageError(f"{name} must not contain credentials; use the environment")
+    if _SPACE_OR_CONTROL.search(chosen):
+        raise UsageError(f"{name} must not contain spaces, line breaks or control characters")
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(
-            "base URL is not an http(s) URL with a host (e.g. https://api.example.com)"
-        )
+        raise UsageError(f"{name} is not an http(s) URL with a host (e.g. https://api.example.com)")
     if parts.scheme == "http" and not _is_loopback(parts.hostname):
         raise UsageError(
             f"refusing plain http to {parts.hostname}: credentials travel only over https "
             "(plain http is allowed for loopback addresses, e.g. the simulator)"
         )
     return chosen.rstrip("/")
+
+
+def resolve_target(
+    url: str | None,
+    credentials: Credentials | None = None,
+    *,
+    need_credentials: bool = True,
+    env: Mapping[str, str] | None = None,
+    dotenv: Path | None = None,
+) -> Target:
+    """The API root and credentials of a run, refusing to send them anywhere unintended.
+
+    A base URL from a .env file counts only when the credentials in use come from
+    that same file: a .env planted in a shared folder must not redirect the
+    credentials of the real environment to its own host.
+    """
+    settings = _settings(env, dotenv)
+    if credentials is None and need_credentials:
+        credentials = credentials_from_env(env, dotenv=dotenv)
+    warnings: list[str] = []
+    name, chosen = "--base-url", url
+    if not chosen:
+        name, chosen = "SPACEBRING_BASE_URL", settings.get("SPACEBRING_BASE_URL")
+        where = settings.origin.get(name, ENVIRONMENT)
+        used = credentials.source if credentials is not None else settings.credentials_origin()
+        if chosen and where != ENVIRONMENT and used != where:
+            warnings.append(
+                f"ignoring SPACEBRING_BASE_URL in {where}: the credentials in use do not "
+                f"come from that file (they come from {used or 'nowhere yet'}); "
+                f"put the base URL where the credentials are, or pass --base-url"
+            )
+            chosen = ""
+    return Target(_checked_url(chosen or DEFAULT_BASE_URL, name), credentials, tuple(warnings))
+
+
+def resolve_base_url(
+    url: str | None, env: Mapping[str, str] | None = None, *, dotenv: Path | None = None
+) -> str:
+    """The API root alone (no credentials needed), with the same .env rule as a run."""
+    target = resolve_target(url, need_credentials=False, env=env, dotenv=dotenv)
+    for warning in target.warnings:
+        log.warning(warning)
+    return target.base_url
 
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|m|s)?")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ._config import credentials_from_env, parse_duration, resolve_base_url
+from ._config import parse_duration, resolve_target
 from ._errors import UsageError
 from ._jobs import ApiSource, FileSource, Job
 from ._listing import Listing, list_and_select
@@ -147,8 +147,13 @@ async def _list(job: Job, source: ApiSource, snapshot: Path, batch_input: Path) 
     from ._client import TicketClient
 
     rate: float | str | None = None if job.run.rate == "unlimited" else job.run.rate
+    target = resolve_target(None)
+    log.info("job %s: listing from %s", job.name, target.route())
+    for warning in target.warnings:
+        log.warning(warning)
+    assert target.credentials is not None
     client = TicketClient(
-        resolve_base_url(None), credentials_from_env(), concurrency=1, timeout=job.run.timeout
+        target.base_url, target.credentials, concurrency=1, timeout=job.run.timeout
     )
     async with client:
         listing = await list_and_select(job, client, rate_controller(rate), snapshot, batch_input)

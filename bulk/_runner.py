@@ -7,14 +7,16 @@ face and return the report as a DataFrame.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import os
 import signal
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ._config import Credentials, credentials_from_env, resolve_base_url
+from ._config import Credentials, resolve_target
 from ._engine import Engine, EngineSettings, Stats
 from ._errors import UsageError
 from ._inputs import Source, open_source
@@ -170,9 +172,12 @@ def _exit_code(counts: Mapping[str, Any], stop_reason: str | None, held_back: bo
     return EXIT_OK
 
 
-def _plan(journal: Journal, source: Source, options: RunOptions) -> int:
+def _plan(
+    journal: Journal, source: Source, options: RunOptions, stop: threading.Event | None = None
+) -> int:
     rows = 0
     for chunk in source.chunks():
+        _check_interrupt(stop)
         planned = list(
             plan_chunk(
                 chunk, source.id_column, source.status_column, options.status, options.status_map
@@ -182,8 +187,75 @@ def _plan(journal: Journal, source: Source, options: RunOptions) -> int:
         rows += len(planned)
     if rows == 0:
         raise UsageError(f"{source.name}: no data rows (only a header, or an empty file)")
+    _check_interrupt(stop)
     journal.settle_duplicates()
     return rows
+
+
+def _check_interrupt(stop: threading.Event | None) -> None:
+    # The plan counts only once `planned` is set in the journal's meta, so
+    # stopping here leaves a journal the next run plans afresh.
+    if stop is not None and stop.is_set():
+        raise UsageError(
+            "interrupted while checking the input: nothing was sent "
+            "(run the same command again to start)",
+            exit_code=EXIT_INTERRUPTED,
+        )
+
+
+class _Interrupts:
+    """SIGINT and SIGTERM while planning or writing the report: noted, acted on when safe.
+
+    Both are blocking work in a worker thread, where a signal's default action
+    would end the process halfway (a scheduler's stop leaving no report). While
+    `deferred`, the first signal only sets `requested`: planning checks it
+    between chunks, the report is finished and the run then exits 130. A second
+    one ends the process at once (the journal is SQLite in WAL mode: safe to
+    kill). While `suspended` (the confirmation prompt, sending) the usual
+    handlers act: Ctrl-C at the prompt, the engine's graceful stop.
+    """
+
+    _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.requested = threading.Event()
+        self.then = "stopping before anything is sent"
+        self._outer: dict[int, Any] = {}
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        if self.requested.is_set():
+            log.warning("second interrupt: stopping now")
+            os._exit(EXIT_INTERRUPTED)
+        self.requested.set()
+        log.warning("interrupt: %s (interrupt again to stop at once)", self.then)
+
+    def _install(self, handlers: Mapping[int, Any]) -> None:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        if not self.enabled:
+            yield
+            return
+        self._outer = {sig: signal.getsignal(sig) for sig in self._SIGNALS}
+        self._install(dict.fromkeys(self._SIGNALS, self._on_signal))
+        try:
+            yield
+        finally:
+            self._install(self._outer)
+
+    @contextlib.contextmanager
+    def suspended(self) -> Iterator[None]:
+        if not self.enabled:
+            yield
+            return
+        self._install(self._outer)
+        try:
+            yield
+        finally:
+            self._install(dict.fromkeys(self._SIGNALS, self._on_signal))
 
 
 async def _watch_signals(engine: Engine, scope: anyio.CancelScope) -> None:
@@ -297,7 +369,30 @@ async def execute(
     derived_from: dict[str, Any] | None = None,
     confirm: Callable[[int, str], bool] | None = None,
 ) -> RunSummary:
+    """Run one batch; raise `UsageError` (exit 2) before anything is sent if the input is bad.
+
+    `handle_signals` (the CLI, in the main thread): SIGINT/SIGTERM end the run
+    with exit 130 and a consistent journal whenever they come.
+    """
+    interrupts = _Interrupts(handle_signals)
+    with interrupts.deferred():
+        return await _execute(
+            source, options, interrupts, credentials, progress, collect, derived_from, confirm
+        )
+
+
+async def _execute(
+    source: str | Path | pd.DataFrame,
+    options: RunOptions,
+    interrupts: _Interrupts,
+    credentials: Credentials | None,
+    progress: Progress | None,
+    collect: bool,
+    derived_from: dict[str, Any] | None,
+    confirm: Callable[[int, str], bool] | None,
+) -> RunSummary:
     """Run one batch; raise `UsageError` (exit 2) before anything is sent if the input is bad."""
+    handle_signals = interrupts.enabled
     began, started_at = time.monotonic(), datetime.now(UTC)
     options.check()
     progress = progress or NoProgress()
@@ -310,9 +405,11 @@ async def execute(
         )
     )
     fingerprint = await anyio.to_thread.run_sync(src.fingerprint)
-    base_url = resolve_base_url(options.base_url)
-    if not options.dry_run and credentials is None:
-        credentials = credentials_from_env()
+    target = resolve_target(options.base_url, credentials, need_credentials=not options.dry_run)
+    log.info(target.describe(dry_run=options.dry_run))
+    for warning in target.warnings:
+        log.warning(warning)
+    base_url, credentials = target.base_url, target.credentials
     report = options.report or default_report(src, fingerprint, options.dry_run)
     meaning = {
         "input_sha256": fingerprint,
@@ -338,7 +435,7 @@ async def execute(
         resuming = False
         if options.fresh or not meta.get("planned"):
             journal.clear()
-            await anyio.to_thread.run_sync(_plan, journal, src, options)
+            await anyio.to_thread.run_sync(_plan, journal, src, options, interrupts.requested)
             journal.set_meta(
                 planned=True,
                 meaning=meaning,
@@ -381,24 +478,33 @@ async def execute(
             to_send = min(to_send, options.limit)
         stats = Stats(total=to_send)
         stop_reason: str | None = None
-        if options.dry_run:
+        if interrupts.requested.is_set():
+            stop_reason = INTERRUPTED  # after planning: nothing sent, the report is written
+        elif options.dry_run:
             _describe_dry_run(counts, options, base_url)
         elif (
             counts["pending"]
             and confirm is not None
-            and not confirm(min(counts["pending"], options.limit or counts["pending"]), base_url)
+            and not _ask(
+                confirm,
+                interrupts,
+                min(counts["pending"], options.limit or counts["pending"]),
+                base_url,
+            )
         ):
             stop_reason = "stopped: not confirmed"
         elif counts["pending"]:
             assert credentials is not None
             journal.start_writer()
             try:
-                stop_reason = await _send_all(
-                    journal, options, base_url, credentials, stats, progress, handle_signals
-                )
+                with interrupts.suspended():  # the engine's graceful stop takes over
+                    stop_reason = await _send_all(
+                        journal, options, base_url, credentials, stats, progress, handle_signals
+                    )
             finally:
                 with anyio.CancelScope(shield=True):
                     await anyio.to_thread.run_sync(journal.close_writer)
+        interrupts.then = "finishing the report, then stopping"
         counts = journal.counts()
         held_back = options.dry_run or (options.limit is not None and stop_reason is None)
         exit_code = _exit_code(counts, stop_reason, held_back)
@@ -414,6 +520,8 @@ async def execute(
         await anyio.to_thread.run_sync(
             lambda: write_report(journal, report, pending_reason=pending_reason, columns=columns)
         )
+        if interrupts.requested.is_set():
+            exit_code = EXIT_INTERRUPTED  # a signal while the report was written
         frame = report_frame(journal, pending_reason, columns) if collect else None
         summary = RunSummary(
             report=report,
@@ -477,6 +585,13 @@ async def execute(
             lock.release()
         if scratch:
             scratch.cleanup()
+
+
+def _ask(
+    confirm: Callable[[int, str], bool], interrupts: _Interrupts, rows: int, base_url: str
+) -> bool:
+    with interrupts.suspended():  # Ctrl-C at the prompt acts at once
+        return confirm(rows, base_url)
 
 
 def _describe_dry_run(counts: Mapping[str, Any], options: RunOptions, base_url: str) -> None:

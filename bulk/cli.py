@@ -78,9 +78,6 @@ def _fail_usage(message: str, code: int = 2) -> NoReturn:
     sys.exit(code)
 
 
-CONFIRM_ABOVE = 500
-
-
 def _rate(value: str) -> float | str | None:
     if value.lower() in ("none", "unlimited", "0", "inf"):
         return None
@@ -126,15 +123,28 @@ def _duration(value: str | None) -> float | None:
 
 def _confirmer(yes: bool) -> Any:
     def confirm(rows: int, base_url: str) -> bool:
+        import signal
         from urllib.parse import urlsplit
 
-        from ._config import _is_loopback
+        from ._config import DEFAULT_HOST, needs_confirmation
 
-        if yes or rows <= CONFIRM_ABOVE or not sys.stdin.isatty():
+        # Without a terminal (cron) nobody can answer: the first log line names the host.
+        if yes or not sys.stdin.isatty() or not needs_confirmation(base_url, rows):
             return True
-        if _is_loopback(urlsplit(base_url).hostname or ""):
-            return True
-        return click.confirm(f"bulk: send {rows} status changes to {base_url}?", default=False)
+        host = urlsplit(base_url).netloc
+        other = "" if urlsplit(base_url).hostname == DEFAULT_HOST else f", not {DEFAULT_HOST}"
+        # asyncio's own SIGINT handler would only cancel the run at its next await,
+        # leaving the prompt waiting: at the prompt, Ctrl-C answers at once.
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            return click.confirm(
+                f"bulk: send {rows} status changes to {host}{other}?", default=False, err=True
+            )
+        except click.Abort:  # Ctrl-C or end of input at the prompt: no
+            click.echo("", err=True)
+            return False
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
     return confirm
 
@@ -230,7 +240,12 @@ def _run_options(f: Any) -> Any:
             callback=lambda _ctx, _param, value: _duration(value),
             help="Stop taking new rows after this long, e.g. 90m or 2h (exit 3, resumable).",
         ),
-        click.option("--yes", "-y", is_flag=True, help="Do not ask before a large batch."),
+        click.option(
+            "--yes",
+            "-y",
+            is_flag=True,
+            help="Do not ask before sending (a terminal asks above 500 rows, or for any host but the production API).",
+        ),
     ]
     for option in reversed(options):
         f = option(f)
@@ -394,7 +409,12 @@ def job_validate(path: Path) -> None:
 @job.command("run")
 @click.argument("path", metavar="JOB", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--dry-run", is_flag=True, help="List and validate; report what would change.")
-@click.option("--yes", "-y", is_flag=True, help="Do not ask before a large batch.")
+@click.option(
+    "--yes",
+    "-y",
+    is_flag=True,
+    help="Do not ask before sending (a terminal asks above 500 rows, or for any host but the production API).",
+)
 @click.option("--rate", "rate_override", help="Override the job's rate (e.g. for a test).")
 def job_run(path: Path, dry_run: bool, yes: bool, rate_override: str | None) -> None:
     """Run a job: safe under cron (one at a time; an interrupted run is finished first)."""
