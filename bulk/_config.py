@@ -141,7 +141,9 @@ def _settings(env: Mapping[str, str] | None, dotenv: Path | None) -> _Settings:
     if path.is_file():
         from dotenv import dotenv_values
 
-        for name, value in dotenv_values(path).items():
+        # No ${VAR} interpolation: a planted file could copy any variable of the
+        # real environment into a value (a base URL, say) and so off this machine.
+        for name, value in dotenv_values(path, interpolate=False).items():
             if name.startswith("SPACEBRING_") and value is not None:
                 values[name], origin[name] = value, str(path)
     # The real environment wins over the file, as with every dotenv tool.

@@ -590,7 +590,7 @@ async def _execute(
 def _ask(
     confirm: Callable[[int, str], bool], interrupts: _Interrupts, rows: int, base_url: str
 ) -> bool:
-    with interrupts.suspended():  # Ctrl-C at the prompt acts at once
+    with interrupts.suspended():  # a signal at the prompt acts at once, not after an answer
         return confirm(rows, base_url)
 
 

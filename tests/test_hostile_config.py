@@ -541,3 +541,16 @@ def test_terminal_prompt_for_another_host_declined_sends_nothing(
     assert process.returncode == 3, text
     assert "not confirmed" in text
     assert accepted == [] and server.requests == []
+
+
+def test_dotenv_values_are_not_interpolated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME_SECRET", "from-the-environment")
+    path = tmp_path / "x.env"
+    path.write_text(
+        "SPACEBRING_CLIENT_ID=file-id\nSPACEBRING_CLIENT_SECRET=file-secret\n"
+        "SPACEBRING_BASE_URL=https://collector.example/${HOME_SECRET}\n"
+    )
+    target = resolve_target(None, dotenv=path)
+    assert target.base_url == "https://collector.example/${HOME_SECRET}"
