@@ -21,25 +21,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-# pip-audit asks PyPI's advisory data about every installed distribution. --strict:
-# a distribution it could not look up fails the audit (by default it is skipped,
-# and an unreachable service prints "No known vulnerabilities found").
-# --timeout bounds each request. AUDIT=skip leaves the audit out, saying so.
-AUDIT ?= on
-AUDIT_FLAGS := --strict --skip-editable --timeout 15 --progress-spinner off
-
 lint: $(STAMP)
 	$(BIN)/ruff check bulk tests bench
 	$(BIN)/ruff format --check bulk tests bench
 	$(BIN)/mypy --strict bulk
-ifeq ($(AUDIT),skip)
-	@echo "make lint: dependency audit SKIPPED (AUDIT=skip): known advisories were not checked" >&2
-else
-	@$(BIN)/pip-audit $(AUDIT_FLAGS) || { \
-	  echo "make lint: pip-audit failed: a dependency above has a known advisory, or the" \
-	    "advisory service could not be reached or did not know a dependency (then nothing" \
-	    "was audited). Rerun with AUDIT=skip to lint without the audit." >&2; exit 1; }
-endif
+	bash .ci/audit $(BIN)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
