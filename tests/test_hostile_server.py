@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
-import os
 import sqlite3
 import struct
 import subprocess
@@ -231,30 +230,37 @@ class Child:
     seconds: float
 
 
-def bulk(base_url: str, *args: str, cwd: Path, env: dict[str, str] | None = None) -> Child:
-    """Run the CLI; its peak RSS comes from wait4 (this child only, not earlier ones)."""
-    out, err = cwd / "child.out", cwd / "child.err"
-    began = time.monotonic()
-    with open(out, "w") as stdout, open(err, "w") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "bulk", *args],
-            env=env or demo_env(base_url),
-            cwd=cwd,
-            stdout=stdout,
-            stderr=stderr,
-        )
-    killer = threading.Timer(90, process.kill)
-    killer.start()
+# The child's peak RSS must be its own: Linux carries the RSS of the process
+# that forks it into its ru_maxrss (kept across exec), and this pytest process
+# is large. So a small middle Python (-I -S, ~10 MB) forks bulk and reports
+# wait4's figure for that one child.
+_MEASURE = """
+import os, sys
+pid = os.fork()
+if pid == 0:
     try:
-        _, status, usage = os.wait4(process.pid, 0)
+        os.execv(sys.argv[2], sys.argv[2:])
     finally:
-        killer.cancel()
-    process.returncode = os.waitstatus_to_exitcode(status)
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as out:
+    out.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status) % 256)
+"""
+
+
+def bulk(base_url: str, *args: str, cwd: Path) -> Child:
+    """Run the CLI in a child process; its peak RSS in MiB (Linux reports KiB)."""
+    figures = cwd / "child.maxrss"
+    began = time.monotonic()
+    out = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", _MEASURE, str(figures),
+         sys.executable, "-m", "bulk", *args],
+        env=demo_env(base_url), cwd=cwd, capture_output=True, text=True, timeout=90,
+    )  # fmt: skip
     seconds = time.monotonic() - began
-    # Linux reports ru_maxrss in KiB.
-    return Child(
-        process.returncode, out.read_text(), err.read_text(), usage.ru_maxrss / 1024, seconds
-    )
+    peak = int(figures.read_text()) / 1024
+    return Child(out.returncode, out.stdout, out.stderr, peak, seconds)
 
 
 def run_rows(
@@ -454,3 +460,42 @@ async def test_a_listing_stops_at_the_page_cap(
     with pytest.raises(_listing.ListingUnreadable, match="more than 25 pages in all"):
         await list_job(f"{base}/endless", tmp_path)
     assert hostile.count("endless", "GET") == 25
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("plain text stays", "plain text stays"),
+        ("\x1b]0;pwned\x07\x1b[2J", "]0;pwned [2J"),
+        ("C1\x9b31m and DEL\x7f", "C1 31m and DEL"),
+        ("a\u202eb\u202ac\u2066d\u2069e\u200ff", "a b c d e f"),
+        ("lines\r\nand\u2028separators\ttoo", "lines and separators too"),
+        ({"type": "\x1b[2J"}, "{'type': '\\x1b[2J'}"),
+        ("x" * 600, "x" * 499 + "…"),
+    ],
+)
+def test_clean_text(raw: object, shown: str) -> None:
+    from bulk._text import clean_text
+
+    assert clean_text(raw) == shown
+
+
+@pytest.mark.parametrize(
+    ("location", "shown"),
+    [
+        ("https://evil.example/steal?token=abc", "evil.example"),
+        ("http://user:secret@127.0.0.1:8080/x", "127.0.0.1:8080"),
+        ("https://éxample.com/", "xn--xample-9ua.com"),
+        ("http://[::1]:9/", "[::1]:9"),
+        ("/support/tickets/v1/elsewhere", "a path on the same host"),
+        ("http://evil\x1b]0;x\x07/", "an unreadable Location"),
+        (None, "no Location"),
+    ],
+)
+def test_a_redirect_names_only_its_host(location: str | None, shown: str) -> None:
+    from bulk._errors import UnexpectedAnswer, classify_response
+
+    headers = {} if location is None else {"Location": location}
+    error = classify_response(307, b"", headers)
+    assert isinstance(error, UnexpectedAnswer) and not error.retriable
+    assert error.message == f"unexpected answer: redirect (307) to {shown} — not followed"
