@@ -1,7 +1,8 @@
 """A hostile server: answers built to hurt a client (issue 9, the server-answers class).
 
 One small aiohttp app on a free loopback port serves every case; the base URL's
-first path segment picks the misbehaviour (`{base}/html/support/tickets/v1/...`).
+first path segment picks the misbehaviour (`{base}/html/support/tickets/v1/...`),
+or with `by-row` each ticket id picks its own, so one run covers many cases.
 Each case runs the real CLI in a child process over real sockets and checks the
 row's outcome and error, the exit code, that no traceback and no terminal
 control sequence got out, and the child's peak memory (from `wait4`).
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import functools
 import json
 import sqlite3
 import struct
@@ -42,6 +44,7 @@ HOSTILE = "\x1b]0;pwned\x07\x1b[2J\u202egnp.exe\u202c \u2066x\u2069 \x9b31m end"
 FORBIDDEN = ("\x1b", "\x07", "\x9b", "\u202e", "\u2066")
 
 
+@functools.cache
 def gzip_bomb(megabytes: int) -> bytes:
     """A gzip body that inflates to `megabytes` MiB of zeros, built in ~0.2 s.
 
