@@ -26,8 +26,9 @@ from ._version import __version__
 __all__ = ["MAX_ANSWER", "Answer", "TicketClient"]
 
 # The most bytes read of one answer. A status answer is about 1 KB and a full
-# listing page of 100 tickets about 100 KB; without a cap, answers read whole
-# took a run to 887 MB (a 407 KB gzip body, 64 requests in flight).
+# listing page of 100 tickets about 100 KB. Read whole and decoded, a 415 KB
+# gzip answer took a 16-row run to 860-1120 MB (measured with the earlier
+# client, tests/test_hostile_server.py); now it peaks at 47 MB.
 MAX_ANSWER = 1 << 20
 _CHUNK = 1 << 16
 
@@ -72,7 +73,7 @@ async def _read(response: aiohttp.ClientResponse) -> bytes:
     if length is not None:
         if length > MAX_ANSWER:
             raise _too_large(response.status)
-        # aiohttp reads exactly Content-Length bytes; the common, fast path.
+        # aiohttp stops at Content-Length, so this read is bounded too.
         return await response.read()
     body = bytearray()
     async for chunk in response.content.iter_chunked(_CHUNK):
