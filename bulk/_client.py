@@ -11,11 +11,26 @@ import aiohttp
 from yarl import URL
 
 from ._config import Credentials
-from ._errors import FatalRequestError, RequestError, classify_exception, classify_response
+from ._errors import (
+    FatalRequestError,
+    RequestError,
+    RetriableError,
+    UnexpectedAnswer,
+    classify_exception,
+    classify_response,
+)
 from ._plan import STATUSES, UUID_PATTERN
+from ._text import clean_text
 from ._version import __version__
 
-__all__ = ["Answer", "TicketClient"]
+__all__ = ["MAX_ANSWER", "Answer", "TicketClient"]
+
+# The most bytes read of one answer. A status answer is about 1 KB and a full
+# listing page of 100 tickets about 100 KB. Read whole and decoded, a 415 KB
+# gzip answer took a 16-row run to 860-1120 MB (measured with the earlier
+# client, tests/test_hostile_server.py); now it peaks at 47 MB.
+MAX_ANSWER = 1 << 20
+_CHUNK = 1 << 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +46,87 @@ def _dig(data: Any, *keys: str) -> Any:
             return None
         data = data.get(key)
     return data
+
+
+def _show(value: Any) -> str:
+    """A server value quoted for an error message: cleaned, and short."""
+    return clean_text(repr(value)[:200], 60)
+
+
+def _too_large(code: int) -> RetriableError:
+    # Retried: a truncated or runaway answer may be a passing fault, and the
+    # row's attempt budget still ends it.
+    return RetriableError("answer larger than 1 MiB, not read", code)
+
+
+async def _read(response: aiohttp.ClientResponse) -> bytes:
+    """The body, at most `MAX_ANSWER` bytes of it, never decoded."""
+    encoding = response.headers.get("Content-Encoding", "identity")
+    if encoding.lower() != "identity":
+        # We ask for identity and do not decode: a compressed body (a gzip
+        # bomb inflates 1000-fold) is refused unread.
+        raise UnexpectedAnswer(
+            f"content encoded as {clean_text(encoding, 40)}, which was not asked for",
+            response.status,
+        )
+    length = response.content_length
+    if length is not None:
+        if length > MAX_ANSWER:
+            raise _too_large(response.status)
+        # aiohttp stops at Content-Length, so this read is bounded too.
+        return await response.read()
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(_CHUNK):
+        body += chunk
+        if len(body) > MAX_ANSWER:
+            raise _too_large(response.status)
+    return bytes(body)
+
+
+async def _error_body(response: aiohttp.ClientResponse) -> bytes:
+    """An error answer's body for its message; an unreadable one leaves only the status."""
+    try:
+        return await _read(response)
+    except RequestError:
+        return b""
+
+
+def _json_object(body: bytes, response: aiohttp.ClientResponse) -> dict[str, Any]:
+    """A 200's body as the JSON object every call bulk makes answers with."""
+    code = response.status
+    kind = response.content_type
+    if kind != "application/json" and not kind.endswith("+json"):
+        raise UnexpectedAnswer(f"content type {clean_text(kind, 60)}, not JSON (HTTP {code})", code)
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deep
+        raise UnexpectedAnswer(f"body is not valid JSON (HTTP {code})", code) from None
+    if not isinstance(data, dict):
+        raise UnexpectedAnswer(f"JSON {type(data).__name__}, not an object (HTTP {code})", code)
+    return data
+
+
+def _status_answer(data: dict[str, Any], ticket_id: str, status: str) -> Answer:
+    """Success only when the answer shows this ticket at this status (a few dict lookups)."""
+    ticket = data.get("ticket")
+    if not isinstance(ticket, dict):
+        raise UnexpectedAnswer("no ticket object in the 200 answer", 200)
+    got_id = ticket.get("id")
+    if not isinstance(got_id, str) or got_id.lower() != ticket_id:
+        raise UnexpectedAnswer(f"ticket id {_show(got_id)} is not the row's id", 200)
+    got = ticket.get("status")
+    if got != status:
+        raise UnexpectedAnswer(f"ticket status {_show(got)} is not the target {status!r}", 200)
+    activity = data.get("activity")
+    previous = _dig(activity, "data", "previousAttributes", "status")
+    activity_id = _dig(activity, "id")
+    return Answer(
+        200,
+        previous if previous in STATUSES else None,
+        activity_id
+        if isinstance(activity_id, str) and UUID_PATTERN.fullmatch(activity_id.lower())
+        else None,
+    )
 
 
 class TicketClient:
@@ -56,12 +152,17 @@ class TicketClient:
         connector = aiohttp.TCPConnector(limit=self._concurrency, limit_per_host=self._concurrency)
         self._session = aiohttp.ClientSession(
             connector=connector,
+            # `total` runs until the body is read and the connection released
+            # (aiohttp cancels its timer only then), so a server that drips a
+            # byte a second is cut off at --timeout, body included.
             timeout=aiohttp.ClientTimeout(total=self._timeout),
             headers={
                 **self._credentials.headers(),
                 "User-Agent": f"bulk/{__version__}",
                 "Accept": "application/json",
+                "Accept-Encoding": "identity",
             },
+            auto_decompress=False,
             raise_for_status=False,
         )
         return self
@@ -76,23 +177,23 @@ class TicketClient:
             await self._session.close()
             self._session = None
 
-    async def _call(self, method: str, url: str | URL, **kwargs: Any) -> tuple[int, Any]:
-        """One request; the JSON answer of a 2xx, or a classified `RequestError`."""
+    async def _call(self, method: str, url: str | URL, **kwargs: Any) -> dict[str, Any]:
+        """One request; the JSON object of a 200, or a classified `RequestError`."""
         assert self._session is not None, "use TicketClient as an async context manager"
         try:
-            async with self._session.request(method, url, **kwargs) as response:
-                payload = await response.read()
+            async with self._session.request(
+                method, url, allow_redirects=False, **kwargs
+            ) as response:
                 code = response.status
-                if not 200 <= code < 300:
-                    raise classify_response(code, payload, response.headers)
+                if code == 200:
+                    return _json_object(await _read(response), response)
+                # A redirect's body is never read: only its Location matters.
+                body = await _error_body(response) if code >= 400 else b""
+                raise classify_response(code, body, response.headers)
         except RequestError:
             raise
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise classify_exception(exc) from None
-        try:
-            return code, json.loads(payload) if payload else None
-        except ValueError:
-            return code, None
 
     async def set_status(self, ticket_id: str, status: str) -> Answer:
         """PUT the status; return the answer or raise a classified `RequestError`."""
@@ -102,31 +203,20 @@ class TicketClient:
             raise FatalRequestError(f"refusing to send: {ticket_id!r} is not a canonical UUID")
         if status not in STATUSES:
             raise FatalRequestError(f"refusing to send: {status!r} is not a status")
-        code, data = await self._call(
+        data = await self._call(
             "PUT",
             # Already safe (a checked UUID): encoded=True spares yarl re-parsing it.
             URL(f"{self._base}/support/tickets/v1/{ticket_id}/status", encoded=True),
             data=b'{"ticket":{"status":"' + status.encode() + b'"}}',
             headers={"Content-Type": "application/json"},
         )
-        previous = _dig(data, "activity", "data", "previousAttributes", "status")
-        activity = _dig(data, "activity", "id")
-        return Answer(
-            code,
-            previous if isinstance(previous, str) else None,
-            activity if isinstance(activity, str) else None,
-        )
+        return _status_answer(data, ticket_id, status)
 
     async def list_page(
         self, location: str, *, order: str, limit: int = 100, token: str | None = None
-    ) -> tuple[list[dict[str, Any]], str | None]:
-        """One page of a location's tickets and the cursor of the next (None on the last)."""
+    ) -> dict[str, Any]:
+        """One page of a location's tickets, as the server sent it; the listing checks its shape."""
         params = {"locationRef": location, "limit": str(limit), "order": order}
         if token:
             params["nextPageToken"] = token
-        _, data = await self._call("GET", f"{self._base}/support/tickets/v1", params=params)
-        tickets = _dig(data, "tickets")
-        if not isinstance(tickets, list):
-            raise FatalRequestError("listing answer has no 'tickets' list")
-        following = _dig(data, "nextPageToken")
-        return [t for t in tickets if isinstance(t, dict)], following or None
+        return await self._call("GET", f"{self._base}/support/tickets/v1", params=params)

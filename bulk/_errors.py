@@ -14,11 +14,16 @@ import json
 import time
 from collections.abc import Mapping
 
+from yarl import URL
+
+from ._text import clean_text
+
 __all__ = [
     "CredentialsRejected",
     "FatalRequestError",
     "RequestError",
     "RetriableError",
+    "UnexpectedAnswer",
     "UsageError",
     "classify_exception",
     "classify_response",
@@ -67,21 +72,52 @@ class CredentialsRejected(FatalRequestError):
     """401/403: every further request would fail the same way, so the run stops."""
 
 
+class UnexpectedAnswer(FatalRequestError):
+    """An answer that does not prove success: not the JSON the spec describes, or a redirect.
+
+    Not retried. What sends one (a captive portal's HTML page, a proxy that
+    redirects, a base URL pointing at the wrong service) answers the same way
+    every time, so retrying would only multiply the requests a stranger sees;
+    a passing proxy hiccup shows as a 5xx or a dropped connection, which are
+    retried. When it is systematic, the failure-rate stop ends the run after
+    a handful of rows.
+    """
+
+    def __init__(self, what: str, http_status: int | None = None) -> None:
+        super().__init__(f"unexpected answer: {what}", http_status)
+
+
 def _message_from_body(status: int, body: bytes) -> str:
     # The API documents errors as {"message", "type"}; anything else (a proxy's
     # HTML page, say) is reduced to the status line rather than dumped raw.
     text = ""
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deep
         data = None
     if isinstance(data, dict):
         kind = data.get("type")
         msg = data.get("message")
         parts = [str(p) for p in (kind, msg) if p]
-        text = ": ".join(parts)
-    text = " ".join(text.split())[:_MAX_MESSAGE]
+        text = clean_text(": ".join(parts), _MAX_MESSAGE)
     return f"HTTP {status}" + (f" {text}" if text else "")
+
+
+def _redirect_target(location: str | None) -> str:
+    """The host a redirect points at, and only that: a path or query may carry anything."""
+    if not location:
+        return "no Location"
+    try:
+        url = URL(location)
+        host = url.raw_host  # IDNA form: a look-alike Unicode host shows as xn--...
+        port = url.explicit_port
+    except ValueError:
+        return "an unreadable Location"
+    if not host:
+        return "a path on the same host"
+    if ":" in host:  # IPv6
+        host = f"[{host}]"
+    return clean_text(f"{host}:{port}" if port else host, 300)
 
 
 # Honoured up to this: a proxy's "Retry-After: 86400" must not park a batch
@@ -112,7 +148,15 @@ def _retry_after(value: str | None, now: float | None) -> float | None:
 
 
 def classify_response(status: int, body: bytes, headers: Mapping[str, str]) -> RequestError:
-    """Turn a non-2xx answer into the error the engine acts on."""
+    """Turn an answer other than 200 into the error the engine acts on."""
+    if status < 300:
+        # The calls bulk makes answer 200 on success; a 201/202/204 proves nothing.
+        return UnexpectedAnswer(f"HTTP {status}, not 200", status)
+    if status < 400:
+        # Never followed: a PUT re-sent to wherever a redirect says would carry
+        # the credentials there, and that host's 200 would count as ours.
+        target = _redirect_target(headers.get("Location"))
+        return UnexpectedAnswer(f"redirect ({status}) to {target} — not followed", status)
     message = _message_from_body(status, body)
     if status in (408, 429) or status >= 500:
         return RetriableError(message, status, parse_retry_after(headers.get("Retry-After")))

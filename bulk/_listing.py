@@ -3,7 +3,13 @@
 Pages are paced by the same controller and retried by the same policy as
 status changes. Every listed ticket goes into a snapshot file (so a run can be
 audited and undone later); the selected ones, with their target status, go
-into the batch's input file. Nothing is held per ticket beyond one page.
+into the batch's input file. Beyond one page, only a hash per listed ticket
+(of the location being listed) is held, to notice a listing that goes round.
+
+The server's pages are not trusted: a page of the wrong shape, a cursor that
+does not advance, pages that bring nothing new, or more pages than any real
+listing has stop the job before anything is sent (`ListingUnreadable`, exit 2).
+Every server string written to the snapshot or the batch passes `clean_text`.
 """
 
 from __future__ import annotations
@@ -20,14 +26,27 @@ from tenacity import AsyncRetrying, retry_if_exception_type
 from ._client import TicketClient
 from ._csvsafe import csv_cell
 from ._engine import AttemptBudget, EngineSettings, WaitRetryAfter
-from ._errors import RetriableError
+from ._errors import RetriableError, UnexpectedAnswer, UsageError
 from ._jobs import ApiSource, Job, Select
 from ._pacing import RateController
+from ._plan import UUID_PATTERN
+from ._text import clean_text
 
-__all__ = ["Listing", "list_and_select"]
+__all__ = ["MAX_PAGES", "Listing", "ListingUnreadable", "list_and_select"]
 
 log = logging.getLogger("bulk")
 MAX_THROTTLED = EngineSettings.max_throttled
+
+# 10 million tickets at 100 a page, far past any real account; at 10 pages a
+# second, about 3 hours. Only a listing that never ends reaches it.
+MAX_PAGES = 100_000
+# Pages in a row that bring no ticket not seen before (in this location) before
+# the listing counts as going round. A ticket changed while the listing runs
+# comes back with a new updateDate and so counts as new: only the same ticket
+# in the same state counts as seen.
+STALL_PAGES = 3
+# A cursor goes back into the next URL; real ones are about a hundred characters.
+MAX_TOKEN = 4096
 
 SNAPSHOT_COLUMNS = (
     "id",
@@ -42,6 +61,10 @@ SNAPSHOT_COLUMNS = (
     "selected",
     "target_status",
 )
+
+
+class ListingUnreadable(UsageError):
+    """The listing cannot be read to its end: the job's input is unreadable (exit 2), nothing sent."""
 
 
 @dataclass
@@ -88,6 +111,73 @@ def target_for(ticket: dict[str, Any], job: Job, mapping: dict[str, str] | None)
     return mapping.get(str(ticket.get("status")))
 
 
+def _cell(value: Any) -> Any:
+    """A listed ticket's field for a CSV bulk writes: numbers as they are, text cleaned
+    of control characters and neutralised for spreadsheets."""
+    if value is None or isinstance(value, int | float):
+        return csv_cell(value)
+    return csv_cell(clean_text(value))
+
+
+def _checked_page(data: dict[str, Any], limit: int) -> tuple[list[dict[str, Any]], str | None]:
+    """The page's tickets and next cursor, or why the page is not a listing page."""
+    tickets = data.get("tickets")
+    if not isinstance(tickets, list):
+        raise ValueError("'tickets' is not a list")
+    if len(tickets) > limit:
+        raise ValueError(f"{len(tickets)} tickets on a page of at most {limit}")
+    for number, ticket in enumerate(tickets, 1):
+        ticket_id = ticket.get("id") if isinstance(ticket, dict) else None
+        if not isinstance(ticket_id, str) or not UUID_PATTERN.fullmatch(ticket_id.lower()):
+            raise ValueError(f"ticket {number} of the page has no valid id")
+    token = data.get("nextPageToken")
+    if token is not None and not isinstance(token, str):
+        raise ValueError("'nextPageToken' is not a string")
+    if token is not None and len(token) > MAX_TOKEN:
+        raise ValueError(f"'nextPageToken' is longer than {MAX_TOKEN} characters")
+    return tickets, token or None
+
+
+class _Cursor:
+    """One location's paging, watched for a listing that goes round instead of ending.
+
+    Tokens and tickets are remembered by their `hash()`: an int each, about
+    76 MB per million tickets (measured). Python's string hash is keyed per
+    process, so a server cannot aim for a collision, and a chance one (about
+    3 in 10^8 at a million tickets) could only hide one new ticket on a page.
+    """
+
+    def __init__(self, location: str) -> None:
+        self.location = location
+        self._tokens: set[int] = set()
+        self._seen: set[int] = set()
+        self._stalled = 0
+
+    def advance(self, tickets: list[dict[str, Any]], token: str | None, page: int) -> None:
+        where = f"listing location {self.location}, page {page}"
+        fresh = False
+        for ticket in tickets:
+            key = hash((ticket["id"].lower(), str(ticket.get("updateDate"))))
+            if key not in self._seen:
+                self._seen.add(key)
+                fresh = True
+        self._stalled = 0 if fresh else self._stalled + 1
+        if token is None:
+            return
+        if self._stalled >= STALL_PAGES:
+            raise ListingUnreadable(
+                f"{where}: {STALL_PAGES} pages in a row brought no ticket not already listed, "
+                "yet the server offers another page; stopped, nothing sent"
+            )
+        key = hash(token)
+        if key in self._tokens:
+            raise ListingUnreadable(
+                f"{where}: the server sent a nextPageToken it had sent before, "
+                "so the listing would never end; stopped, nothing sent"
+            )
+        self._tokens.add(key)
+
+
 async def _page(
     client: TicketClient,
     pacer: RateController,
@@ -95,7 +185,7 @@ async def _page(
     location: str,
     token: str | None,
     max_attempts: int,
-) -> tuple[list[dict[str, Any]], str | None]:
+) -> dict[str, Any]:
     retrying = AsyncRetrying(
         stop=AttemptBudget(max_attempts, MAX_THROTTLED),
         wait=WaitRetryAfter(0.5, 30.0),
@@ -116,6 +206,28 @@ async def _page(
             pacer.on_success()
             return page
     raise AssertionError("unreachable: tenacity re-raises the last error")
+
+
+async def _read_page(
+    client: TicketClient,
+    pacer: RateController,
+    job: Job,
+    location: str,
+    token: str | None,
+    page: int,
+) -> tuple[list[dict[str, Any]], str | None]:
+    assert isinstance(job.source, ApiSource)
+    where = f"listing location {location}, page {page}"
+    try:
+        data = await _page(client, pacer, job.source, location, token, job.run.max_attempts)
+    except UnexpectedAnswer as exc:
+        raise ListingUnreadable(f"{where}: {exc.message}; stopped, nothing sent") from None
+    try:
+        return _checked_page(data, job.source.page_size)
+    except ValueError as exc:
+        raise ListingUnreadable(
+            f"{where}: unexpected answer: {exc}; stopped, nothing sent"
+        ) from None
 
 
 async def list_and_select(
@@ -144,12 +256,18 @@ async def list_and_select(
         batch = csv.writer(input_file)
         batch.writerow(("ticket_id", "target_status", "current_status", "locationRef"))
         for location in job.source.locations:
+            cursor = _Cursor(location)
             token: str | None = None
             while True:
-                tickets, token = await _page(
-                    client, pacer, job.source, location, token, job.run.max_attempts
-                )
-                result.pages += 1
+                if result.pages >= MAX_PAGES:
+                    raise ListingUnreadable(
+                        f"listing location {location}: more than {MAX_PAGES} pages in all, "
+                        "more than any real listing; stopped, nothing sent"
+                    )
+                page = result.pages + 1
+                tickets, token = await _read_page(client, pacer, job, location, token, page)
+                cursor.advance(tickets, token, page)
+                result.pages = page
                 for ticket in tickets:
                     result.listed += 1
                     chosen = matches(ticket, job.select, now)
@@ -162,12 +280,10 @@ async def list_and_select(
                         result.selected += 1
                         # Read back as the batch's input: ids are UUIDs and targets
                         # status words, which neutralising leaves as they are.
-                        batch.writerow(
-                            [csv_cell(v) for v in (ticket.get("id"), target, ticket.get("status"))]
-                            + [location]
-                        )
+                        current = _cell(ticket.get("status"))
+                        batch.writerow((ticket["id"], target, current, location))
                     snap.writerow(
-                        [csv_cell(ticket.get(c)) for c in SNAPSHOT_COLUMNS[:-2]]
+                        [_cell(ticket.get(c, "")) for c in SNAPSHOT_COLUMNS[:-2]]
                         + [int(send), target or ""]
                     )
                 if not token:

@@ -1,0 +1,504 @@
+"""A hostile server: answers built to hurt a client (issue 9, the server-answers class).
+
+One small aiohttp app on a free loopback port serves every case; the base URL's
+first path segment picks the misbehaviour (`{base}/html/support/tickets/v1/...`),
+or with `by-row` each ticket id picks its own, so one run covers many cases.
+Each case runs the real CLI in a child process over real sockets and checks the
+row's outcome and error, the exit code, that no traceback and no terminal
+control sequence got out, and the child's peak memory (from `wait4`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import functools
+import json
+import sqlite3
+import struct
+import subprocess
+import sys
+import threading
+import time
+import uuid
+import zlib
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from bulk.simulator import SimulatorThread, demo_env
+
+from .conftest import read_report, write_csv
+
+TICKETS = [str(uuid.UUID(int=n + 1)) for n in range(2)]  # for listings
+LOCATION = str(uuid.UUID(int=99))
+MB = 1 << 20
+PEAK_LIMIT_MB = 150
+# What a terminal would act on, and the bidi override that flips text around.
+HOSTILE = "\x1b]0;pwned\x07\x1b[2J\u202egnp.exe\u202c \u2066x\u2069 \x9b31m end"
+FORBIDDEN = ("\x1b", "\x07", "\x9b", "\u202e", "\u2066")
+
+
+@functools.cache
+def gzip_bomb(megabytes: int) -> bytes:
+    """A gzip body that inflates to `megabytes` MiB of zeros, built in ~0.2 s.
+
+    After a full flush the compressor forgets its history, so each further MiB
+    of zeros compresses to the same 1 KB: that block repeated is a valid stream.
+    """
+    block = bytes(MB)
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    one = deflate.compress(block) + deflate.flush(zlib.Z_FULL_FLUSH)
+    crc = 0
+    for _ in range(megabytes):
+        crc = zlib.crc32(block, crc)
+    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+    trailer = struct.pack("<II", crc, (megabytes * MB) & 0xFFFFFFFF)
+    return header + one * megabytes + deflate.flush() + trailer
+
+
+# Each row of the batch meets one misbehaviour, picked by its ticket id, so one
+# child process covers them all: (mode, the row's error, requests it gets).
+ROWS = {
+    "ok": ("", 1),
+    "gzip-bomb": ("unexpected answer: content encoded as gzip, which was not asked for", 1),
+    "huge-length": ("answer larger than 1 MiB, not read (gave up after 2 attempts)", 2),
+    "huge-chunked": ("answer larger than 1 MiB, not read (gave up after 2 attempts)", 2),
+    "html": ("unexpected answer: content type text/html, not JSON (HTTP 200)", 1),
+    "not-json": ("unexpected answer: body is not valid JSON (HTTP 200)", 1),
+    "list": ("unexpected answer: JSON list, not an object (HTTP 200)", 1),
+    "no-ticket": ("unexpected answer: no ticket object in the 200 answer", 1),
+    "wrong-id": ("is not the row's id", 1),
+    "wrong-status": ("unexpected answer: ticket status 'solved' is not the target 'closed'", 1),
+    "no-content": ("unexpected answer: HTTP 204, not 200", 1),
+    "redirect-301": ("unexpected answer: redirect (301) to {elsewhere} — not followed", 1),
+    "redirect-302": ("unexpected answer: redirect (302) to {elsewhere} — not followed", 1),
+    "redirect-307": ("unexpected answer: redirect (307) to {elsewhere} — not followed", 1),
+    "message-400": ("HTTP 400 ]0;pwned [2J gnp.exe x 31m end: no ]0;pwned", 1),
+    "message-500": ("HTTP 500 ]0;pwned [2J gnp.exe x 31m end: no ]0;pwned", 2),
+}
+MODE_OF = {str(uuid.UUID(int=n + 1)): mode for n, mode in enumerate(ROWS)}
+ID_OF = {mode: ticket for ticket, mode in MODE_OF.items()}
+
+
+class Hostile:
+    """The app; `requests` counts (mode, method) pairs as they arrive."""
+
+    def __init__(self) -> None:
+        self.requests: Counter[tuple[str, str]] = Counter()
+        self.redirect_to = ""  # base URL the redirect modes point at
+        self._bomb = gzip_bomb(400)
+        self._lock = threading.Lock()
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_put("/{mode}/support/tickets/v1/{id}/status", self._put)
+        app.router.add_get("/{mode}/support/tickets/v1", self._list)
+        return app
+
+    def count(self, mode: str, method: str = "PUT") -> int:
+        with self._lock:
+            return self.requests[(mode, method)]
+
+    def _note(self, mode: str, method: str) -> None:
+        with self._lock:
+            self.requests[(mode, method)] += 1
+
+    async def _put(self, request: web.Request) -> web.StreamResponse:
+        ticket_id = request.match_info["id"]
+        mode = request.match_info["mode"]
+        if mode == "by-row":
+            mode = MODE_OF[ticket_id]
+        self._note(mode, "PUT")
+        target = json.loads(await request.read())["ticket"]["status"]
+        ticket = {"id": ticket_id, "status": target}
+        activity = {"id": str(uuid.uuid4()), "data": {"previousAttributes": {"status": "new"}}}
+        if mode == "ok":
+            return web.json_response({"activity": activity, "ticket": ticket})
+        if mode == "gzip-bomb":
+            headers = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
+            return web.Response(body=self._bomb, headers=headers)
+        if mode in ("huge-length", "huge-chunked"):
+            return await self._stream(request, 50 * MB, chunked=mode == "huge-chunked")
+        if mode == "drip":
+            return await self._drip(request)
+        if mode.startswith("redirect-"):
+            location = f"{self.redirect_to}/ok/support/tickets/v1/{ticket_id}/status"
+            return web.Response(status=int(mode[-3:]), headers={"Location": location})
+        if mode.startswith("message-"):
+            body = {"message": f"no {HOSTILE}", "type": f"\u202e{HOSTILE}"}
+            return web.json_response(body, status=int(mode[-3:]))
+        wrong = {
+            "html": web.Response(
+                text="<html>Sign in to the Wi-Fi</html>", content_type="text/html"
+            ),
+            "not-json": web.Response(text="<html>", content_type="application/json"),
+            "list": web.json_response([ticket]),
+            "no-ticket": web.json_response({"activity": activity}),
+            "wrong-id": web.json_response({"ticket": {**ticket, "id": str(uuid.uuid4())}}),
+            "wrong-status": web.json_response({"ticket": {**ticket, "status": "solved"}}),
+            "no-content": web.Response(status=204),
+        }
+        return wrong[mode]
+
+    @staticmethod
+    async def _stream(request: web.Request, size: int, *, chunked: bool) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        if chunked:
+            response.enable_chunked_encoding()
+        else:
+            response.content_length = size
+        await response.prepare(request)
+        block = b" " * (64 * 1024)
+        try:
+            for _ in range(size // len(block)):
+                await response.write(block)
+        except (ConnectionError, RuntimeError):
+            pass  # the client hung up, as it should
+        return response
+
+    @staticmethod
+    async def _drip(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.content_length = 100
+        await response.prepare(request)
+        try:
+            for _ in range(100):  # 25 s for the whole body
+                await response.write(b" ")
+                await asyncio.sleep(0.25)
+        except (ConnectionError, RuntimeError):
+            pass
+        return response
+
+    async def _list(self, request: web.Request) -> web.Response:
+        mode = request.match_info["mode"]
+        self._note(mode, "GET")
+        page = int(request.query.get("nextPageToken", "t0")[1:]) + 1
+        tickets = [
+            {"id": t, "status": "solved", "updateDate": "2024-01-01T00:00:00Z"} for t in TICKETS
+        ]
+        pages: dict[str, Any] = {
+            "same-token": {"tickets": tickets, "nextPageToken": "t1"},
+            "same-tickets": {"tickets": tickets, "nextPageToken": f"t{page}"},
+            "empty-pages": {"tickets": [], "nextPageToken": f"t{page}"},
+            "tickets-not-list": {"tickets": {"id": TICKETS[0]}},
+            "too-many": {"tickets": tickets * 2},
+            "bad-id": {"tickets": [{"id": "../../admin", "status": "solved"}]},
+            "token-not-text": {"tickets": tickets, "nextPageToken": {"page": 2}},
+            "endless": {
+                "tickets": [{"id": str(uuid.UUID(int=page * 10 + n))} for n in range(2)],
+                "nextPageToken": f"t{page}",
+            },
+            "dirty": {
+                "tickets": [
+                    {
+                        "id": t,
+                        "status": "closed",
+                        "type": HOSTILE,
+                        "number": 7,
+                        "locationRef": HOSTILE,
+                    }
+                    for t in TICKETS
+                ]
+            },
+        }
+        if mode == "html":
+            return web.Response(text="<html>portal</html>", content_type="text/html")
+        return web.json_response(pages[mode])
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[tuple[Hostile, Hostile, str, str]]:
+    hostile, elsewhere = Hostile(), Hostile()
+    # SimulatorThread serves anything with an `app()` on its own loop and thread.
+    with (
+        SimulatorThread(hostile) as one,  # type: ignore[arg-type]
+        SimulatorThread(elsewhere) as two,  # type: ignore[arg-type]
+    ):
+        hostile.redirect_to = two.base_url
+        yield hostile, elsewhere, one.base_url, two.base_url
+
+
+@dataclass
+class Child:
+    code: int
+    stdout: str
+    stderr: str
+    peak_mb: float
+    seconds: float
+
+
+# The child's peak RSS must be its own: Linux carries the RSS of the process
+# that forks it into its ru_maxrss (kept across exec), and this pytest process
+# is large. So a small middle Python (-I -S, ~10 MB) forks bulk and reports
+# wait4's figure for that one child.
+_MEASURE = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execv(sys.argv[2], sys.argv[2:])
+    finally:
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as out:
+    out.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status) % 256)
+"""
+
+
+def bulk(base_url: str, *args: str, cwd: Path) -> Child:
+    """Run the CLI in a child process; its peak RSS in MiB (Linux reports KiB)."""
+    figures = cwd / "child.maxrss"
+    began = time.monotonic()
+    out = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", _MEASURE, str(figures),
+         sys.executable, "-m", "bulk", *args],
+        env=demo_env(base_url), cwd=cwd, capture_output=True, text=True, timeout=90,
+    )  # fmt: skip
+    seconds = time.monotonic() - began
+    peak = int(figures.read_text()) / 1024
+    return Child(out.returncode, out.stdout, out.stderr, peak, seconds)
+
+
+def run_rows(
+    base_url: str, tickets: list[str], tmp_path: Path, *extra: str
+) -> tuple[Child, list[dict[str, str]]]:
+    source = write_csv(tmp_path / "in.csv", [(t,) for t in tickets], header=("ticket_id",))
+    report = tmp_path / "out.csv"
+    child = bulk(
+        base_url,
+        "run", str(source), "--status", "closed", "--report", str(report),
+        "--rate", "unlimited", "--max-attempts", "2", "--timeout", "2",
+        "--max-failure-rate", "1", *extra,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert "Traceback" not in child.stderr, child.stderr
+    assert child.peak_mb < PEAK_LIMIT_MB, child.peak_mb
+    return child, read_report(report)
+
+
+def assert_clean(*texts: str) -> None:
+    for text in texts:
+        for char in FORBIDDEN:
+            assert char not in text, (char, text[:500])
+
+
+def run_files(folder: Path) -> list[str]:
+    """The report, the audit record and the journal's rows, as text."""
+    texts = [p.read_text(errors="replace") for p in folder.glob("out*") if p.suffix != ".journal"]
+    with sqlite3.connect(folder / "out.journal") as journal:
+        texts.append(json.dumps(journal.execute("SELECT * FROM rows").fetchall()))
+    return texts
+
+
+def test_only_an_answer_that_proves_success_counts(servers: Any, tmp_path: Path) -> None:
+    hostile, elsewhere, base, other = servers
+    before = {mode: hostile.count(mode) for mode in ROWS}
+    child, report = run_rows(f"{base}/by-row", list(MODE_OF), tmp_path)
+    assert child.code == 1, child.stderr
+    assert len(report) == len(ROWS)
+    for row in report:
+        mode = MODE_OF[row["ticket_id"]]
+        error, attempts = ROWS[mode]
+        expected = error.format(elsewhere=other.removeprefix("http://"))
+        assert row["attempts"] == str(attempts), mode
+        assert hostile.count(mode) - before[mode] == attempts, mode
+        if mode == "ok":  # the control: a correct answer still counts
+            assert (row["outcome"], row["previous_status"]) == ("updated", "new"), row
+            continue
+        assert row["outcome"] == "failed", (mode, row)
+        assert expected in row["error"], (mode, row["error"])
+        assert row["previous_status"] == "" and row["activity_id"] == "", (mode, row)
+    # The redirects' target never heard from us: no request, no credentials.
+    assert sum(elsewhere.requests.values()) == 0
+    # Server text is there to read, made harmless, everywhere it is kept.
+    assert "pwned" in json.dumps(report)
+    assert_clean(child.stdout, child.stderr, *run_files(tmp_path))
+
+
+def test_a_hostile_401_stops_the_run_without_touching_the_terminal(
+    servers: Any, tmp_path: Path
+) -> None:
+    _, _, base, _ = servers
+    child, report = run_rows(f"{base}/message-401", TICKETS, tmp_path)
+    assert child.code == 3, child.stderr
+    said = child.stdout + child.stderr
+    assert "credentials rejected (HTTP 401" in said and "pwned" in said, said
+    assert {r["outcome"] for r in report} == {"skipped"}
+    assert_clean(child.stdout, child.stderr, *run_files(tmp_path))
+
+
+def test_a_slow_drip_is_cut_off_at_the_timeout(servers: Any, tmp_path: Path) -> None:
+    _, _, base, _ = servers
+    child, report = run_rows(f"{base}/drip", TICKETS, tmp_path, "--timeout", "1")
+    assert child.code == 1, child.stderr
+    timeout, attempts = 1.0, 2
+    for row in report:
+        assert row["outcome"] == "failed" and row["attempts"] == str(attempts)
+        assert row["error"].startswith("timeout"), row["error"]
+        # Each attempt would take 25 s if reading the body were not bounded.
+        assert int(row["elapsed_ms"]) < 3 * timeout * attempts * 1000
+    assert child.seconds < 30
+
+
+JOB = """
+name = "hostile"
+[source]
+kind = "api"
+locations = ["{location}"]
+page_size = 2
+[action]
+status = "closed"
+[run]
+rate = "unlimited"
+max_attempts = 2
+timeout = 2
+[report]
+folder = "reports"
+"""
+
+
+def run_job(base_url: str, mode: str, tmp_path: Path) -> Child:
+    job = tmp_path / "hostile.toml"
+    job.write_text(JOB.format(location=LOCATION))
+    child = bulk(f"{base_url}/{mode}", "job", "run", str(job), cwd=tmp_path)
+    assert "Traceback" not in child.stderr, child.stderr
+    assert child.peak_mb < PEAK_LIMIT_MB, child.peak_mb
+    return child
+
+
+@pytest.mark.parametrize(
+    ("mode", "message", "pages"),
+    [
+        ("same-token", "page 2: the server sent a nextPageToken it had sent before", 2),
+        ("same-tickets", "page 4: 3 pages in a row brought no ticket not already listed", 4),
+        ("empty-pages", "page 3: 3 pages in a row brought no ticket not already listed", 3),
+    ],
+)
+def test_a_listing_that_goes_round_stops_the_job_before_sending(
+    servers: Any, tmp_path: Path, mode: str, message: str, pages: int
+) -> None:
+    hostile, _, base, _ = servers
+    before = hostile.count(mode, "GET")
+    child = run_job(base, mode, tmp_path)
+    assert child.code == 2, child.stderr
+    assert f"listing location {LOCATION}, {message}" in child.stderr, child.stderr
+    assert "stopped, nothing sent" in child.stderr
+    assert hostile.count(mode, "GET") - before == pages
+    assert hostile.count(mode, "PUT") == 0
+    assert not list((tmp_path / "reports").glob(".hostile.current"))  # nothing to resume
+
+
+def test_listed_text_reaches_the_snapshot_clean(servers: Any, tmp_path: Path) -> None:
+    _, _, base, _ = servers
+    child = run_job(base, "dirty", tmp_path)
+    assert child.code == 0, child.stderr
+    (snapshot,) = (tmp_path / "reports").glob("*.snapshot.csv")
+    with open(snapshot, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["id"] for r in rows] == TICKETS and rows[0]["number"] == "7"
+    assert "pwned" in rows[0]["type"] and "pwned" in rows[0]["locationRef"]
+    assert_clean(snapshot.read_text(encoding="utf-8"), child.stdout, child.stderr)
+
+
+async def list_job(base_url: str, tmp_path: Path) -> None:
+    """The job's listing in this process, against `base_url`, over a real socket."""
+    from bulk._client import TicketClient
+    from bulk._config import credentials_from_env
+    from bulk._jobs import load_job
+    from bulk._listing import list_and_select
+    from bulk._runner import rate_controller
+
+    env = demo_env(base_url)
+    job_file = tmp_path / "hostile.toml"
+    job_file.write_text(JOB.format(location=LOCATION))
+    job = load_job(job_file, env)
+    async with TicketClient(base_url, credentials_from_env(env)) as client:
+        await list_and_select(
+            job, client, rate_controller(None), tmp_path / "s.csv", tmp_path / "i.csv"
+        )
+
+
+@pytest.mark.parametrize(
+    ("mode", "message"),
+    [
+        ("tickets-not-list", "unexpected answer: 'tickets' is not a list"),
+        ("too-many", "unexpected answer: 4 tickets on a page of at most 2"),
+        ("bad-id", "unexpected answer: ticket 1 of the page has no valid id"),
+        ("token-not-text", "unexpected answer: 'nextPageToken' is not a string"),
+        ("html", "unexpected answer: content type text/html, not JSON (HTTP 200)"),
+    ],
+)
+async def test_a_listing_page_of_the_wrong_shape_is_unreadable_input(
+    servers: Any, tmp_path: Path, mode: str, message: str
+) -> None:
+    from bulk._listing import ListingUnreadable
+
+    hostile, _, base, _ = servers
+    before = hostile.count(mode, "GET")
+    with pytest.raises(ListingUnreadable) as info:
+        await list_job(f"{base}/{mode}", tmp_path)
+    assert str(info.value) == (
+        f"listing location {LOCATION}, page 1: {message}; stopped, nothing sent"
+    )
+    assert info.value.exit_code == 2
+    assert hostile.count(mode, "GET") - before == 1  # not retried
+
+
+async def test_a_listing_stops_at_the_page_cap(
+    servers: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ever-new tokens and ever-new tickets: only the page cap can end it."""
+    from bulk import _listing
+
+    hostile, _, base, _ = servers
+    # 100,000 real pages would take minutes; the rule is the same at 25.
+    monkeypatch.setattr(_listing, "MAX_PAGES", 25)
+    with pytest.raises(_listing.ListingUnreadable, match="more than 25 pages in all"):
+        await list_job(f"{base}/endless", tmp_path)
+    assert hostile.count("endless", "GET") == 25
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("plain text stays", "plain text stays"),
+        ("\x1b]0;pwned\x07\x1b[2J", "]0;pwned [2J"),
+        ("C1\x9b31m and DEL\x7f", "C1 31m and DEL"),
+        ("a\u202eb\u202ac\u2066d\u2069e\u200ff", "a b c d e f"),
+        ("lines\r\nand\u2028separators\ttoo", "lines and separators too"),
+        ({"type": "\x1b[2J"}, "{'type': '\\x1b[2J'}"),
+        ("x" * 600, "x" * 499 + "…"),
+    ],
+)
+def test_clean_text(raw: object, shown: str) -> None:
+    from bulk._text import clean_text
+
+    assert clean_text(raw) == shown
+
+
+@pytest.mark.parametrize(
+    ("location", "shown"),
+    [
+        ("https://evil.example/steal?token=abc", "evil.example"),
+        ("http://user:secret@127.0.0.1:8080/x", "127.0.0.1:8080"),
+        ("https://éxample.com/", "xn--xample-9ua.com"),
+        ("http://[::1]:9/", "[::1]:9"),
+        ("/support/tickets/v1/elsewhere", "a path on the same host"),
+        ("http://evil\x1b]0;x\x07/", "an unreadable Location"),
+        (None, "no Location"),
+    ],
+)
+def test_a_redirect_names_only_its_host(location: str | None, shown: str) -> None:
+    from bulk._errors import UnexpectedAnswer, classify_response
+
+    headers = {} if location is None else {"Location": location}
+    error = classify_response(307, b"", headers)
+    assert isinstance(error, UnexpectedAnswer) and not error.retriable
+    assert error.message == f"unexpected answer: redirect (307) to {shown} — not followed"
