@@ -35,6 +35,7 @@ from bulk._csvsafe import csv_cell, neutralise, neutralise_sql
 from bulk._jobs import load_job
 from bulk._journal import Journal
 from bulk._report import write_report
+from bulk._text import clean_text
 from bulk.simulator import (
     DEMO_CLIENT_ID,
     DEMO_NETWORK_ID,
@@ -395,8 +396,10 @@ def test_job_snapshot_input_and_report_are_neutralised(tmp_path: Path) -> None:
     folder = tmp_path / "reports" / "close"
     (snapshot,) = folder.glob("*.snapshot.csv")
     types = {r["id"]: r["type"] for r in read_report(snapshot)}
+    # Server text is cleaned of controls first (the tab becomes nothing at the edge),
+    # then neutralised: what remains starting with "=" is still prefixed.
     assert sorted(v for v in types.values() if v.startswith("'")) == sorted(
-        "'" + h for h in hostile
+        "'" + clean_text(h) for h in hostile
     )
     (batch,) = folder.glob("*.input.csv")
     rows = {r["ticket_id"]: r for r in read_report(batch)}
@@ -404,7 +407,8 @@ def test_job_snapshot_input_and_report_are_neutralised(tmp_path: Path) -> None:
     assert len(rows) == 6  # every neutralised row was read back with its own id and target
     (report,) = (p for p in folder.glob("close-*.csv") if p.name.count(".") == 1)
     previous = {r["ticket_id"]: r["previous_status"] for r in read_report(report)}
-    assert previous[tickets[0]["id"]] == "' =HYPERLINK(1)"
+    # A previous status that is no status at all is not believed, so not reported.
+    assert previous[tickets[0]["id"]] == ""
     assert server.status_of(tickets[0]["id"]) == "closed"
 
 
