@@ -76,12 +76,12 @@ def check_outputs(report: Path, input_path: Path | None, dry_run: bool) -> None:
         if path.exists() and not path.is_file():
             raise UsageError(f"{shown}: the {what} path exists and is not a regular file")
     for what, path, ours in (
-        ("report", report, _is_report),
-        ("audit record", beside(report, ".run.json"), _is_audit),
+        ("a report", report, _is_report),
+        ("an audit record", beside(report, ".run.json"), _is_audit),
     ):
         if path.is_file() and path.stat().st_size and not ours(path):
             raise UsageError(
-                f"{printable(path, 200)}: exists and is not a {what} bulk wrote; bulk will not "
+                f"{printable(path, 200)}: exists and is not {what} bulk wrote; bulk will not "
                 "overwrite it (move it, or choose another --report)"
             )
 
