@@ -27,7 +27,7 @@ from xml.sax.saxutils import escape
 import pytest
 
 import bulk
-from bulk._inputs import KEEP
+from bulk._inputs import KEEP, open_source
 from bulk._journal import Journal
 from bulk._xlsx import read_rows
 from bulk.simulator import SimConfig, Simulator, SimulatorThread, demo_env, make_tickets
@@ -803,3 +803,22 @@ def test_a_journal_from_before_the_application_id_is_still_ours(tmp_path: Path) 
     conn.close()
     with pytest.raises(bulk.UsageError, match="not a journal of bulk's"):
         Journal(tmp_path / "other.journal")
+
+
+@pytest.mark.parametrize("rows", [10, 5_000], ids=["first-block", "far-past-it"])
+@pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"], ids=["no-bom", "bom"])
+def test_a_bad_byte_is_named_by_its_place_in_the_file(
+    tmp_path: Path, bom: bytes, rows: int
+) -> None:
+    # A decoder's own offsets restart at each block it is given, and skip a BOM.
+    good = bom + HEADER.encode() + f"{A},closed\n".encode() * rows
+    path = tmp_path / "in.csv"
+    path.write_bytes(good + b"x,clos\xe9d\n")
+    with pytest.raises(bulk.UsageError) as info:
+        for _ in open_source(path).chunks():
+            pass
+    where = len(good) + len(b"x,clos")
+    expected = (
+        f"in.csv: not UTF-8 text (invalid continuation byte at byte {where:,}, line {rows + 2})"
+    )
+    assert expected in str(info.value)
