@@ -13,6 +13,7 @@ from __future__ import annotations
 import posixpath
 import zipfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from pyexpat import ExpatError, ParserCreate
 from typing import Any
 
@@ -241,12 +242,13 @@ class _Sheet:
             self.text.add(data)
 
     def _shared(self, index: str) -> str:
+        index = index.strip()
         if not index.isdigit() or int(index) >= len(self.strings):
             raise UsageError(f"{self.name}: a cell refers to a missing shared string")
         return self.strings[int(index)]
 
 
-def read_rows(path: Any, name: str, cut: Cut, keep: int) -> Iterator[list[Any]]:
+def read_rows(path: Path, name: str, cut: Cut, keep: int) -> Iterator[list[Any]]:
     """Each row of the active sheet as a list of cell texts (None for an empty cell)."""
     try:
         archive = zipfile.ZipFile(path)
