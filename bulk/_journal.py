@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import stat
 import threading
 import time
 from collections import deque
@@ -22,11 +23,18 @@ from pathlib import Path
 from typing import Any
 
 from ._csvsafe import neutralise_sql
+from ._errors import UsageError
+from ._inputs import printable
 from ._plan import PlannedRow
 
 __all__ = ["Journal", "Outcome"]
 
-_SCHEMA = """
+# Marks a SQLite file as a journal of bulk's ("bulk" in ASCII), in the file's
+# header: bulk opens, and `--fresh` deletes, only files that carry it.
+_APPLICATION_ID = 0x62756C6B
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_SCHEMA = f"""
+PRAGMA application_id = {_APPLICATION_ID};
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS rows (
     row INTEGER PRIMARY KEY,        -- 1-based input position
@@ -100,12 +108,56 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def _refuse_unless_ours(path: Path) -> None:
+    """Refuse (exit 2) an existing file at `path` that is not a journal bulk created."""
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return
+    shown = printable(path, 200)
+    if stat.S_ISLNK(info.st_mode):
+        raise UsageError(
+            f"{shown}: the journal is a symbolic link; bulk does not write through links"
+        )
+    if not stat.S_ISREG(info.st_mode):
+        raise UsageError(f"{shown}: the journal path is not a regular file")
+    if info.st_size == 0:
+        return  # nothing to lose (and what a crash right after creating it leaves)
+    with open(path, "rb") as handle:
+        header = handle.read(len(_SQLITE_MAGIC))
+    if header != _SQLITE_MAGIC or not _is_ours(path):
+        raise UsageError(
+            f"{shown}: exists and is not a journal of bulk's; bulk will not open, change or "
+            "delete it (move it, or choose another --report)"
+        )
+
+
+def _is_ours(path: Path) -> bool:
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            (application_id,) = conn.execute("PRAGMA application_id").fetchone()
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False
+    # Journals from before the application id carry bulk's two tables.
+    return bool(
+        application_id == _APPLICATION_ID or (application_id == 0 and {"meta", "rows"} <= tables)
+    )
+
+
 class Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = _connect(path)
-        self._conn.executescript(_SCHEMA)
+        _refuse_unless_ours(path)
+        try:
+            self._conn = _connect(path)
+            self._conn.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise UsageError(f"{printable(path, 200)}: cannot open the journal ({exc})") from None
         self._lock = threading.Lock()
         # deque.append/popleft are atomic: the loop appends, the writer pops.
         self._inbox: deque[int | Outcome] = deque()

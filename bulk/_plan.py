@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterator
 
 from ._errors import UsageError
-from ._inputs import Chunk
+from ._inputs import KEEP, Chunk, LongText
 
 __all__ = ["STATUSES", "UUID_PATTERN", "PlannedRow", "normalise_status", "plan_chunk"]
 
@@ -46,6 +46,10 @@ def _quote(value: str) -> str:
     return repr(value if len(value) <= 60 else value[:57] + "...")
 
 
+def _too_long(cell: LongText) -> str:
+    return f"too long ({cell.size:,} characters; the report keeps the first {KEEP})"
+
+
 def checked_map(mapping: dict[str, str]) -> dict[str, str]:
     """A migration map, keyed by the trimmed, lower-cased legacy value; targets normalised."""
     checked = {}
@@ -73,6 +77,7 @@ def plan_chunk(
         source = chunk.source_rows[offset] if chunk.source_rows else None
         ticket_id = raw_id.strip()
         raw_status = fixed_status if fixed_status is not None else (statuses or [""])[offset]
+        long_status = raw_status if isinstance(raw_status, LongText) else None
         raw_status = raw_status.strip()
         key: str | None = ticket_id.lower()
         if not _UUID.fullmatch(key or ""):
@@ -86,11 +91,15 @@ def plan_chunk(
             verdict, error = "skipped", chunk.skips[offset]
         elif not ticket_id:
             verdict, error = "invalid", f"{id_column}: empty"
+        elif isinstance(raw_id, LongText):
+            verdict, error = "invalid", f"{id_column}: {_too_long(raw_id)}; a ticket id is a UUID"
         elif key is None:
             verdict, error = (
                 "invalid",
                 f"{id_column}: {_quote(ticket_id)} is not a ticket id (a UUID)",
             )
+        elif long_status is not None:
+            verdict, error = "invalid", f"{status_column}: {_too_long(long_status)}"
         elif status is None and status_map is not None:
             what = f"no mapping for {_quote(raw_status)}" if raw_status else "empty"
             known = ", ".join(repr(k) for k in sorted(status_map))

@@ -31,9 +31,10 @@ from ._inputs import Source, open_source
 from ._journal import REPORT_COLUMNS, Journal
 from ._lock import JobLock, JobLocked
 from ._pacing import Pacer, RateController
+from ._paths import replacing
 from ._plan import checked_map, checked_status, plan_chunk
 from ._progress import NoProgress, Progress
-from ._report import beside, check_report_path, report_frame, write_report
+from ._report import beside, check_outputs, check_report_path, report_frame, write_report
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -353,9 +354,8 @@ def _audit(path: Path, record: dict[str, Any]) -> None:
             history = []
     history.append({k: record[k] for k in ("run_id", "started_at", "ended_at", "exit_code")})
     record = {**record, "invocations": history}
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
-    tmp.replace(path)
+    with replacing(path) as handle:
+        handle.write(json.dumps(record, indent=2, default=str) + "\n")
 
 
 async def execute(
@@ -411,6 +411,7 @@ async def _execute(
         log.warning(warning)
     base_url, credentials = target.base_url, target.credentials
     report = options.report or default_report(src, fingerprint, options.dry_run)
+    check_outputs(report, src.path, options.dry_run)
     meaning = {
         "input_sha256": fingerprint,
         "id_column": src.id_column,

@@ -457,6 +457,8 @@ def job_run(path: Path, dry_run: bool, yes: bool, rate_override: str | None) -> 
     except JobLocked as exc:
         click.echo(f"bulk: {loaded.name}: {exc}", err=True)
         sys.exit(exc.exit_code)
+    except UsageError as exc:  # the lock file is a link, or not bulk's
+        _fail_usage(str(exc))
     sys.exit(code)
 
 
