@@ -5,24 +5,43 @@
 
 The public surface is re-exported here; the modules behind it are private.
 Heavy modules (pandas, aiohttp) load on first use, so importing `bulk` (and
-starting the CLI) stays fast.
+starting the CLI) stays fast: only the errors and exit codes, which import
+nothing, are loaded at once.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._errors import UsageError
+from ._core._exceptions import (
+    BulkError,
+    CredentialsRejected,
+    FatalRequestError,
+    JobLocked,
+    RequestError,
+    RetriableError,
+    UnexpectedAnswer,
+    UsageError,
+)
+from ._core._exit import ExitCode
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from ._config import Credentials
+    from ._core._config import Credentials
     from ._runner import RunOptions, RunSummary, execute, run, run_async
 
 __all__ = [
+    "BulkError",
     "Credentials",
+    "CredentialsRejected",
+    "ExitCode",
+    "FatalRequestError",
+    "JobLocked",
+    "RequestError",
+    "RetriableError",
     "RunOptions",
     "RunSummary",
+    "UnexpectedAnswer",
     "UsageError",
     "__version__",
     "execute",
@@ -31,7 +50,7 @@ __all__ = [
 ]
 
 _LAZY = {
-    "Credentials": "._config",
+    "Credentials": "._core._config",
     "RunOptions": "._runner",
     "RunSummary": "._runner",
     "execute": "._runner",

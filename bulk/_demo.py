@@ -9,6 +9,8 @@ from typing import Any
 
 import click
 
+from ._core._exit import ExitCode
+
 __all__ = ["run_demo"]
 
 SAMPLE = Path("samples") / "mass_close.csv"
@@ -21,12 +23,12 @@ def _sample_ids() -> list[str]:
 
 def run_demo(rate: float, execute: Callable[..., int]) -> int:
     from . import simulator as sim
-    from ._config import Credentials
+    from ._core._config import Credentials
     from ._runner import RunOptions
 
     if not SAMPLE.is_file():
         click.echo(f"bulk demo: {SAMPLE} not found; run it from the repository's top folder")
-        return 2
+        return ExitCode.USAGE
     ids = _sample_ids()
     # The simulator holds exactly the sample's tickets, in mixed states, so the
     # run shows both `updated` and `unchanged` rows.

@@ -7,17 +7,16 @@ engine, with its own report and audit record.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from ._errors import UsageError
-from ._plan import normalise_status
+from ._core._exceptions import UsageError
+from .plan import normalise_status
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["derived_report_path", "list_runs", "read_report", "retry_frame", "undo_frame"]
+__all__ = ["derived_report_path", "read_report", "retry_frame", "undo_frame"]
 
 _NEEDED = ("row", "ticket_id", "target_status", "outcome", "previous_status", "error")
 RETRYABLE = frozenset({"failed", "skipped"})
@@ -83,16 +82,3 @@ def undo_frame(report: Path) -> pd.DataFrame:
     return frame.assign(target_status=previous.where(changed, ""), skip_reason=reason)[
         ["ticket_id", "target_status", "row", "skip_reason"]
     ].rename(columns={"row": "source_row"})
-
-
-def list_runs(folder: Path, limit: int = 20) -> list[dict[str, Any]]:
-    records = []
-    for path in folder.rglob("*.run.json"):
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(record, dict):
-            records.append({**record, "audit": str(path)})
-    records.sort(key=lambda r: str(r.get("ended_at", "")), reverse=True)
-    return records[:limit]

@@ -27,10 +27,10 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from ._client import Answer
-from ._errors import CredentialsRejected, RequestError, RetriableError
-from ._journal import Journal, Outcome
+from ._core._exceptions import CredentialsRejected, RequestError, RetriableError
 from ._pacing import RateController
+from .journal import Journal, Outcome
+from .send import Answer
 
 log = logging.getLogger("bulk")
 
@@ -322,7 +322,7 @@ class Engine:
         if answer is not None:
             stats.done += 1
             outcome = "unchanged" if answer.previous_status == status else "updated"
-            return (
+            return Outcome(
                 outcome,
                 answer.previous_status,
                 answer.http_status,
@@ -337,10 +337,10 @@ class Engine:
             # Not the row's fault: it stays pending and a rerun sends it.
             message = error.message if error else None
             http = error.http_status if error else None
-            return (None, None, http, attempts, message, None, None, None, row)
+            return Outcome(None, None, http, attempts, message, None, None, None, row)
         stats.done += 1
         stats.failed += 1
         detail = error.message
         if error.retriable:
             detail = f"{detail} (gave up after {attempts} attempts)"
-        return ("failed", None, error.http_status, attempts, detail, None, elapsed, now, row)
+        return Outcome("failed", None, error.http_status, attempts, detail, None, elapsed, now, row)

@@ -9,27 +9,30 @@ new one.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ._config import parse_duration, resolve_target
-from ._errors import UsageError
+from ._core._config import parse_duration, resolve_target
+from ._core._exceptions import JobLocked, UsageError
+from ._core._exit import ExitCode
+from ._core._files import JobLock, beside
 from ._jobs import ApiSource, FileSource, Job
 from ._listing import Listing, list_and_select
-from ._lock import JobLock, JobLocked
-from ._report import beside
 from ._runner import RunOptions, rate_controller
+from .input import file_fingerprint
+from .journal import planned_fingerprint
+from .report import read_audit
 
 __all__ = ["EXIT_LOCKED", "JobLock", "JobLocked", "PreparedRun", "prepare_job"]
 
 log = logging.getLogger("bulk")
 
 EXIT_LOCKED = JobLocked.exit_code
+# A run that exited so is over; any other exit (3, 130, none) is finished by the next one.
+_ENDED = (ExitCode.OK, ExitCode.ROWS, ExitCode.USAGE)
 
 
 @dataclass
@@ -74,11 +77,8 @@ def _unfinished(pointer: Path) -> dict[str, str] | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     if audit.is_file():
-        try:
-            if json.loads(audit.read_text()).get("exit_code") in (0, 1, 2):
-                return None
-        except ValueError:
-            pass
+        if (read_audit(audit) or {}).get("exit_code") in _ENDED:
+            return None
     elif not beside(Path(current["report"]), ".journal").is_file():
         return None
     if not _same_input(Path(current["report"]), Path(current["input"])):
@@ -94,18 +94,11 @@ def _unfinished(pointer: Path) -> dict[str, str] | None:
 
 def _same_input(report: Path, batch_input: Path) -> bool:
     """Whether `batch_input` is still the file the interrupted run planned."""
-    journal = beside(report, ".journal")
+    planned = planned_fingerprint(beside(report, ".journal"))
     try:
-        with sqlite3.connect(f"file:{journal}?mode=ro", uri=True) as conn:
-            row = conn.execute("SELECT value FROM meta WHERE key = 'meaning'").fetchone()
-        planned = json.loads(row[0])["input_sha256"] if row else None
-        digest = hashlib.sha256()
-        with open(batch_input, "rb") as handle:
-            while block := handle.read(1 << 20):
-                digest.update(block)
-    except (OSError, sqlite3.Error, ValueError, KeyError, TypeError):
+        return planned is not None and planned == file_fingerprint(batch_input)
+    except OSError:
         return False
-    return planned == digest.hexdigest()
 
 
 async def prepare_job(job: Job, *, dry_run: bool, now: datetime | None = None) -> PreparedRun:
@@ -144,7 +137,7 @@ async def prepare_job(job: Job, *, dry_run: bool, now: datetime | None = None) -
 
 
 async def _list(job: Job, source: ApiSource, snapshot: Path, batch_input: Path) -> Listing:
-    from ._client import TicketClient
+    from .send import TicketClient
 
     rate: float | str | None = None if job.run.rate == "unlimited" else job.run.rate
     target = resolve_target(None)

@@ -19,9 +19,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ._config import parse_duration
-from ._errors import UsageError
-from ._plan import UUID_PATTERN, checked_status, normalise_status
+from ._core._config import parse_duration
+from ._core._exceptions import UsageError
+from ._core._ids import UUID_PATTERN
+from .plan import checked_status, normalise_status
 
 __all__ = ["ApiSource", "FileSource", "Job", "load_job"]
 

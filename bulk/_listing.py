@@ -23,14 +23,14 @@ from typing import Any
 
 from tenacity import AsyncRetrying, retry_if_exception_type
 
-from ._client import TicketClient
-from ._csvsafe import csv_cell
+from ._core._csvsafe import csv_cell
+from ._core._exceptions import RetriableError, UnexpectedAnswer, UsageError
+from ._core._ids import UUID_PATTERN
+from ._core._text import clean_text
 from ._engine import AttemptBudget, EngineSettings, WaitRetryAfter
-from ._errors import RetriableError, UnexpectedAnswer, UsageError
 from ._jobs import ApiSource, Job, Select
 from ._pacing import RateController
-from ._plan import UUID_PATTERN
-from ._text import clean_text
+from .send import TicketClient
 
 __all__ = ["MAX_PAGES", "Listing", "ListingUnreadable", "list_and_select"]
 

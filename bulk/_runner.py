@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -24,18 +23,18 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ._config import Credentials, resolve_target
+from ._core._config import Credentials, resolve_target
+from ._core._exceptions import JobLocked, UsageError
+from ._core._exit import ExitCode
+from ._core._files import JobLock, beside
 from ._engine import Engine, EngineSettings, Stats
-from ._errors import UsageError
-from ._inputs import Source, open_source
-from ._journal import REPORT_COLUMNS, Journal
-from ._lock import JobLock, JobLocked
 from ._pacing import Pacer, RateController
-from ._paths import replacing
-from ._plan import checked_map, checked_status, plan_chunk
 from ._progress import NoProgress, Progress
-from ._report import beside, check_outputs, check_report_path, report_frame, write_report
 from ._version import __version__
+from .input import Source, open_source
+from .journal import REPORT_COLUMNS, Journal
+from .plan import checked_map, checked_status, plan_chunk
+from .report import check_outputs, check_report_path, report_frame, write_audit, write_report
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -44,7 +43,6 @@ __all__ = ["RunOptions", "RunSummary", "execute", "run", "run_async"]
 
 log = logging.getLogger("bulk")
 
-EXIT_OK, EXIT_ROWS, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 3, 130
 INTERRUPTED = "interrupted"
 DOCUMENTED_RATE = 10.0
 
@@ -159,18 +157,18 @@ def default_report(source: Source, fingerprint: str, dry_run: bool) -> Path:
     return Path("reports") / f"{stem}.{'dry-run' if dry_run else 'report'}.csv"
 
 
-def _exit_code(counts: Mapping[str, Any], stop_reason: str | None, held_back: bool) -> int:
+def _exit_code(counts: Mapping[str, Any], stop_reason: str | None, held_back: bool) -> ExitCode:
     """`held_back`: rows left unsent on purpose (dry run, --limit) do not count as unsent."""
     if not counts["pending"]:
         stop_reason = None  # stopped as the last rows finished: nothing was left undone
     if stop_reason == INTERRUPTED:
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED
     if stop_reason:
-        return EXIT_STOPPED
+        return ExitCode.STOPPED
     bad = counts["outcomes"].get("failed", 0) + counts["outcomes"].get("invalid", 0)
     if bad or (counts["pending"] and not held_back):
-        return EXIT_ROWS
-    return EXIT_OK
+        return ExitCode.ROWS
+    return ExitCode.OK
 
 
 def _plan(
@@ -200,7 +198,7 @@ def _check_interrupt(stop: threading.Event | None) -> None:
         raise UsageError(
             "interrupted while checking the input: nothing was sent "
             "(run the same command again to start)",
-            exit_code=EXIT_INTERRUPTED,
+            exit_code=ExitCode.INTERRUPTED,
         )
 
 
@@ -227,7 +225,7 @@ class _Interrupts:
     def _on_signal(self, signum: int, frame: object) -> None:
         if self.requested.is_set():
             log.warning("second interrupt: stopping now")
-            os._exit(EXIT_INTERRUPTED)
+            os._exit(ExitCode.INTERRUPTED)
         self.requested.set()
         log.warning("interrupt: %s (interrupt again to stop at once)", self.then)
 
@@ -307,7 +305,7 @@ async def _send_all(
     progress: Progress,
     handle_signals: bool,
 ) -> str | None:
-    from ._client import TicketClient
+    from .send import TicketClient
 
     settings = EngineSettings(
         concurrency=options.concurrency,
@@ -343,19 +341,6 @@ async def _send_all(
             stats.final_rate = engine.rate
             progress.stop(stats)
     return engine.stop_reason
-
-
-def _audit(path: Path, record: dict[str, Any]) -> None:
-    history: list[dict[str, Any]] = []
-    if path.exists():
-        try:
-            history = json.loads(path.read_text()).get("invocations", [])
-        except (ValueError, AttributeError):
-            history = []
-    history.append({k: record[k] for k in ("run_id", "started_at", "ended_at", "exit_code")})
-    record = {**record, "invocations": history}
-    with replacing(path) as handle:
-        handle.write(json.dumps(record, indent=2, default=str) + "\n")
 
 
 async def execute(
@@ -522,7 +507,7 @@ async def _execute(
             lambda: write_report(journal, report, pending_reason=pending_reason, columns=columns)
         )
         if interrupts.requested.is_set():
-            exit_code = EXIT_INTERRUPTED  # a signal while the report was written
+            exit_code = ExitCode.INTERRUPTED  # a signal while the report was written
         frame = report_frame(journal, pending_reason, columns) if collect else None
         summary = RunSummary(
             report=report,
@@ -548,7 +533,7 @@ async def _execute(
         if not options.dry_run:
             if not counts["pending"]:
                 journal.set_meta(complete=True)
-            _audit(
+            write_audit(
                 summary.audit,
                 {
                     "run_id": uuid.uuid4().hex,

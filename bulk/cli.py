@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from ._errors import CredentialsRejected, RequestError, UsageError
+from ._core._exceptions import CredentialsRejected, RequestError, UsageError
+from ._core._exit import ExitCode
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -73,7 +74,7 @@ def _setup_logging(verbose: int, log_format: str = "text") -> None:
     root.propagate = False
 
 
-def _fail_usage(message: str, code: int = 2) -> NoReturn:
+def _fail_usage(message: str, code: int = ExitCode.USAGE) -> NoReturn:
     click.echo(f"bulk: error: {message}", err=True)
     sys.exit(code)
 
@@ -113,7 +114,7 @@ def _print_summary(summary: RunSummary) -> None:
 
 
 def _duration(value: str | None) -> float | None:
-    from ._config import parse_duration
+    from ._core._config import parse_duration
 
     try:
         return None if value is None else parse_duration(value)
@@ -126,7 +127,7 @@ def _confirmer(yes: bool) -> Any:
         import signal
         from urllib.parse import urlsplit
 
-        from ._config import DEFAULT_HOST, needs_confirmation
+        from ._core._config import DEFAULT_HOST, needs_confirmation
 
         # Without a terminal (cron) nobody can answer: the first log line names the host.
         if yes or not sys.stdin.isatty() or not needs_confirmation(base_url, rows):
@@ -189,7 +190,7 @@ def _execute(source: Any, options: RunOptions, yes: bool = True, **kwargs: Any) 
             "(run the same command again to resume)",
             err=True,
         )
-        return 130
+        return ExitCode.INTERRUPTED
     _print_summary(summary)
     return summary.exit_code
 
@@ -260,8 +261,8 @@ def run(input: str, rate: str, yes: bool, **kwargs: Any) -> None:
 
     Running the same command again after an interruption resumes it.
     """
-    from ._inputs import spool_stdin
     from ._runner import RunOptions
+    from .input import spool_stdin
 
     options = RunOptions(rate=_rate(rate), **kwargs)
     spooled = None
@@ -302,19 +303,15 @@ def _derived_run(
     options = RunOptions(rate=_rate(rate), **options_given)
     if frame.empty:
         click.echo(f"{report}: no rows to {kind}; nothing to do")
-        sys.exit(0)
+        sys.exit(ExitCode.OK)
     from ._derived import derived_report_path
 
     if options.report is None:
         options.report = derived_report_path(report, kind)
-    batch = None
-    from ._report import beside
+    from ._core._files import beside
+    from .report import read_audit
 
-    audit = beside(report, ".run.json")
-    if audit.is_file():
-        import json
-
-        batch = json.loads(audit.read_text()).get("batch_id")
+    batch = (read_audit(beside(report, ".run.json")) or {}).get("batch_id")
     derived = {"kind": kind, "report": str(report), "batch_id": batch}
     sys.exit(_execute(frame, options, yes, derived_from=derived))
 
@@ -359,7 +356,7 @@ def undo(earlier: Path, rate: str, status: str | None, yes: bool, **kwargs: Any)
 @click.option("--limit", default=20, show_default=True)
 def runs(folder: Path, limit: int) -> None:
     """List recent runs from their audit records under FOLDER."""
-    from ._derived import list_runs
+    from .report import list_runs
 
     records = list_runs(folder, limit)
     if not records:
@@ -386,8 +383,8 @@ def job_validate(path: Path) -> None:
     """Check a job file (and its source file's columns) without sending anything."""
     import os
 
-    from ._inputs import open_source
     from ._jobs import FileSource, load_job
+    from .input import open_source
 
     try:
         loaded = load_job(path, os.environ)
@@ -441,18 +438,18 @@ def job_run(path: Path, dry_run: bool, yes: bool, rate_override: str | None) -> 
                 _fail_usage(str(exc))
             except CredentialsRejected as exc:
                 click.echo(f"bulk: {loaded.name}: listing stopped: {exc.message}", err=True)
-                sys.exit(3)
+                sys.exit(exc.exit_code)
             except RequestError as exc:
                 click.echo(f"bulk: {loaded.name}: listing failed: {exc.message}", err=True)
-                sys.exit(1)
+                sys.exit(exc.exit_code)
             except KeyboardInterrupt:
                 click.echo(
                     f"bulk: {loaded.name}: interrupted while listing; nothing sent", err=True
                 )
-                sys.exit(130)
+                sys.exit(ExitCode.INTERRUPTED)
             if prepared.input is None:
                 click.echo(f"job {loaded.name}: nothing selected; nothing to send")
-                sys.exit(0)
+                sys.exit(ExitCode.OK)
             code = _execute(prepared.input, prepared.options, yes)
     except JobLocked as exc:
         click.echo(f"bulk: {loaded.name}: {exc}", err=True)

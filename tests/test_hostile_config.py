@@ -24,18 +24,18 @@ from typing import Any
 import pytest
 
 from bulk import UsageError
-from bulk._config import (
+from bulk._core._config import (
     DEFAULT_BASE_URL,
     Credentials,
     credentials_from_env,
     needs_confirmation,
     resolve_target,
 )
-from bulk._csvsafe import csv_cell, neutralise, neutralise_sql
+from bulk._core._csvsafe import csv_cell, neutralise, neutralise_sql
+from bulk._core._text import clean_text
 from bulk._jobs import load_job
-from bulk._journal import Journal
-from bulk._report import write_report
-from bulk._text import clean_text
+from bulk.journal import Journal
+from bulk.report import write_report
 from bulk.simulator import (
     DEMO_CLIENT_ID,
     DEMO_NETWORK_ID,

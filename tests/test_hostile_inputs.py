@@ -27,9 +27,10 @@ from xml.sax.saxutils import escape
 import pytest
 
 import bulk
-from bulk._inputs import KEEP, open_source
-from bulk._journal import Journal
-from bulk._xlsx import read_rows
+from bulk._core._text import KEEP
+from bulk.input import open_source
+from bulk.input._xlsx import read_rows
+from bulk.journal import Journal
 from bulk.simulator import SimConfig, Simulator, SimulatorThread, demo_env, make_tickets
 
 IDS = [t["id"] for t in make_tickets(4, seed=11, statuses=("new",))]

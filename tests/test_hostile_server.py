@@ -409,11 +409,11 @@ def test_listed_text_reaches_the_snapshot_clean(servers: Any, tmp_path: Path) ->
 
 async def list_job(base_url: str, tmp_path: Path) -> None:
     """The job's listing in this process, against `base_url`, over a real socket."""
-    from bulk._client import TicketClient
-    from bulk._config import credentials_from_env
+    from bulk._core._config import credentials_from_env
     from bulk._jobs import load_job
     from bulk._listing import list_and_select
     from bulk._runner import rate_controller
+    from bulk.send import TicketClient
 
     env = demo_env(base_url)
     job_file = tmp_path / "hostile.toml"
@@ -478,7 +478,7 @@ async def test_a_listing_stops_at_the_page_cap(
     ],
 )
 def test_clean_text(raw: object, shown: str) -> None:
-    from bulk._text import clean_text
+    from bulk._core._text import clean_text
 
     assert clean_text(raw) == shown
 
@@ -496,7 +496,8 @@ def test_clean_text(raw: object, shown: str) -> None:
     ],
 )
 def test_a_redirect_names_only_its_host(location: str | None, shown: str) -> None:
-    from bulk._errors import UnexpectedAnswer, classify_response
+    from bulk import UnexpectedAnswer
+    from bulk.send import classify_response
 
     headers = {} if location is None else {"Location": location}
     error = classify_response(307, b"", headers)

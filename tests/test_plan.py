@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 import bulk
-from bulk import _inputs
-from bulk._plan import normalise_status
+from bulk.input import _source as _inputs
+from bulk.plan import normalise_status
 
 from .conftest import read_report, write_csv
 

@@ -117,8 +117,8 @@ async def test_fatal_answers_fail_after_one_attempt(
 async def test_client_reports_api_message_for_400(
     server: str, creds: Credentials, sim: Simulator
 ) -> None:
-    from bulk._client import TicketClient
-    from bulk._errors import FatalRequestError
+    from bulk import FatalRequestError
+    from bulk.send import TicketClient
 
     ticket = next(iter(sim.tickets))
     async with TicketClient(server, creds) as client:

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ._errors import UsageError
-from ._plan import UUID_PATTERN
+from ._exceptions import UsageError
+from ._ids import UUID_PATTERN
 
 __all__ = [
     "DEFAULT_BASE_URL",

@@ -1,17 +1,27 @@
-"""Server text made safe to print: the one helper every string from the server passes through.
+"""Untrusted text made safe to show: the one owner of that rule, for both kinds of text.
 
-A server (or anything between it and us) controls the bytes of its answers.
-Printed raw, `ESC ] 0 ; ... BEL` retitles the user's terminal, `ESC [ 2 J`
-clears it, and a bidi override (U+202E) makes a report cell read backwards.
-So every server string is cleaned where it enters bulk (the client, the error
-classifier, the listing), before it can reach a terminal, log, report or file.
+A server (or anything between it and us) controls the bytes of its answers,
+and a user's file the bytes of its cells. Printed raw, `ESC ] 0 ; ... BEL`
+retitles the user's terminal, `ESC [ 2 J` clears it, and a bidi override
+(U+202E) makes a report cell read backwards.
+
+Two policies, because the two kinds of text are read for different things:
+
+- Server text (`clean_text`) is prose read by a person: controls and bidi
+  marks become a space, and it is cut with an ellipsis. Every server string
+  is cleaned where it enters bulk (the client, the error classifier, the
+  listing), before it can reach a terminal, log, report or file.
+- Input cells and names (`cut_text`, `printable`) are data the user must find
+  again in their own file: non-printable characters are shown escaped
+  (`\\x1b`), never dropped, and a long cell says how much was cut
+  (`…(+N chars)`). These stay as the README documents them.
 """
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["MAX_TEXT", "clean_text"]
+__all__ = ["KEEP", "MAX_TEXT", "LongText", "clean_text", "cut_text", "printable"]
 
 # Long enough for any real API message, short enough for one report cell.
 MAX_TEXT = 500
@@ -39,3 +49,46 @@ def clean_text(value: object, limit: int = MAX_TEXT) -> str:
     if len(text) > limit:
         text = text[: limit - 1].rstrip() + "…"
     return text
+
+
+# Characters kept of an input cell; no ticket id or status comes close, so a
+# longer cell is invalid anyway and is kept only to be recognised in the report.
+KEEP = 256
+
+
+class LongText(str):
+    """A cell cut to its first KEEP characters, with a mark of how many more it had."""
+
+    size: int  # the whole (trimmed) cell's length
+
+
+def _escape(char: str) -> str:
+    if char.isspace():
+        return " "  # a tab or line break inside a cell: a plain space
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def cut_text(text: str, size: int | None = None, keep: int = KEEP) -> str:
+    """`text` trimmed, non-printable characters escaped, cut to `keep` characters.
+
+    `size`: the whole cell's length when `text` holds only its start (a reader
+    that streams, such as the .xlsx one, never builds the rest).
+    """
+    text = text.strip()
+    whole = len(text) if size is None else size
+    if whole <= keep and text.isprintable():
+        return text
+    shown = "".join(c if c.isprintable() else _escape(c) for c in text[:keep])
+    if whole <= keep:
+        return shown
+    cut = LongText(f"{shown}…(+{whole - keep:,} chars)")
+    cut.size = whole
+    return cut
+
+
+def printable(text: object, keep: int = 60) -> str:
+    """Untrusted text (a column name, a file name) made safe for one line of a message."""
+    return cut_text(str(text), keep=keep)

@@ -2,7 +2,7 @@
 
 Large inputs are never held whole: CSV/TSV (the csv module), JSONL (line by
 line), XLSX (expat, see _xlsx.py) and Parquet (pyarrow record batches) are
-streamed CHUNK_ROWS rows at a time, keeping only the columns needed.
+streamed CHUNK_ROWS rows at a time (byte-level reading: _formats.py), keeping only the columns needed.
 pandas is not needed to read files: importing it alone costs ~0.75 s of CPU
 and ~100 MB, more than reading a 100,000-row CSV.
 
@@ -13,11 +13,8 @@ huge or hostile cell never reaches the journal, a report or a terminal whole.
 
 from __future__ import annotations
 
-import codecs
 import csv
 import hashlib
-import io
-import json
 import shutil
 import sys
 import tempfile
@@ -26,92 +23,48 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._errors import UsageError
+from .._core._exceptions import UsageError
+from .._core._text import KEEP, cut_text, printable
+from ._formats import (
+    ENCODING_NAMES,
+    SNIFF_CHARS,
+    arrow_cells,
+    bad_byte,
+    clean_cell,
+    describe_error,
+    encoding_of,
+    file_fingerprint,
+    header_cells,
+    json_object,
+    kind_of,
+    sniff_delimiter,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
+    "CHUNK_ROWS",
     "DERIVED_COLUMNS",
     "ID_NAMES",
-    "KEEP",
     "STATUS_NAMES",
     "Chunk",
-    "LongText",
     "Source",
-    "clean_cell",
-    "cut_text",
     "open_source",
-    "printable",
+    "spool_stdin",
 ]
 
 CHUNK_ROWS = 50_000
-SUFFIXES = (".csv", ".tsv", ".txt", ".xlsx", ".parquet", ".jsonl", ".ndjson")
 ID_NAMES = ("ticket_id", "ticketid", "ticket", "ticket_ref", "ticketref", "id", "uuid")
 STATUS_NAMES = ("target_status", "targetstatus", "new_status", "status")
 DERIVED_COLUMNS = ("source_row", "skip_reason")
-# Characters kept of a cell; no ticket id or status comes close, so a longer
-# cell is invalid anyway and is kept only to be recognised in the report.
-KEEP = 256
 # Longest CSV cell or JSONL line read. The csv module holds a cell as 4 bytes a
 # character while parsing it: a 100 MB cell cost 627 MB (measured), a 16 MiB
 # one 125 MB. Past this, the file is
 # refused (after a too-long cell the csv module cannot tell where the next row
 # starts, and a guess could send a line of someone's description).
 LINE_LIMIT = 16 * 1024 * 1024
-_DELIMITERS = ",;\t|"
-_SNIFF_CHARS = 64 * 1024
 _LISTED = 20  # column names shown in a message
-
-
-class LongText(str):
-    """A cell cut to its first KEEP characters, with a mark of how many more it had."""
-
-    size: int  # the whole (trimmed) cell's length
-
-
-def _escape(char: str) -> str:
-    if char.isspace():
-        return " "  # a tab or line break inside a cell: a plain space
-    code = ord(char)
-    if code < 0x100:
-        return f"\\x{code:02x}"
-    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
-
-
-def cut_text(text: str, size: int | None = None, keep: int = KEEP) -> str:
-    """`text` trimmed, non-printable characters escaped, cut to `keep` characters.
-
-    `size`: the whole cell's length when `text` holds only its start (a reader
-    that streams, such as the .xlsx one, never builds the rest).
-    """
-    text = text.strip()
-    whole = len(text) if size is None else size
-    if whole <= keep and text.isprintable():
-        return text
-    shown = "".join(c if c.isprintable() else _escape(c) for c in text[:keep])
-    if whole <= keep:
-        return shown
-    cut = LongText(f"{shown}…(+{whole - keep:,} chars)")
-    cut.size = whole
-    return cut
-
-
-def clean_cell(value: Any) -> str:
-    """A cell as the text the plan checks: missing is "", anything else `cut_text`."""
-    if type(value) is str:  # nearly every cell: a short, printable id or status
-        text = value.strip()
-        return text if len(text) <= KEEP and text.isprintable() else cut_text(text)
-    if isinstance(value, LongText):
-        return value  # already cut where it was read
-    if _missing(value):
-        return ""
-    return cut_text(value if isinstance(value, str) else str(value))
-
-
-def printable(text: object, keep: int = 60) -> str:
-    """Untrusted text (a column name, a file name) made safe for one line of a message."""
-    return cut_text(str(text), keep=keep)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,15 +113,6 @@ def _pick(
     return ""
 
 
-def _missing(value: Any) -> bool:
-    if value is None:
-        return True
-    try:
-        return bool(value != value)  # NaN
-    except TypeError:  # pandas.NA refuses to be a bool: it is missing
-        return True
-
-
 class Source:
     """One input: knows its name for messages, its fingerprint and its chunks."""
 
@@ -191,7 +135,7 @@ class Source:
         self.status_column = ""
         self._sep = ","
         self._encoding = "utf-8-sig"
-        self._kind = "frame" if frame is not None else _kind_of(path)
+        self._kind = "frame" if frame is not None else kind_of(path)
         self.derived = frame is not None and "source_row" in frame.columns
 
     # -- columns -------------------------------------------------------------
@@ -204,7 +148,7 @@ class Source:
 
             return list(pq.ParquetFile(self.path).schema_arrow.names)
         for header in self._records():
-            return _header(header)
+            return header_cells(header)
         raise UsageError(f"{self.name}: the file is empty")
 
     def _records(self) -> Iterator[list[Any]]:
@@ -223,7 +167,7 @@ class Source:
 
     def _csv_records(self) -> Iterator[list[Any]]:
         assert self.path is not None
-        self._encoding = _encoding_of(self.path)
+        self._encoding = encoding_of(self.path)
         # Process-wide, as the csv module has it; raised from 128 KiB, which refused
         # a whole helpdesk export for one long description.
         csv.field_size_limit(LINE_LIMIT)
@@ -231,7 +175,7 @@ class Source:
             if self.path.suffix.lower() == ".tsv":
                 self._sep = "\t"
             else:
-                self._sep = _sniff(handle.read(_SNIFF_CHARS))
+                self._sep = sniff_delimiter(handle.read(SNIFF_CHARS))
                 handle.seek(0)
             reader = csv.reader(handle, delimiter=self._sep, skipinitialspace=True)
             try:
@@ -249,7 +193,7 @@ class Source:
 
     def _jsonl_records(self) -> Iterator[list[Any]]:
         assert self.path is not None
-        self._encoding = _encoding_of(self.path)
+        self._encoding = encoding_of(self.path)
         keys: list[str] | None = None
         with open(self.path, encoding=self._encoding) as handle:
             number = 0
@@ -262,7 +206,7 @@ class Source:
                     )
                 if not line.strip():
                     continue
-                record = _json_object(line, f"{self.name}: line {number}")
+                record = json_object(line, f"{self.name}: line {number}")
                 if keys is None:
                     keys = [str(k) for k in record]
                     yield [printable(k, KEEP) for k in keys]
@@ -276,7 +220,7 @@ class Source:
         except UnicodeDecodeError as exc:
             raise self._not_text(exc) from None
         except Exception as exc:
-            raise UsageError(f"{self.name}: cannot read ({_describe(exc)})") from None
+            raise UsageError(f"{self.name}: cannot read ({describe_error(exc)})") from None
         if not columns:
             raise UsageError(f"{self.name}: no columns found")
         self.id_column = _pick(columns, self._wanted_id, ID_NAMES, "id column", self.name)
@@ -303,28 +247,23 @@ class Source:
     def _not_text(self, exc: UnicodeDecodeError) -> UsageError:
         # The decoder's own offset counts from the start of its last block, not the file.
         assert self.path is not None
-        offset, line = _bad_byte(self.path, self._encoding)
+        offset, line = bad_byte(self.path, self._encoding)
         where = f"byte {offset:,}" + (f", line {line}" if line else "")
         return UsageError(
-            f"{self.name}: not {_ENCODING_NAMES.get(self._encoding, self._encoding)} text "
+            f"{self.name}: not {ENCODING_NAMES.get(self._encoding, self._encoding)} text "
             f"({exc.reason} at {where}); save it as UTF-8"
         )
 
     # -- fingerprint ---------------------------------------------------------
     def fingerprint(self) -> str:
-        digest = hashlib.sha256()
-        if self.frame is not None:
-            import pandas as pd
-
-            cols = [c for c in (self.id_column, self.status_column) if c]
-            hashed = pd.util.hash_pandas_object(self.frame[cols].astype(str), index=False)
-            digest.update(hashed.to_numpy().tobytes())
-        else:
+        if self.frame is None:
             assert self.path is not None
-            with open(self.path, "rb") as handle:
-                while block := handle.read(1 << 20):
-                    digest.update(block)
-        return digest.hexdigest()
+            return file_fingerprint(self.path)
+        import pandas as pd
+
+        cols = [c for c in (self.id_column, self.status_column) if c]
+        hashed = pd.util.hash_pandas_object(self.frame[cols].astype(str), index=False)
+        return hashlib.sha256(hashed.to_numpy().tobytes()).hexdigest()
 
     # -- chunks ----------------------------------------------------------------
     def chunks(self) -> Iterator[Chunk]:
@@ -335,7 +274,7 @@ class Source:
         except UnicodeDecodeError as exc:
             raise self._not_text(exc) from None
         except Exception as exc:
-            raise UsageError(f"{self.name}: cannot read ({_describe(exc)})") from None
+            raise UsageError(f"{self.name}: cannot read ({describe_error(exc)})") from None
 
     def _columns_in_chunks(self) -> Iterator[dict[str, list[Any]]]:
         """Chunks of the wanted columns as clean cells (`clean_cell`), CHUNK_ROWS rows at a time.
@@ -354,10 +293,10 @@ class Source:
             import pyarrow.parquet as pq
 
             for batch in pq.ParquetFile(self.path).iter_batches(CHUNK_ROWS, columns=wanted):
-                yield {c: _arrow_cells(batch.column(c)) for c in wanted}
+                yield {c: arrow_cells(batch.column(c)) for c in wanted}
         else:
             records = self._records()
-            header = _header(next(records))
+            header = header_cells(next(records))
             where = [header.index(c) for c in wanted]
             columns: list[list[str]] = [[] for _ in wanted]
             for record in records:
@@ -387,137 +326,6 @@ class Source:
             else:
                 yield Chunk(row, ids, statuses)
             row += len(ids)
-
-
-def _header(record: list[Any]) -> list[str]:
-    return [clean_cell(h) for h in record]
-
-
-def _describe(exc: Exception) -> str:
-    # A library's message may quote the file's bytes: made printable and short.
-    return printable(f"{type(exc).__name__}: {exc}", 300)
-
-
-def _arrow_cells(column: Any) -> list[str]:
-    """Clean cells of an Arrow column; a long string is cut in Arrow, never copied whole."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-        lengths = pc.utf8_length(column)
-        longest = pc.max(lengths).as_py()
-        if longest is not None and longest > KEEP:
-            heads = pc.utf8_slice_codeunits(column, 0, KEEP).to_pylist()
-            return [
-                cut_text(h, n) if n is not None and n > KEEP else clean_cell(h)
-                for h, n in zip(heads, lengths.to_pylist(), strict=True)
-            ]
-    return [clean_cell(v) for v in column.to_pylist()]
-
-
-def _json_object(line: str, where: str) -> dict[str, Any]:
-    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        record = dict(pairs)
-        if len(record) < len(pairs):
-            seen: set[str] = set()
-            for key, _ in pairs:
-                if key in seen:
-                    raise UsageError(
-                        f"{where}: the key {printable(key, 40)!r} appears twice in one object; "
-                        "which value is meant is unclear"
-                    )
-                seen.add(key)
-        return record
-
-    try:
-        record = json.loads(line, object_pairs_hook=unique)
-    except ValueError as exc:
-        raise UsageError(f"{where} is not JSON ({exc})") from None
-    if not isinstance(record, dict):
-        raise UsageError(f"{where} is not a JSON object")
-    return record
-
-
-_BOMS = (
-    (codecs.BOM_UTF32_LE, "utf-32"),
-    (codecs.BOM_UTF32_BE, "utf-32"),
-    (codecs.BOM_UTF8, "utf-8-sig"),
-    (codecs.BOM_UTF16_LE, "utf-16"),
-    (codecs.BOM_UTF16_BE, "utf-16"),
-)
-_ENCODING_NAMES = {"utf-8-sig": "UTF-8", "utf-16": "UTF-16", "utf-32": "UTF-32"}
-
-
-def _encoding_of(path: Path) -> str:
-    """UTF-8 (with or without a BOM), or UTF-16/32 when a BOM says so (Excel's "Unicode text")."""
-    with open(path, "rb") as handle:
-        start = handle.read(4)
-    return next((name for bom, name in _BOMS if start.startswith(bom)), "utf-8-sig")
-
-
-def _bad_byte(path: Path, encoding: str) -> tuple[int, int | None]:
-    """The file offset of the first byte that does not decode, and its line (UTF-8 only)."""
-    utf8 = encoding == "utf-8-sig"
-    # Plain UTF-8 past the BOM: the -sig decoder counts its offsets from after the BOM.
-    decoder = codecs.getincrementaldecoder("utf-8" if utf8 else encoding)()
-    lines = 1
-    with open(path, "rb") as handle:
-        if not (utf8 and handle.read(3) == codecs.BOM_UTF8):
-            handle.seek(0)
-        offset = handle.tell()
-        while block := handle.read(1 << 16):
-            pending = len(decoder.getstate()[0])
-            try:
-                decoder.decode(block)
-            except UnicodeDecodeError as exc:
-                at = offset - pending + exc.start
-                lines += exc.object[: exc.start].count(b"\n")
-                return at, lines if utf8 else None
-            offset += len(block)
-            lines += block.count(b"\n")
-    return offset, None
-
-
-def _sniff(sample: str) -> str:
-    """The delimiter that splits the header into the most columns, consistently.
-
-    csv.Sniffer's regular expressions are quadratic: 66 KB of `,"x` took 64 s
-    of CPU. This parses the sample once per candidate with the csv module, in
-    linear time, and keeps the candidate whose rows most often have as many
-    cells as the header (then: more columns; then: the order of _DELIMITERS).
-    """
-    best, best_score = ",", (0.0, 1)
-    for delimiter in _DELIMITERS:
-        try:
-            records = [r for r in csv.reader(io.StringIO(sample), delimiter=delimiter) if r]
-        except csv.Error:
-            continue
-        if len(sample) == _SNIFF_CHARS and len(records) > 1:
-            records.pop()  # cut off by the sample's end
-        if not records or len(records[0]) < 2:
-            continue
-        width = len(records[0])
-        score = (sum(len(r) == width for r in records) / len(records), width)
-        if score > best_score:
-            best, best_score = delimiter, score
-    return best
-
-
-def _kind_of(path: Path | None) -> str:
-    assert path is not None
-    suffix = path.suffix.lower()
-    if suffix in (".csv", ".tsv", ".txt", ""):
-        return "csv"
-    if suffix == ".parquet":
-        return "parquet"
-    if suffix == ".xlsx":
-        return "xlsx"
-    if suffix in (".jsonl", ".ndjson"):
-        return "jsonl"
-    raise UsageError(
-        f"{printable(path, 200)}: unsupported input type {printable(suffix, 20)!r} "
-        f"(use {', '.join(SUFFIXES)})"
-    )
 
 
 def spool_stdin(folder: Path) -> Path:

@@ -17,7 +17,7 @@ from pathlib import Path
 from pyexpat import ExpatError, ParserCreate
 from typing import Any
 
-from ._errors import UsageError
+from .._core._exceptions import UsageError
 
 __all__ = ["read_rows"]
 

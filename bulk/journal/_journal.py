@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import stat
 import threading
 import time
 from collections import deque
@@ -22,140 +21,35 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
-from ._csvsafe import neutralise_sql
-from ._errors import UsageError
-from ._inputs import printable
-from ._plan import PlannedRow
+from .._core._csvsafe import neutralise_sql
+from .._core._exceptions import UsageError
+from .._core._text import printable
+from ..plan import PlannedRow
+from ._schema import (
+    REPORT_COLUMNS,
+    SCHEMA,
+    TEXT_COLUMNS,
+    Outcome,
+    connect,
+    outcomes_sql,
+    refuse_unless_ours,
+)
 
-__all__ = ["Journal", "Outcome"]
+__all__ = ["Journal"]
 
-# Marks a SQLite file as a journal of bulk's ("bulk" in ASCII), in the file's
-# header: bulk opens, and `--fresh` deletes, only files that carry it.
-_APPLICATION_ID = 0x62756C6B
-_SQLITE_MAGIC = b"SQLite format 3\x00"
-_SCHEMA = f"""
-PRAGMA application_id = {_APPLICATION_ID};
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS rows (
-    row INTEGER PRIMARY KEY,        -- 1-based input position
-    ticket_id TEXT NOT NULL,        -- as given, trimmed
-    ticket_key TEXT,                -- canonical id; NULL when invalid
-    target_status TEXT NOT NULL,
-    outcome TEXT,                   -- NULL until final
-    previous_status TEXT,
-    http_status INTEGER,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    error TEXT,
-    activity_id TEXT,
-    elapsed_ms INTEGER,
-    finished_at TEXT,
-    started INTEGER NOT NULL DEFAULT 0, -- dispatched and not yet final
-    source_row INTEGER              -- retry/undo: the row of the report it came from
-);
-"""
-
-# (outcome or None if not final, previous_status, http_status, attempts this run,
-#  error, activity_id, elapsed_ms, finished_at, row)
-Outcome = tuple[
-    str | None, str | None, int | None, int, str | None, str | None, int | None, str | None, int
-]
 _BATCH = 2000  # rows per statement: 9 parameters each, under SQLite's 32,766
 _POLL = 0.01  # seconds between the writer's looks at the inbox (and commits)
 _SYNC_EVERY = 1.0  # seconds between syncs of the log to disk
-
-# Columns holding text from the input or the server (candidates for CSV injection).
-_TEXT_COLUMNS = frozenset({"ticket_id", "target_status", "previous_status", "error", "activity_id"})
-REPORT_COLUMNS = (
-    "row",
-    "ticket_id",
-    "target_status",
-    "outcome",
-    "previous_status",
-    "http_status",
-    "attempts",
-    "error",
-    "activity_id",
-    "elapsed_ms",
-    "finished_at",
-)
-
-
-def _outcomes_sql(n: int) -> str:
-    """One UPDATE for a whole batch of outcomes.
-
-    One statement, not `executemany`: sqlite3 releases the GIL around every
-    step, and with one step per row the event loop thread lost the GIL to the
-    writer twice per row (measured: ~100 us of CPU per row, more than SQLite's
-    own work). One step per batch costs one hand-off per batch.
-    """
-    values = ",".join(["(?,?,?,?,?,?,?,?,?)"] * n)
-    return (
-        "UPDATE rows SET outcome = v.column1, previous_status = v.column2,"
-        " http_status = v.column3, attempts = rows.attempts + v.column4, error = v.column5,"
-        " activity_id = v.column6, elapsed_ms = v.column7, finished_at = v.column8, started = 0"
-        f" FROM (VALUES {values}) AS v WHERE rows.row = v.column9"
-    )
-
-
-def _connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    # NORMAL: a commit survives the process dying (kill -9) at once; against a
-    # power cut the WAL is synced by the writer's checkpoint every second.
-    # FULL (an fsync per commit) measured ~25% more CPU per row at 3,000 rows/s.
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA busy_timeout=10000")
-    return conn
-
-
-def _refuse_unless_ours(path: Path) -> None:
-    """Refuse (exit 2) an existing file at `path` that is not a journal bulk created."""
-    try:
-        info = path.lstat()
-    except FileNotFoundError:
-        return
-    shown = printable(path, 200)
-    if stat.S_ISLNK(info.st_mode):
-        raise UsageError(
-            f"{shown}: the journal is a symbolic link; bulk does not write through links"
-        )
-    if not stat.S_ISREG(info.st_mode):
-        raise UsageError(f"{shown}: the journal path is not a regular file")
-    if info.st_size == 0:
-        return  # nothing to lose (and what a crash right after creating it leaves)
-    with open(path, "rb") as handle:
-        header = handle.read(len(_SQLITE_MAGIC))
-    if header != _SQLITE_MAGIC or not _is_ours(path):
-        raise UsageError(
-            f"{shown}: exists and is not a journal of bulk's; bulk will not open, change or "
-            "delete it (move it, or choose another --report)"
-        )
-
-
-def _is_ours(path: Path) -> bool:
-    try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-        try:
-            (application_id,) = conn.execute("PRAGMA application_id").fetchone()
-            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return False
-    # Journals from before the application id carry bulk's two tables.
-    return bool(
-        application_id == _APPLICATION_ID or (application_id == 0 and {"meta", "rows"} <= tables)
-    )
 
 
 class Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        _refuse_unless_ours(path)
+        refuse_unless_ours(path)
         try:
-            self._conn = _connect(path)
-            self._conn.executescript(_SCHEMA)
+            self._conn = connect(path)
+            self._conn.executescript(SCHEMA)
         except sqlite3.Error as exc:
             raise UsageError(f"{printable(path, 200)}: cannot open the journal ({exc})") from None
         self._lock = threading.Lock()
@@ -185,8 +79,8 @@ class Journal:
             self._conn.close()
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{self.path}{suffix}").unlink(missing_ok=True)
-            self._conn = _connect(self.path)
-            self._conn.executescript(_SCHEMA)
+            self._conn = connect(self.path)
+            self._conn.executescript(SCHEMA)
             # Planning needs no durability: the plan counts only once `planned`
             # is set in meta, after settle_duplicates(); a crash before that
             # plans again. Skipping the fsyncs makes a million rows several
@@ -287,7 +181,7 @@ class Journal:
         # blocked thread on every row costs the event loop a GIL hand-off
         # (measured: ~27 us per row), while a poll every few ms costs nothing
         # per row and bounds the delay before a commit.
-        conn = _connect(self.path)
+        conn = connect(self.path)
         inbox = self._inbox
         synced = time.monotonic()
         try:
@@ -309,7 +203,7 @@ class Journal:
                         marks = ",".join("?" * len(started))
                         conn.execute(f"UPDATE rows SET started = 1 WHERE row IN ({marks})", started)
                     if outcomes:
-                        conn.execute(_outcomes_sql(len(outcomes)), list(chain(*outcomes)))
+                        conn.execute(outcomes_sql(len(outcomes)), list(chain(*outcomes)))
                     conn.execute("COMMIT")
                 if time.monotonic() - synced >= _SYNC_EVERY or stopping:
                     # In WAL mode with synchronous=NORMAL a checkpoint syncs the
@@ -370,7 +264,7 @@ class Journal:
         """Rows in input order; a row not final reads `skipped` with `pending_reason`.
 
         `neutralise` prefixes text a spreadsheet would run as a formula with `'`
-        (the rule of `_csvsafe`).
+        (the rule of `bulk._core._csvsafe`).
         Both are done by SQLite, in C: a Python pass over each cell of a
         million-row report cost more than writing it.
         """
@@ -381,7 +275,7 @@ class Journal:
                 value = "COALESCE(outcome, 'skipped')"
             elif column == "error":
                 value = "CASE WHEN outcome IS NULL THEN :reason ELSE error END"
-            if neutralise and column in _TEXT_COLUMNS:
+            if neutralise and column in TEXT_COLUMNS:
                 value = neutralise_sql(value)
             expressions.append(f"{value} AS {column}")
         query = f"SELECT {', '.join(expressions)} FROM rows ORDER BY row"

@@ -10,22 +10,38 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterator
+from typing import NamedTuple
 
-from ._errors import UsageError
-from ._inputs import KEEP, Chunk, LongText
+from .._core._exceptions import UsageError
+from .._core._ids import UUID_PATTERN
+from .._core._text import KEEP, LongText
+from ..input import Chunk
 
-__all__ = ["STATUSES", "UUID_PATTERN", "PlannedRow", "normalise_status", "plan_chunk"]
+__all__ = [
+    "STATUSES",
+    "PlannedRow",
+    "checked_map",
+    "checked_status",
+    "normalise_status",
+    "plan_chunk",
+]
 
 STATUSES = ("new", "inProgress", "solved", "closed")
 _ALIASES = {s.lower(): s for s in STATUSES}
 _SEPARATORS = re.compile(r"[\s_\-]+")
-# Canonical (lower-case) ticket id; the only shape ever put into a URL.
-UUID_PATTERN = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-_UUID = UUID_PATTERN
+_UUID = UUID_PATTERN  # the canonical ticket id: the only shape ever put into a URL
 
-# (row, ticket_id as given, canonical id or None, target status, outcome or None,
-#  error or None, source row or None)
-PlannedRow = tuple[int, str, str | None, str, str | None, str | None, int | None]
+
+class PlannedRow(NamedTuple):
+    """One row's verdict, in the order of the journal's INSERT (a tuple, so it goes straight in)."""
+
+    row: int  # 1-based input position
+    ticket_id: str  # as given, trimmed
+    ticket_key: str | None  # canonical id; None when invalid
+    target_status: str
+    outcome: str | None  # None: to send; else "invalid" or "skipped"
+    error: str | None
+    source_row: int | None  # retry/undo: the row of the report it came from
 
 
 @functools.lru_cache(maxsize=1024)  # a column holds a handful of spellings, a million times
@@ -107,4 +123,4 @@ def plan_chunk(
         elif status is None:
             what = f"{_quote(raw_status)} is not a status" if raw_status else "empty"
             verdict, error = "invalid", f"{status_column}: {what}; allowed: {', '.join(STATUSES)}"
-        yield (row, ticket_id, key, status or raw_status, verdict, error, source)
+        yield PlannedRow(row, ticket_id, key, status or raw_status, verdict, error, source)

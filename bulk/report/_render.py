@@ -15,18 +15,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from ._errors import UsageError
-from ._inputs import printable
-from ._journal import REPORT_COLUMNS, Journal
-from ._paths import refuse_link, replacing, same_file
+from .._core._exceptions import UsageError
+from .._core._files import beside, refuse_link, replacing, same_file
+from .._core._text import printable
+from ..journal import REPORT_COLUMNS, Journal
+from ._audit import is_audit
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
-    "REPORT_COLUMNS",
     "REPORT_SUFFIXES",
-    "beside",
     "check_outputs",
     "check_report_path",
     "report_frame",
@@ -34,11 +33,6 @@ __all__ = [
 ]
 
 REPORT_SUFFIXES = (".csv", ".jsonl", ".parquet")
-
-
-def beside(report: Path, suffix: str) -> Path:
-    """A file that belongs to a report: `x.csv` -> `x.journal`, `x.run.json`, ..."""
-    return report.with_name(report.name.rsplit(".", 1)[0] + suffix)
 
 
 def check_report_path(path: Path) -> None:
@@ -77,7 +71,7 @@ def check_outputs(report: Path, input_path: Path | None, dry_run: bool) -> None:
             raise UsageError(f"{shown}: the {what} path exists and is not a regular file")
     for what, path, ours in (
         ("a report", report, _is_report),
-        ("an audit record", beside(report, ".run.json"), _is_audit),
+        ("an audit record", beside(report, ".run.json"), is_audit),
     ):
         if path.is_file() and path.stat().st_size and not ours(path):
             raise UsageError(
@@ -106,15 +100,6 @@ def _is_report(path: Path) -> bool:
     except Exception:  # unreadable, not JSON, not Parquet: not a report of ours
         return False
     return {"row", "ticket_id", "outcome"} <= names
-
-
-def _is_audit(path: Path) -> bool:
-    try:
-        with open(path, "rb") as handle:
-            record = json.loads(handle.read(16 * 1024 * 1024))
-    except (OSError, ValueError):
-        return False
-    return isinstance(record, dict) and str(record.get("tool", "")).startswith("bulk ")
 
 
 Batches = Iterator[list[tuple[Any, ...]]]

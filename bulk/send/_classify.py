@@ -1,10 +1,9 @@
-"""What went wrong, decided in one place.
+"""What went wrong with a request, decided in one place.
 
-Two families live here. `UsageError` is the user's input or options being
-wrong: the CLI turns it into a one-line message and exit 2, before anything is
-sent. `RequestError` is one request's failure, classified from the response
-(or the exception) by `classify_response` / `classify_exception`, so the
-engine only asks "retry, fail the row, or stop the run?".
+One request's failure is classified from the response (or the exception) by
+`classify_response` / `classify_exception` into one of the `RequestError`
+classes of `bulk._core._exceptions`, so the engine only asks "retry, fail
+the row, or stop the run?".
 """
 
 from __future__ import annotations
@@ -16,75 +15,24 @@ from collections.abc import Mapping
 
 from yarl import URL
 
-from ._text import clean_text
+from .._core._exceptions import (
+    CredentialsRejected,
+    FatalRequestError,
+    RequestError,
+    RetriableError,
+    UnexpectedAnswer,
+)
+from .._core._text import clean_text
 
 __all__ = [
-    "CredentialsRejected",
-    "FatalRequestError",
-    "RequestError",
-    "RetriableError",
-    "UnexpectedAnswer",
-    "UsageError",
+    "MAX_RETRY_AFTER",
     "classify_exception",
     "classify_response",
+    "parse_retry_after",
 ]
 
 # Long server messages are cut so a report cell stays readable.
 _MAX_MESSAGE = 300
-
-
-class UsageError(Exception):
-    """Bad input or options (exit 2), or a run that cannot start now; nothing sent."""
-
-    def __init__(self, message: str, exit_code: int = 2) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-class RequestError(Exception):
-    """One request did not succeed."""
-
-    retriable = False
-
-    def __init__(self, message: str, http_status: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.http_status = http_status
-
-
-class RetriableError(RequestError):
-    """Worth another attempt: 429, 5xx, 408, timeouts, dropped connections."""
-
-    retriable = True
-
-    def __init__(
-        self, message: str, http_status: int | None = None, retry_after: float | None = None
-    ) -> None:
-        super().__init__(message, http_status)
-        self.retry_after = retry_after
-
-
-class FatalRequestError(RequestError):
-    """Retrying cannot fix it (400, 404, 409, 422, ...): the row fails."""
-
-
-class CredentialsRejected(FatalRequestError):
-    """401/403: every further request would fail the same way, so the run stops."""
-
-
-class UnexpectedAnswer(FatalRequestError):
-    """An answer that does not prove success: not the JSON the spec describes, or a redirect.
-
-    Not retried. What sends one (a captive portal's HTML page, a proxy that
-    redirects, a base URL pointing at the wrong service) answers the same way
-    every time, so retrying would only multiply the requests a stranger sees;
-    a passing proxy hiccup shows as a 5xx or a dropped connection, which are
-    retried. When it is systematic, the failure-rate stop ends the run after
-    a handful of rows.
-    """
-
-    def __init__(self, what: str, http_status: int | None = None) -> None:
-        super().__init__(f"unexpected answer: {what}", http_status)
 
 
 def _message_from_body(status: int, body: bytes) -> str:

@@ -10,18 +10,13 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from ._config import Credentials
-from ._errors import (
-    FatalRequestError,
-    RequestError,
-    RetriableError,
-    UnexpectedAnswer,
-    classify_exception,
-    classify_response,
-)
-from ._plan import STATUSES, UUID_PATTERN
-from ._text import clean_text
-from ._version import __version__
+from .._core._config import Credentials
+from .._core._exceptions import FatalRequestError, RequestError, RetriableError, UnexpectedAnswer
+from .._core._ids import UUID_PATTERN
+from .._core._text import clean_text
+from .._version import __version__
+from ..plan import STATUSES
+from ._classify import classify_exception, classify_response
 
 __all__ = ["MAX_ANSWER", "Answer", "TicketClient"]
 

@@ -1,0 +1,27 @@
+"""What a run leaves beside its report: the report (from the journal) and the audit record.
+
+The report is written in CSV, JSONL or Parquet, in input order; the audit
+record (`<report>.run.json`) is written, read and listed only by `_audit`.
+"""
+
+from ._audit import AUDIT_SUFFIX, is_audit, list_runs, read_audit, write_audit
+from ._render import (
+    REPORT_SUFFIXES,
+    check_outputs,
+    check_report_path,
+    report_frame,
+    write_report,
+)
+
+__all__ = [
+    "AUDIT_SUFFIX",
+    "REPORT_SUFFIXES",
+    "check_outputs",
+    "check_report_path",
+    "is_audit",
+    "list_runs",
+    "read_audit",
+    "report_frame",
+    "write_audit",
+    "write_report",
+]
