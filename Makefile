@@ -25,10 +25,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check bulk tests bench
 	$(BIN)/ruff format --check bulk tests bench
 	$(BIN)/mypy --strict bulk
+	$(BIN)/lint-imports
 	bash .ci/audit $(BIN)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) reports .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) reports .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
