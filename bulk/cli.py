@@ -308,10 +308,9 @@ def _derived_run(
 
     if options.report is None:
         options.report = derived_report_path(report, kind)
-    from ._core._files import beside
-    from .report import read_audit
+    from .report import audit_path, read_audit
 
-    batch = (read_audit(beside(report, ".run.json")) or {}).get("batch_id")
+    batch = (read_audit(audit_path(report)) or {}).get("batch_id")
     derived = {"kind": kind, "report": str(report), "batch_id": batch}
     sys.exit(_execute(frame, options, yes, derived_from=derived))
 

@@ -4,7 +4,7 @@ The report is written in CSV, JSONL or Parquet, in input order; the audit
 record (`<report>.run.json`) is written, read and listed only by `_audit`.
 """
 
-from ._audit import AUDIT_SUFFIX, is_audit, list_runs, read_audit, write_audit
+from ._audit import AUDIT_SUFFIX, audit_path, is_audit, list_runs, read_audit, write_audit
 from ._render import (
     REPORT_SUFFIXES,
     check_outputs,
@@ -16,6 +16,7 @@ from ._render import (
 __all__ = [
     "AUDIT_SUFFIX",
     "REPORT_SUFFIXES",
+    "audit_path",
     "check_outputs",
     "check_report_path",
     "is_audit",

@@ -14,14 +14,19 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .._core._files import replacing
+from .._core._files import beside, replacing
 
-__all__ = ["AUDIT_SUFFIX", "is_audit", "list_runs", "read_audit", "write_audit"]
+__all__ = ["AUDIT_SUFFIX", "audit_path", "is_audit", "list_runs", "read_audit", "write_audit"]
 
 AUDIT_SUFFIX = ".run.json"
 # Real records are a few KB; a larger file is not one of ours and is not read whole.
 MAX_BYTES = 16 * 1024 * 1024
 _INVOCATION_KEYS = ("run_id", "started_at", "ended_at", "exit_code")
+
+
+def audit_path(report: Path) -> Path:
+    """Where the audit record of `report` lives: `x.csv` -> `x.run.json`."""
+    return beside(report, AUDIT_SUFFIX)
 
 
 def read_audit(path: Path) -> dict[str, Any] | None:

@@ -19,7 +19,7 @@ from .._core._exceptions import UsageError
 from .._core._files import beside, refuse_link, replacing, same_file
 from .._core._text import printable
 from ..journal import REPORT_COLUMNS, Journal
-from ._audit import is_audit
+from ._audit import audit_path, is_audit
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -57,7 +57,7 @@ def check_outputs(report: Path, input_path: Path | None, dry_run: bool) -> None:
             "journal's log": Path(f"{journal}-wal"),
             "journal's index": Path(f"{journal}-shm"),
             "lock file": beside(report, ".lock"),
-            "audit record": beside(report, ".run.json"),
+            "audit record": audit_path(report),
         }
     for what, path in outputs.items():
         shown = printable(path, 200)
@@ -71,7 +71,7 @@ def check_outputs(report: Path, input_path: Path | None, dry_run: bool) -> None:
             raise UsageError(f"{shown}: the {what} path exists and is not a regular file")
     for what, path, ours in (
         ("a report", report, _is_report),
-        ("an audit record", beside(report, ".run.json"), is_audit),
+        ("an audit record", audit_path(report), is_audit),
     ):
         if path.is_file() and path.stat().st_size and not ours(path):
             raise UsageError(
