@@ -15,7 +15,7 @@ import pytest
 from bulk import Credentials, RunOptions, execute, run_async
 from bulk.simulator import SimConfig, Simulator, make_tickets, serve
 
-from .conftest import FAST, read_report, write_csv
+from ..conftest import FAST, read_report, write_csv
 
 UNKNOWN = "0badc0de-0000-4000-8000-000000000000"
 
@@ -138,7 +138,7 @@ async def test_client_reports_api_message_for_400(
 async def test_invalid_rows_never_reach_the_server(
     tmp_path: Path, server: str, creds: Credentials, sim: Simulator
 ) -> None:
-    messy = Path(__file__).parent.parent / "samples" / "messy.csv"
+    messy = Path(__file__).parents[2] / "samples" / "messy.csv"
     summary = await execute(messy, RunOptions(base_url=server, **FAST), credentials=creds)
     report = read_report(summary.report)
     sent = Counter(sim.sent_ids())

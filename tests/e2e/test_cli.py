@@ -19,7 +19,7 @@ from bulk.simulator import (
     make_tickets,
 )
 
-from .conftest import read_report, write_csv
+from ..conftest import read_report, write_csv
 
 SECRET = "s3cr3t-Value-that-must-never-print"
 

@@ -33,7 +33,7 @@ from aiohttp import web
 
 from bulk.simulator import SimulatorThread, demo_env
 
-from .conftest import read_report, write_csv
+from ..conftest import read_report, write_csv
 
 TICKETS = [str(uuid.UUID(int=n + 1)) for n in range(2)]  # for listings
 LOCATION = str(uuid.UUID(int=99))

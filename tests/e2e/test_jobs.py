@@ -21,9 +21,9 @@ from bulk.simulator import (
     make_tickets,
 )
 
-from .conftest import read_report
+from ..conftest import read_report
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 JOBS = ROOT / "jobs"
 
 

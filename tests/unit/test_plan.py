@@ -12,7 +12,7 @@ import bulk
 from bulk.input import _source as _inputs
 from bulk.plan import normalise_status
 
-from .conftest import read_report, write_csv
+from ..conftest import read_report, write_csv
 
 ID = "3f2b8c1e-5a4d-4e6f-9b7a-1c2d3e4f5a6b"
 ID2 = "7a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
@@ -72,7 +72,7 @@ def test_duplicates_and_conflicts(tmp_path: Path) -> None:
 
 
 def test_messy_sample(tmp_path: Path) -> None:
-    messy = Path(__file__).parent.parent / "samples" / "messy.csv"
+    messy = Path(__file__).parents[2] / "samples" / "messy.csv"
     summary = bulk.run(messy, dry_run=True, report=tmp_path / "m.csv").attrs["summary"]
     report = read_report(tmp_path / "m.csv")
     assert summary.exit_code == 1

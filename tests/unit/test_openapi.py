@@ -35,7 +35,7 @@ from bulk.simulator import (
     serve,
 )
 
-SPEC_PATH = Path(__file__).resolve().parents[1] / "spec" / "spacebring-openapi-support.json"
+SPEC_PATH = Path(__file__).resolve().parents[2] / "spec" / "spacebring-openapi-support.json"
 PRODUCTION = "https://api.spacebring.com"
 # Exactly what the bulk client sends for one row.
 CLIENT_HEADERS = {

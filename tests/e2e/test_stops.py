@@ -11,7 +11,7 @@ import pytest
 from bulk import Credentials, RunOptions, execute
 from bulk.simulator import SimConfig, Simulator, make_tickets, serve
 
-from .conftest import FAST, read_report, write_csv
+from ..conftest import FAST, read_report, write_csv
 
 
 def rows(sim: Simulator, n: int, status: str = "closed") -> list[tuple[str, str]]:

@@ -46,7 +46,7 @@ from bulk.simulator import (
     make_tickets,
 )
 
-from .conftest import read_report, write_csv
+from ..conftest import read_report, write_csv
 
 SECRET = "Sup3r-s3cret-value-7f1c"
 

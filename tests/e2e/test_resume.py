@@ -22,7 +22,7 @@ import pytest
 from bulk.simulator import SimConfig, Simulator, SimulatorThread, demo_env
 from bulk.simulator import make_tickets as _make
 
-from .conftest import read_report, write_csv
+from ..conftest import read_report, write_csv
 
 CONCURRENCY = 8
 RATE = 1500
