@@ -1,26 +1,30 @@
-"""Shared fixtures: a real simulator on a free loopback port, and its credentials."""
+"""Shared fixtures: a real simulator on a free loopback port, and its credentials.
+
+`sim` is the simulator a test talks to: `server` serves it on this test's event
+loop (for the library in process), `sim_thread` from a thread of its own (for
+a `bulk` child process). A module that needs other tickets or settings
+overrides `tickets` or `sim`. Helpers that are not fixtures are in support.py.
+"""
 
 from __future__ import annotations
 
-import csv
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bulk import Credentials
+from bulk.journal import Journal
 from bulk.simulator import (
     DEMO_CLIENT_ID,
     DEMO_CLIENT_SECRET,
     SimConfig,
     Simulator,
+    SimulatorThread,
     make_tickets,
     serve,
 )
-
-# Fast retries so fault tests take milliseconds, not seconds.
-FAST = {"backoff_base": 0.001, "backoff_max": 0.01}
 
 
 @pytest.fixture
@@ -44,6 +48,20 @@ async def server(sim: Simulator) -> AsyncIterator[str]:
         yield url
 
 
+@pytest.fixture
+def sim_thread(sim: Simulator) -> Iterator[tuple[Simulator, str]]:
+    with SimulatorThread(sim) as thread:
+        yield sim, thread.base_url
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Iterator[Journal]:
+    """An open journal in this test's folder, closed (its writer flushed) at the end."""
+    opened = Journal(tmp_path / "run.journal")
+    yield opened
+    opened.close()
+
+
 @pytest.fixture(autouse=True)
 def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Reports default to ./reports; keep every test's files in its own folder,
@@ -57,18 +75,3 @@ def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         "SPACEBRING_BASE_URL",
     ):
         monkeypatch.delenv(name, raising=False)
-
-
-def write_csv(
-    path: Path, rows: Iterable[Sequence[Any]], header: Sequence[str] = ("ticket_id", "status")
-) -> Path:
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
-
-
-def read_report(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))

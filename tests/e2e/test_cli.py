@@ -2,54 +2,25 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from bulk.simulator import (
-    DEMO_CLIENT_ID,
-    SimConfig,
-    Simulator,
-    SimulatorThread,
-    make_tickets,
-)
+from bulk.simulator import DEMO_CLIENT_ID, SimConfig, Simulator, make_tickets
 
-from ..conftest import read_report, write_csv
+from ..support import demo_vars, read_report, write_csv
+from ..support import run_bulk as bulk
 
 SECRET = "s3cr3t-Value-that-must-never-print"
 
 
 @pytest.fixture
-def sim_thread() -> Iterator[tuple[Simulator, str]]:
-    sim = Simulator(SimConfig(rate=None, client_secret=SECRET), make_tickets(50, seed=9))
-    with SimulatorThread(sim) as server:
-        yield sim, server.base_url
-
-
-def bulk(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> Any:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SPACEBRING_")}
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "bulk", *args],
-        env=full_env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+def sim() -> Simulator:
+    return Simulator(SimConfig(rate=None, client_secret=SECRET), make_tickets(50, seed=9))
 
 
 def creds(url: str, secret: str = SECRET) -> dict[str, str]:
-    return {
-        "SPACEBRING_BASE_URL": url,
-        "SPACEBRING_CLIENT_ID": DEMO_CLIENT_ID,
-        "SPACEBRING_CLIENT_SECRET": secret,
-    }
+    return demo_vars(url, secret)
 
 
 def test_run_ok_then_rows_failed(tmp_path: Path, sim_thread: tuple[Simulator, str]) -> None:

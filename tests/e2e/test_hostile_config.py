@@ -12,14 +12,11 @@ import pty
 import select
 import signal
 import socket
-import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -31,11 +28,8 @@ from bulk._core._config import (
     needs_confirmation,
     resolve_target,
 )
-from bulk._core._csvsafe import csv_cell, neutralise, neutralise_sql
 from bulk._core._text import clean_text
 from bulk._jobs import load_job
-from bulk.journal import Journal
-from bulk.report import write_report
 from bulk.simulator import (
     DEMO_CLIENT_ID,
     DEMO_NETWORK_ID,
@@ -46,49 +40,19 @@ from bulk.simulator import (
     make_tickets,
 )
 
-from ..conftest import read_report, write_csv
+from ..support import BULK, child_env, demo_vars, read_report, start_bulk, wait_for, write_csv
+from ..support import run_bulk as bulk
 
 SECRET = "Sup3r-s3cret-value-7f1c"
 
 
-def bulk(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SPACEBRING_")}
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "bulk", *args],
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def start_bulk(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SPACEBRING_")}
-    full_env.update(env)
-    return subprocess.Popen(
-        [sys.executable, "-m", "bulk", *args],
-        env=full_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def basic_env(url: str | None = None, secret: str = SECRET) -> dict[str, str]:
-    env = {"SPACEBRING_CLIENT_ID": DEMO_CLIENT_ID, "SPACEBRING_CLIENT_SECRET": secret}
-    if url:
-        env["SPACEBRING_BASE_URL"] = url
-    return env
+    return demo_vars(url, secret)
 
 
 @pytest.fixture
-def sim() -> Iterator[tuple[Simulator, str]]:
-    server = Simulator(SimConfig(rate=None, client_secret=SECRET), make_tickets(20, seed=3))
-    with SimulatorThread(server) as thread:
-        yield server, thread.base_url
+def sim() -> Simulator:
+    return Simulator(SimConfig(rate=None, client_secret=SECRET), make_tickets(20, seed=3))
 
 
 @pytest.fixture
@@ -129,9 +93,9 @@ def test_planted_dotenv_base_url_is_ignored(
 
 
 def test_dotenv_with_its_own_credentials_is_honoured(
-    tmp_path: Path, sim: tuple[Simulator, str]
+    tmp_path: Path, sim_thread: tuple[Simulator, str]
 ) -> None:
-    server, url = sim
+    server, url = sim_thread
     (tmp_path / ".env").write_text(
         f"SPACEBRING_CLIENT_ID={DEMO_CLIENT_ID}\nSPACEBRING_CLIENT_SECRET={SECRET}\n"
         f"SPACEBRING_BASE_URL={url}\n"
@@ -216,13 +180,13 @@ def test_dotenv_base_url_rule(
 )
 def test_malformed_credentials_exit_2_naming_the_variable(
     tmp_path: Path,
-    sim: tuple[Simulator, str],
+    sim_thread: tuple[Simulator, str],
     variables: dict[str, str],
     dotenv: str,
     named: str,
     value: str,
 ) -> None:
-    server, url = sim
+    server, url = sim_thread
     if dotenv:
         (tmp_path / ".env").write_bytes(dotenv.encode())
     path = write_csv(tmp_path / "in.csv", [(t, "closed") for t in list(server.tickets)[:3]])
@@ -260,9 +224,9 @@ def test_credential_shapes(
 
 
 def test_base_url_with_userinfo_is_refused_unshown(
-    tmp_path: Path, sim: tuple[Simulator, str]
+    tmp_path: Path, sim_thread: tuple[Simulator, str]
 ) -> None:
-    server, url = sim
+    server, url = sim_thread
     path = write_csv(tmp_path / "in.csv", [(next(iter(server.tickets)), "closed")])
     hidden = url.replace("http://", "http://someone:pa55-w0rd-9@")
     out = bulk("run", str(path), env=basic_env(hidden))
@@ -291,9 +255,13 @@ status = "{status}"
     ],
 )
 def test_job_may_not_use_credential_variables(
-    tmp_path: Path, sim: tuple[Simulator, str], key: str, fields: dict[str, str], command: str
+    tmp_path: Path,
+    sim_thread: tuple[Simulator, str],
+    key: str,
+    fields: dict[str, str],
+    command: str,
 ) -> None:
-    server, url = sim
+    server, url = sim_thread
     write_csv(tmp_path / "in.csv", [(next(iter(server.tickets)), "closed")])
     job = tmp_path / "leak.toml"
     job.write_text(JOB.format(**{"name": "leak", "path": "in.csv", "status": "closed", **fields}))
@@ -329,53 +297,7 @@ def test_job_errors_name_the_variable_not_its_value(tmp_path: Path) -> None:
     assert "input_value" not in out.stderr
 
 
-# -- every CSV bulk writes follows one neutralisation rule ------------------------------------
-
-HOSTILE = [
-    "=1+1",
-    " =1+1",
-    "\t=cmd|' /C calc'!A0",
-    "\r=x",
-    "\n =x",
-    "  \t@SUM(1)",
-    "@SUM(1)",
-    "+1",
-    "-5",
-    "\tplain",
-    "\rplain",
-]
-HARMLESS = [
-    "plain",
-    "",
-    " plain",
-    "\nplain",
-    "a=b",
-    "'=already",
-    "3fa85f64-5717-4562-b3fc-2c963f66afa6",
-]
-
-
-def test_python_and_sql_rules_agree() -> None:
-    conn = sqlite3.connect(":memory:")
-    for cell in HOSTILE + HARMLESS:
-        (from_sql,) = conn.execute(f"SELECT {neutralise_sql(':cell')}", {"cell": cell}).fetchone()
-        assert from_sql == neutralise(cell), repr(cell)
-        assert (neutralise(cell) == "'" + cell) == (cell in HOSTILE), repr(cell)
-    assert conn.execute(f"SELECT {neutralise_sql('NULL')}").fetchone() == (None,)
-    assert [csv_cell(v) for v in (5, -5, 1.5, None, "-5")] == [5, -5, 1.5, "", "'-5"]
-
-
-def test_report_cells_are_neutralised(tmp_path: Path) -> None:
-    journal = Journal(tmp_path / "r.journal")
-    journal.clear()
-    journal.add_planned(
-        (i, cell, None, cell, "invalid", cell, None) for i, cell in enumerate(HOSTILE, 1)
-    )
-    write_report(journal, tmp_path / "r.csv")
-    journal.close()
-    for row, cell in zip(read_report(tmp_path / "r.csv"), HOSTILE, strict=True):
-        for column in ("ticket_id", "target_status", "error"):
-            assert row[column] == "'" + cell, (column, row[column])
+# -- every CSV bulk writes follows one neutralisation rule (the rule itself: unit/test_report.py)
 
 
 def test_job_snapshot_input_and_report_are_neutralised(tmp_path: Path) -> None:
@@ -426,14 +348,6 @@ def big_input(tmp_path_factory: pytest.TempPathFactory) -> Path:
         handle.write("ticket_id\n")
         handle.writelines(f"{i:08x}-0000-4000-8000-{i:012x}\n" for i in range(BIG))
     return path
-
-
-def wait_for(found: Any, process: subprocess.Popen[str], what: str) -> None:
-    deadline = time.monotonic() + 60
-    while not found():
-        assert process.poll() is None, f"bulk ended before {what}: {process.communicate()}"
-        assert time.monotonic() < deadline, f"no {what} within 60 s"
-        time.sleep(0.005)
 
 
 def test_sigterm_while_planning_then_while_reporting(tmp_path: Path, big_input: Path) -> None:
@@ -504,9 +418,9 @@ def read_available(fd: int) -> bytes:
 
 
 def test_terminal_prompt_for_another_host_declined_sends_nothing(
-    tmp_path: Path, sim: tuple[Simulator, str]
+    tmp_path: Path, sim_thread: tuple[Simulator, str]
 ) -> None:
-    server, _ = sim
+    server, _ = sim_thread
     # A non-default host that stays on this machine: Linux delivers 0.0.0.0 to
     # loopback, where this listener would count any connection bulk made.
     listener = socket.create_server(("127.0.0.1", 0))
@@ -523,11 +437,10 @@ def test_terminal_prompt_for_another_host_declined_sends_nothing(
 
     threading.Thread(target=count, daemon=True).start()
     path = write_csv(tmp_path / "in.csv", [(next(iter(server.tickets)), "closed")])
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SPACEBRING_")}
-    env |= basic_env(f"https://0.0.0.0:{port}") | {"COLUMNS": "200"}
+    env = child_env(basic_env(f"https://0.0.0.0:{port}") | {"COLUMNS": "200"})
     primary, secondary = pty.openpty()
     process = subprocess.Popen(
-        [sys.executable, "-m", "bulk", "run", str(path)],
+        [*BULK, "run", str(path)],
         env=env,
         stdin=secondary,
         stdout=secondary,

@@ -10,12 +10,10 @@ of a case's time is the interpreter starting.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import sqlite3
 import subprocess
-import sys
 import zipfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,12 +24,11 @@ from xml.sax.saxutils import escape
 
 import pytest
 
-import bulk
 from bulk._core._text import KEEP
-from bulk.input import open_source
 from bulk.input._xlsx import read_rows
-from bulk.journal import Journal
-from bulk.simulator import SimConfig, Simulator, SimulatorThread, demo_env, make_tickets
+from bulk.simulator import SimConfig, Simulator, SimulatorThread, make_tickets
+
+from ..support import demo_vars, read_report, run_bulk, run_bulk_measured
 
 IDS = [t["id"] for t in make_tickets(4, seed=11, statuses=("new",))]
 A, B, C, D = IDS
@@ -531,45 +528,23 @@ CORPUS = [
         ("copy.csv: the report would overwrite the input",),
         keep=("in.csv",),
     ),
-    Case(
-        "link-at-the-report",
-        with_files(text("in.csv", VALID), link("out.csv")),
-        2,
-        0,
-        ("out.csv: the report is a symbolic link",),
-        keep=("precious.txt",),
-    ),
-    Case(
-        "link-at-the-lock",
-        with_files(text("in.csv", VALID), link("out.lock")),
-        2,
-        0,
-        ("out.lock: the lock file is a symbolic link",),
-        keep=("precious.txt",),
-    ),
-    Case(
-        "link-at-the-journal",
-        with_files(text("in.csv", VALID), link("out.journal")),
-        2,
-        0,
-        ("out.journal: the journal is a symbolic link",),
-        keep=("precious.txt",),
-    ),
-    Case(
-        "link-at-the-journal-log",
-        with_files(text("in.csv", VALID), link("out.journal-wal")),
-        2,
-        0,
-        ("out.journal-wal: the journal's log is a symbolic link",),
-        keep=("precious.txt",),
-    ),
-    Case(
-        "link-at-the-audit-record",
-        with_files(text("in.csv", VALID), link("out.run.json")),
-        2,
-        0,
-        ("out.run.json: the audit record is a symbolic link",),
-        keep=("precious.txt",),
+    # A link planted at any of the run's own files: refused, never written through.
+    *(
+        Case(
+            f"link-at-the-{slug}",
+            with_files(text("in.csv", VALID), link(name)),
+            2,
+            0,
+            (f"{name}: the {what} is a symbolic link",),
+            keep=("precious.txt",),
+        )
+        for slug, name, what in [
+            ("report", "out.csv", "report"),
+            ("lock", "out.lock", "lock file"),
+            ("journal", "out.journal", "journal"),
+            ("journal-log", "out.journal-wal", "journal's log"),
+            ("audit-record", "out.run.json", "audit record"),
+        ]
     ),
     # Temporary files get fresh random names, created exclusively: a link planted
     # at the name they once had is never written through.
@@ -647,16 +622,14 @@ def run_case(case: Case, folder: Path) -> Result:
     sim = Simulator(SimConfig(rate=None), make_tickets(4, seed=11, statuses=("new",)))
     with SimulatorThread(sim) as server:
         try:
-            out = subprocess.run(
-                [sys.executable, "-m", "bulk", "run", *args, "--rate", "unlimited"],
+            out = run_bulk(
+                "run", *args, "--rate", "unlimited",
                 cwd=folder,
-                env=demo_env(server.base_url),
-                capture_output=True,
-                text=True,
+                env=demo_vars(server.base_url),
                 errors="backslashreplace",
                 # Generous: a case takes about a second; the quadratic sniffer took 64 s.
                 timeout=30,
-            )
+            )  # fmt: skip
         except subprocess.TimeoutExpired:
             return Result(folder, -1, "", "timed out after 30 s", len(sim.requests), before)
     return Result(folder, out.returncode, out.stdout, out.stderr, len(sim.requests), before)
@@ -667,11 +640,12 @@ def results(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, Result]]:
     """Every selected case's run, four at a time (each is a process and a server of its own)."""
-    wanted = {
-        item.callspec.params["case"].name
-        for item in request.session.items
-        if getattr(item, "originalname", "") == "test_corpus"
-    }
+    wanted = set()
+    for item in request.session.items:
+        if isinstance(item, pytest.Function) and item.originalname == "test_corpus":
+            case = item.callspec.params["case"]
+            assert isinstance(case, Case)
+            wanted.add(case.name)
     cases = [c for c in CORPUS if c.name in wanted]
     with ThreadPoolExecutor(max_workers=4) as pool:
         runs = {c.name: pool.submit(run_case, c, tmp_path_factory.mktemp(c.name)) for c in cases}
@@ -679,8 +653,7 @@ def results(
 
 
 def _report(folder: Path) -> list[dict[str, str]]:
-    with open(folder / "out.csv", newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
+    return read_report(folder / "out.csv")
 
 
 def test_corpus_is_large_and_named_uniquely() -> None:
@@ -737,12 +710,6 @@ def test_control_characters_are_shown_escaped(results: dict[str, Result]) -> Non
 # -- memory ----------------------------------------------------------------------
 
 RUN = ("--report", "out.csv", "--rate", "unlimited")
-_PEAK = (
-    "import resource, subprocess, sys\n"
-    "code = subprocess.call(sys.argv[1:])\n"
-    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
-    "sys.exit(code)\n"
-)
 
 
 def test_a_100_mb_xlsx_cell_is_read_in_bounded_memory(tmp_path: Path) -> None:
@@ -755,24 +722,18 @@ def test_a_100_mb_xlsx_cell_is_read_in_bounded_memory(tmp_path: Path) -> None:
     assert path.stat().st_size < 1 * MiB
     sim = Simulator(SimConfig(rate=None), make_tickets(4, seed=11, statuses=("new",)))
     with SimulatorThread(sim) as server:
-        out = subprocess.run(
-            [sys.executable, "-c", _PEAK, sys.executable, "-m", "bulk", "run", str(path), *RUN],
-            cwd=tmp_path,
-            env=demo_env(server.base_url),
-            capture_output=True,
-            text=True,
-            timeout=60,
+        out = run_bulk_measured(
+            "run", str(path), *RUN, cwd=tmp_path, env=demo_vars(server.base_url), timeout=60
         )
-    assert out.returncode == 1, out.stderr
+    assert out.code == 1, out.stderr
     assert len(sim.requests) == 1
-    peak_kb = int(out.stdout.split()[-1])
-    assert peak_kb < 150 * 1024, f"peak RSS {peak_kb} KB"
+    assert out.peak_mb < 150, f"peak RSS {out.peak_mb:.0f} MiB"
     assert (tmp_path / "out.csv").stat().st_size < 100_000
     rows = _report(tmp_path)
     assert rows[0]["outcome"] == "invalid" and f"({100 * MiB:,} characters" in rows[0]["error"]
 
 
-# -- the readers and the journal, in process -------------------------------------
+# -- the xlsx reader, in process -------------------------------------------------
 
 
 def test_xlsx_reader_agrees_with_openpyxl(tmp_path: Path) -> None:
@@ -786,40 +747,3 @@ def test_xlsx_reader_agrees_with_openpyxl(tmp_path: Path) -> None:
         book.close()
         ours = list(read_rows(path, "x", lambda text, size: text, KEEP))
         assert ours == theirs == [[v or None for v in r] for r in rows]
-
-
-def test_a_journal_from_before_the_application_id_is_still_ours(tmp_path: Path) -> None:
-    path = tmp_path / "old.journal"
-    journal = Journal(path)
-    journal.set_meta(planned=True)
-    journal.close()
-    with sqlite3.connect(path) as conn:
-        conn.execute("PRAGMA application_id = 0")
-    conn.close()
-    again = Journal(path)  # bulk's two tables: accepted
-    assert again.meta() == {"planned": True}
-    again.close()
-    with sqlite3.connect(tmp_path / "other.journal") as conn:
-        conn.execute("CREATE TABLE rows (n INTEGER)")
-    conn.close()
-    with pytest.raises(bulk.UsageError, match="not a journal of bulk's"):
-        Journal(tmp_path / "other.journal")
-
-
-@pytest.mark.parametrize("rows", [10, 5_000], ids=["first-block", "far-past-it"])
-@pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"], ids=["no-bom", "bom"])
-def test_a_bad_byte_is_named_by_its_place_in_the_file(
-    tmp_path: Path, bom: bytes, rows: int
-) -> None:
-    # A decoder's own offsets restart at each block it is given, and skip a BOM.
-    good = bom + HEADER.encode() + f"{A},closed\n".encode() * rows
-    path = tmp_path / "in.csv"
-    path.write_bytes(good + b"x,clos\xe9d\n")
-    with pytest.raises(bulk.UsageError) as info:
-        for _ in open_source(path).chunks():
-            pass
-    where = len(good) + len(b"x,clos")
-    expected = (
-        f"in.csv: not UTF-8 text (invalid continuation byte at byte {where:,}, line {rows + 2})"
-    )
-    assert expected in str(info.value)

@@ -11,20 +11,15 @@ control sequence got out, and the child's peak memory (from `wait4`).
 from __future__ import annotations
 
 import asyncio
-import csv
 import functools
 import json
 import sqlite3
 import struct
-import subprocess
-import sys
 import threading
-import time
 import uuid
 import zlib
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +28,7 @@ from aiohttp import web
 
 from bulk.simulator import SimulatorThread, demo_env
 
-from ..conftest import read_report, write_csv
+from ..support import Measured, demo_vars, read_report, run_bulk_measured, write_csv
 
 TICKETS = [str(uuid.UUID(int=n + 1)) for n in range(2)]  # for listings
 LOCATION = str(uuid.UUID(int=99))
@@ -224,51 +219,14 @@ def servers() -> Iterator[tuple[Hostile, Hostile, str, str]]:
         yield hostile, elsewhere, one.base_url, two.base_url
 
 
-@dataclass
-class Child:
-    code: int
-    stdout: str
-    stderr: str
-    peak_mb: float
-    seconds: float
-
-
-# The child's peak RSS must be its own: Linux carries the RSS of the process
-# that forks it into its ru_maxrss (kept across exec), and this pytest process
-# is large. So a small middle Python (-I -S, ~10 MB) forks bulk and reports
-# wait4's figure for that one child.
-_MEASURE = """
-import os, sys
-pid = os.fork()
-if pid == 0:
-    try:
-        os.execv(sys.argv[2], sys.argv[2:])
-    finally:
-        os._exit(127)
-_, status, usage = os.wait4(pid, 0)
-with open(sys.argv[1], "w") as out:
-    out.write(str(usage.ru_maxrss))
-sys.exit(os.waitstatus_to_exitcode(status) % 256)
-"""
-
-
-def bulk(base_url: str, *args: str, cwd: Path) -> Child:
-    """Run the CLI in a child process; its peak RSS in MiB (Linux reports KiB)."""
-    figures = cwd / "child.maxrss"
-    began = time.monotonic()
-    out = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", _MEASURE, str(figures),
-         sys.executable, "-m", "bulk", *args],
-        env=demo_env(base_url), cwd=cwd, capture_output=True, text=True, timeout=90,
-    )  # fmt: skip
-    seconds = time.monotonic() - began
-    peak = int(figures.read_text()) / 1024
-    return Child(out.returncode, out.stdout, out.stderr, peak, seconds)
+def bulk(base_url: str, *args: str, cwd: Path) -> Measured:
+    """Run the CLI in a child process, measuring its peak memory."""
+    return run_bulk_measured(*args, env=demo_vars(base_url), cwd=cwd)
 
 
 def run_rows(
     base_url: str, tickets: list[str], tmp_path: Path, *extra: str
-) -> tuple[Child, list[dict[str, str]]]:
+) -> tuple[Measured, list[dict[str, str]]]:
     source = write_csv(tmp_path / "in.csv", [(t,) for t in tickets], header=("ticket_id",))
     report = tmp_path / "out.csv"
     child = bulk(
@@ -364,7 +322,7 @@ folder = "reports"
 """
 
 
-def run_job(base_url: str, mode: str, tmp_path: Path) -> Child:
+def run_job(base_url: str, mode: str, tmp_path: Path) -> Measured:
     job = tmp_path / "hostile.toml"
     job.write_text(JOB.format(location=LOCATION))
     child = bulk(f"{base_url}/{mode}", "job", "run", str(job), cwd=tmp_path)
@@ -400,8 +358,7 @@ def test_listed_text_reaches_the_snapshot_clean(servers: Any, tmp_path: Path) ->
     child = run_job(base, "dirty", tmp_path)
     assert child.code == 0, child.stderr
     (snapshot,) = (tmp_path / "reports").glob("*.snapshot.csv")
-    with open(snapshot, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = read_report(snapshot)
     assert [r["id"] for r in rows] == TICKETS and rows[0]["number"] == "7"
     assert "pwned" in rows[0]["type"] and "pwned" in rows[0]["locationRef"]
     assert_clean(snapshot.read_text(encoding="utf-8"), child.stdout, child.stderr)
@@ -463,43 +420,3 @@ async def test_a_listing_stops_at_the_page_cap(
     with pytest.raises(_listing.ListingUnreadable, match="more than 25 pages in all"):
         await list_job(f"{base}/endless", tmp_path)
     assert hostile.count("endless", "GET") == 25
-
-
-@pytest.mark.parametrize(
-    ("raw", "shown"),
-    [
-        ("plain text stays", "plain text stays"),
-        ("\x1b]0;pwned\x07\x1b[2J", "]0;pwned [2J"),
-        ("C1\x9b31m and DEL\x7f", "C1 31m and DEL"),
-        ("a\u202eb\u202ac\u2066d\u2069e\u200ff", "a b c d e f"),
-        ("lines\r\nand\u2028separators\ttoo", "lines and separators too"),
-        ({"type": "\x1b[2J"}, "{'type': '\\x1b[2J'}"),
-        ("x" * 600, "x" * 499 + "…"),
-    ],
-)
-def test_clean_text(raw: object, shown: str) -> None:
-    from bulk._core._text import clean_text
-
-    assert clean_text(raw) == shown
-
-
-@pytest.mark.parametrize(
-    ("location", "shown"),
-    [
-        ("https://evil.example/steal?token=abc", "evil.example"),
-        ("http://user:secret@127.0.0.1:8080/x", "127.0.0.1:8080"),
-        ("https://éxample.com/", "xn--xample-9ua.com"),
-        ("http://[::1]:9/", "[::1]:9"),
-        ("/support/tickets/v1/elsewhere", "a path on the same host"),
-        ("http://evil\x1b]0;x\x07/", "an unreadable Location"),
-        (None, "no Location"),
-    ],
-)
-def test_a_redirect_names_only_its_host(location: str | None, shown: str) -> None:
-    from bulk import UnexpectedAnswer
-    from bulk.send import classify_response
-
-    headers = {} if location is None else {"Location": location}
-    error = classify_response(307, b"", headers)
-    assert isinstance(error, UnexpectedAnswer) and not error.retriable
-    assert error.message == f"unexpected answer: redirect (307) to {shown} — not followed"

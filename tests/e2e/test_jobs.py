@@ -3,32 +3,18 @@
 from __future__ import annotations
 
 import csv
-import os
 import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from bulk.simulator import (
-    DEMO_CLIENT_ID,
-    DEMO_CLIENT_SECRET,
-    SimConfig,
-    Simulator,
-    SimulatorThread,
-    make_tickets,
-)
+from bulk.simulator import SimConfig, Simulator, SimulatorThread, make_tickets
 
-from ..conftest import read_report
-
-ROOT = Path(__file__).parents[2]
-JOBS = ROOT / "jobs"
+from ..support import JOBS, SAMPLES, demo_vars, read_report, run_bulk, start_bulk, wait_for
 
 
 def sample_ids(name: str, column: str) -> list[tuple[str, ...]]:
-    with open(ROOT / "samples" / name, newline="", encoding="utf-8-sig") as handle:
+    with open(SAMPLES / name, newline="", encoding="utf-8-sig") as handle:
         return [tuple(row.values()) for row in csv.DictReader(handle)]
 
 
@@ -40,19 +26,13 @@ def simulator_for(ids: list[str], **config: object) -> Simulator:
 
 
 @pytest.fixture
-def env() -> Iterator[dict[str, str]]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("SPACEBRING_", "LOCATIONS"))}
-    yield {
-        **base,
-        "SPACEBRING_CLIENT_ID": DEMO_CLIENT_ID,
-        "SPACEBRING_CLIENT_SECRET": DEMO_CLIENT_SECRET,
-    }
+def env() -> dict[str, str]:
+    """The variables a test's `bulk` sees besides this process's own (see `child_env`)."""
+    return demo_vars()
 
 
 def bulk(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bulk", *args], env=env, capture_output=True, text=True, timeout=120
-    )
+    return run_bulk(*args, env=env, timeout=120)
 
 
 def only_report(folder: Path, pattern: str = "*.csv") -> Path:
@@ -115,19 +95,12 @@ def test_same_job_twice_at_once_one_waits_out(tmp_path: Path, env: dict[str, str
     sim = simulator_for(ids)
     with SimulatorThread(sim) as server:
         env["SPACEBRING_BASE_URL"] = server.base_url
-        first = subprocess.Popen(
-            [sys.executable, "-m", "bulk", "job", "run", str(JOBS / "mass_close.toml"),
-             "--rate", "40"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+        first = start_bulk("job", "run", str(JOBS / "mass_close.toml"), "--rate", "40", env=env)
         try:
-            deadline = time.monotonic() + 30
-            while not sim.requests:
-                assert first.poll() is None and time.monotonic() < deadline
-                time.sleep(0.01)
+            wait_for(lambda: sim.requests, first, "a request", timeout=30)
             second = bulk(env, "job", "run", str(JOBS / "mass_close.toml"))
         finally:
-            first.wait(timeout=60)
+            first.communicate(timeout=60)
     assert second.returncode == 75
     assert "already running" in second.stderr and "pid" in second.stderr
     assert first.returncode == 0
@@ -208,8 +181,7 @@ def test_nightly_cleanup_job_closes_exactly_the_selected(
     folder = tmp_path / "reports" / "nightly-cleanup"
     assert len(list(folder.glob("*.snapshot.csv"))) == 3  # dry run, run, run that found nothing
     report_path = only_report(folder, "nightly-cleanup-*Z.csv")
-    with open(report_path.with_name(report_path.stem + ".snapshot.csv"), newline="") as handle:
-        snapshot = list(csv.DictReader(handle))
+    snapshot = read_report(report_path.with_name(report_path.stem + ".snapshot.csv"))
     assert len(snapshot) == len(before)
     assert {r["id"] for r in snapshot if r["selected"] == "1"} == chosen
     report = read_report(report_path)

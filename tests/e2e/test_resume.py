@@ -10,62 +10,38 @@ import json
 import math
 import signal
 import subprocess
-import sys
-import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bulk.simulator import SimConfig, Simulator, SimulatorThread, demo_env
+from bulk.simulator import SimConfig, Simulator
 from bulk.simulator import make_tickets as _make
 
-from ..conftest import read_report, write_csv
+from ..support import demo_vars, read_report, run_bulk, start_bulk, wait_for, write_csv
 
 CONCURRENCY = 8
 RATE = 1500
 
 
 @pytest.fixture
-def sim_thread() -> Iterator[tuple[Simulator, str]]:
-    tickets = _make(3000, seed=11, statuses=("new", "inProgress", "solved"))
-    sim = Simulator(SimConfig(rate=None), tickets)
-    with SimulatorThread(sim) as server:
-        yield sim, server.base_url
-
-
-def env(url: str) -> dict[str, str]:
-    return demo_env(url)
+def sim() -> Simulator:
+    return Simulator(
+        SimConfig(rate=None), _make(3000, seed=11, statuses=("new", "inProgress", "solved"))
+    )
 
 
 def start(url: str, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "bulk", "run", *args, "--concurrency", str(CONCURRENCY)],
-        env=env(url),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return start_bulk("run", *args, "--concurrency", str(CONCURRENCY), env=demo_vars(url))
 
 
 def bulk(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bulk", *args],
-        env=env(url),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_bulk(*args, env=demo_vars(url), timeout=120)
 
 
 def wait_for_requests(sim: Simulator, n: int, proc: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 60
-    while len(sim.requests) < n:
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
+    wait_for(lambda: len(sim.requests) >= n, proc, f"{n} requests")
 
 
 def test_kill_9_at_several_points_loses_nothing(
@@ -80,7 +56,7 @@ def test_kill_9_at_several_points_loses_nothing(
         proc = start(url, *args)
         wait_for_requests(sim, point, proc)
         proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        proc.communicate()
         kills += 1
     final = bulk(url, "run", *args, "--concurrency", str(CONCURRENCY))
     assert final.returncode == 0, final.stderr
@@ -225,7 +201,7 @@ def test_second_process_on_the_same_report_does_nothing(
         wait_for_requests(sim, 5, first)
         second = bulk(url, "run", str(path), "--rate", "unlimited")
     finally:
-        first.wait(timeout=60)
+        first.communicate(timeout=60)
     assert second.returncode == 75
     assert "already running" in second.stderr
     assert first.returncode == 0

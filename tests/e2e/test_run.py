@@ -15,7 +15,7 @@ import pytest
 from bulk import Credentials, RunOptions, execute, run_async
 from bulk.simulator import SimConfig, Simulator, make_tickets, serve
 
-from ..conftest import FAST, read_report, write_csv
+from ..support import FAST, SAMPLES, Backoff, read_report, write_csv
 
 UNKNOWN = "0badc0de-0000-4000-8000-000000000000"
 
@@ -81,7 +81,7 @@ async def test_retried_faults_end_updated(
                 rate=client_rate,
                 concurrency=8,
                 max_attempts=30,
-                **({"backoff_base": 0.02, "backoff_max": 0.3} if "burst" in faults else FAST),
+                **(Backoff(backoff_base=0.02, backoff_max=0.3) if "burst" in faults else FAST),
             ),
             credentials=creds,
         )
@@ -114,31 +114,10 @@ async def test_fatal_answers_fail_after_one_attempt(
     assert summary.exit_code == 1
 
 
-async def test_client_reports_api_message_for_400(
-    server: str, creds: Credentials, sim: Simulator
-) -> None:
-    from bulk import FatalRequestError
-    from bulk.send import TicketClient
-
-    ticket = next(iter(sim.tickets))
-    async with TicketClient(server, creds) as client:
-        # The client refuses a status the API does not know, without sending it ...
-        with pytest.raises(FatalRequestError, match="not a status"):
-            await client.set_status(ticket, "archived")
-        assert sim.requests == []
-        # ... and a 400 the server does send is reported with the API's own message.
-        with pytest.raises(FatalRequestError) as info:
-            await client._call(
-                "PUT", f"{server}/support/tickets/v1/{ticket}/status", data=b'{"ticket": {}}'
-            )
-    assert info.value.http_status == 400
-    assert "badRequest" in info.value.message
-
-
 async def test_invalid_rows_never_reach_the_server(
     tmp_path: Path, server: str, creds: Credentials, sim: Simulator
 ) -> None:
-    messy = Path(__file__).parents[2] / "samples" / "messy.csv"
+    messy = SAMPLES / "messy.csv"
     summary = await execute(messy, RunOptions(base_url=server, **FAST), credentials=creds)
     report = read_report(summary.report)
     sent = Counter(sim.sent_ids())

@@ -11,7 +11,7 @@ import pytest
 from bulk import Credentials, RunOptions, execute
 from bulk.simulator import SimConfig, Simulator, make_tickets, serve
 
-from ..conftest import FAST, read_report, write_csv
+from ..support import FAST, read_report, write_csv
 
 
 def rows(sim: Simulator, n: int, status: str = "closed") -> list[tuple[str, str]]:
@@ -117,10 +117,17 @@ async def test_automatic_concurrency_follows_latency(tmp_path: Path, creds: Cred
 
 
 def test_no_confirmation_without_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    import click
+
     from bulk import cli
 
     asked: list[str] = []
-    monkeypatch.setattr(cli.click, "confirm", lambda text, **_: asked.append(text) or False)
+
+    def decline(text: str, **_: object) -> bool:
+        asked.append(text)
+        return False
+
+    monkeypatch.setattr(click, "confirm", decline)
     confirm = cli._confirmer(yes=False)
     monkeypatch.setattr(sys.stdin, "isatty", lambda: False, raising=False)
     assert confirm(10_000, "https://api.spacebring.com") is True

@@ -8,20 +8,9 @@ import pytest
 
 from bulk._pacing import HEADROOM, Pacer, RateController
 
+from ..support import FakeClock
+
 PACED = 100.0 * (1 - HEADROOM)  # what --rate 100 paces at
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 async def test_no_initial_burst_and_even_spacing() -> None:

@@ -40,6 +40,8 @@ from bulk.simulator import (
     write_tickets,
 )
 
+from ..support import FakeClock
+
 BASIC = {"Authorization": aiohttp.encode_basic_auth(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET)}
 CLOSE = {"ticket": {"status": "closed"}}
 
@@ -354,21 +356,11 @@ def test_tickets_round_trip_through_csv(tmp_path: Path) -> None:
 # -- rate-limit windows and scheduled changes, on a fake clock ----------------------------------
 
 
-class FakeClock:
-    """Monotonic seconds that move only when a test says so; values stay exact in binary."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @asynccontextmanager
 async def clocked(
     config: SimConfig,
 ) -> AsyncIterator[tuple[Simulator, aiohttp.ClientSession, FakeClock]]:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     sim = Simulator(config, make_tickets(2, seed=1), clock=clock)
     async with serve(sim) as base_url, aiohttp.ClientSession(base_url, headers=BASIC) as session:
         yield sim, session, clock
@@ -798,7 +790,7 @@ async def test_by_update_date_a_changed_ticket_moves_to_the_end() -> None:
 
 async def test_listing_shares_the_rate_limit_and_the_faults() -> None:
     params = {"locationRef": LOCATIONS[0]}
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     sim = Simulator(SimConfig(rate=2, burst=1), make_tickets(20, seed=9), clock=clock)
     async with serve(sim) as base_url, aiohttp.ClientSession(base_url, headers=BASIC) as session:
         ticket_id = next(iter(sim.tickets))
