@@ -10,7 +10,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -53,9 +53,14 @@ def status_url(ticket_id: str) -> str:
 @asynccontextmanager
 async def running(
     config: SimConfig | None = None,
+    tickets: list[dict[str, Any]] | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> AsyncIterator[tuple[Simulator, aiohttp.ClientSession]]:
+    """A simulator (8 tickets unless given) served on loopback, and a client session to it."""
     # No rate limit unless a test asks for one, so tests never trip over it by accident.
-    sim = Simulator(config or SimConfig(rate=None), make_tickets(8, seed=1))
+    config = config or SimConfig(rate=None)
+    tickets = make_tickets(8, seed=1) if tickets is None else tickets
+    sim = Simulator(config, tickets, clock=clock)
     async with serve(sim) as base_url, aiohttp.ClientSession(base_url, headers=BASIC) as session:
         yield sim, session
 
@@ -361,8 +366,7 @@ async def clocked(
     config: SimConfig,
 ) -> AsyncIterator[tuple[Simulator, aiohttp.ClientSession, FakeClock]]:
     clock = FakeClock(1000.0)
-    sim = Simulator(config, make_tickets(2, seed=1), clock=clock)
-    async with serve(sim) as base_url, aiohttp.ClientSession(base_url, headers=BASIC) as session:
+    async with running(config, make_tickets(2, seed=1), clock) as (sim, session):
         yield sim, session, clock
 
 
@@ -582,13 +586,10 @@ async def list_all(
             await between(len(pages))
 
 
-@asynccontextmanager
-async def listing(
+def listing(
     n: int = 150, config: SimConfig | None = None
-) -> AsyncIterator[tuple[Simulator, aiohttp.ClientSession]]:
-    sim = Simulator(config or SimConfig(rate=None), make_tickets(n, seed=9))
-    async with serve(sim) as base_url, aiohttp.ClientSession(base_url, headers=BASIC) as session:
-        yield sim, session
+) -> AbstractAsyncContextManager[tuple[Simulator, aiohttp.ClientSession]]:
+    return running(config, make_tickets(n, seed=9))
 
 
 @pytest.mark.parametrize("order", ORDERS)
