@@ -239,7 +239,10 @@ def _expand(
         except ValueError as exc:  # names a line and column, never a value
             raise UsageError(f"{where}: {exc}") from None
         if names:
-            expanded[result] = ", ".join(f"${{{name}}}" for name in names)
+            # Two variables may hold one value: the message names them all.
+            known = expanded.get(result, "").split(", ") if result in expanded else []
+            shown = dict.fromkeys([*known, *(f"${{{name}}}" for name in names)])
+            expanded[result] = ", ".join(shown)
         return result
     if isinstance(value, dict):
         return {k: _expand(v, env, f"{where}.{k}", expanded, (*key, k)) for k, v in value.items()}
