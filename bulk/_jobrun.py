@@ -5,12 +5,19 @@ been killed. A lock file (`flock`, released by the kernel if the process
 dies) keeps two runs of one job from overlapping; a pointer to the current
 run lets the next invocation finish an interrupted batch before starting a
 new one.
+
+The pointer decides what the next run sends, so it is trusted only as far as
+it can be: it must be bulk's own file (this user's, writable by nobody else),
+and it names files in the job's folder only (by name, no links). A pointer
+or journal planted in a shared folder stops the job (exit 2) instead of
+sending someone else's batch with this user's credentials.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +25,8 @@ from pathlib import Path
 from ._core._config import parse_duration, resolve_target
 from ._core._exceptions import JobLocked, UsageError
 from ._core._exit import ExitCode
-from ._core._files import JobLock, beside
+from ._core._files import JobLock, beside, read_file, refuse_foreign, replacing
+from ._core._text import printable
 from ._jobs import ApiSource, FileSource, Job
 from ._listing import Listing, list_and_select
 from ._runner import RunOptions, rate_controller
@@ -42,6 +50,8 @@ class PreparedRun:
     listing: Listing | None = None
     snapshot: Path | None = None
     resumed: bool = False
+    # The batch input's SHA-256 as bulk wrote or planned it: the run refuses any other file.
+    input_sha256: str | None = None
 
 
 def _options(job: Job, report: Path, dry_run: bool) -> RunOptions:
@@ -69,54 +79,120 @@ def _options(job: Job, report: Path, dry_run: bool) -> RunOptions:
     return options
 
 
-def _unfinished(pointer: Path) -> dict[str, str] | None:
-    """The run this job left unfinished (killed, interrupted, stopped), if any."""
+# A pointer is two file names; anything longer is not one of bulk's.
+_POINTER_BYTES = 64 * 1024
+
+
+def _unfinished(job: Job, pointer: Path, folder: Path) -> tuple[Path, Path, str] | None:
+    """The run this job left unfinished (killed, interrupted, stopped), if any.
+
+    Its report, its batch input and the input's planned SHA-256. A pointer,
+    or a journal it leads to, that bulk cannot trust is an error (exit 2).
+    """
+    raw = read_file(pointer, _POINTER_BYTES, own="job's pointer")
+    if raw is None:
+        return None
     try:
-        current = json.loads(pointer.read_text())
-        audit = beside(Path(current["report"]), ".run.json")
-    except (OSError, ValueError, KeyError, TypeError):
+        current = json.loads(raw)
+        report = _in_folder(folder, current["report"], pointer)
+        if isinstance(job.source, FileSource):
+            batch_input = job.source.path  # the job names it; the pointer need not
+        else:
+            batch_input = _in_folder(folder, current["input"], pointer)
+    except (ValueError, KeyError, TypeError):
+        log.warning("ignoring %s: not a pointer bulk wrote", printable(pointer, 200))
         return None
-    if audit.is_file():
-        if (read_audit(audit) or {}).get("exit_code") in _ENDED:
-            return None
-    elif not beside(Path(current["report"]), ".journal").is_file():
+    audit = beside(report, ".run.json")
+    journal = beside(report, ".journal")
+    try:
+        journal_info = journal.lstat()
+    except FileNotFoundError:
+        return None  # planned nothing yet: nothing to finish
+    refuse_foreign(journal_info, journal, "journal")
+    if (read_audit(audit) or {}).get("exit_code") in _ENDED:
         return None
-    if not _same_input(Path(current["report"]), Path(current["input"])):
+    planned = _same_input(journal, batch_input)
+    if planned is None:
         log.warning(
             "the interrupted run %s cannot be resumed: its input %s changed or is gone; "
             "starting a new run",
-            current["report"],
-            current["input"],
+            report,
+            batch_input,
         )
         return None
-    return {"report": current["report"], "input": current["input"]}
+    return report, batch_input, planned
 
 
-def _same_input(report: Path, batch_input: Path) -> bool:
-    """Whether `batch_input` is still the file the interrupted run planned."""
-    planned = planned_fingerprint(beside(report, ".journal"))
+def _in_folder(folder: Path, value: object, pointer: Path) -> Path:
+    """`value` from the pointer as a file directly in the job's folder, or an error (exit 2).
+
+    bulk writes bare names; a path (from earlier versions) must lead to the
+    folder itself. `..`, a link, or any other folder means the pointer was
+    not written by bulk for this job.
+    """
+    if not isinstance(value, str):
+        raise TypeError(value)
+    given = Path(value)
+    inside = ".." not in given.parts and given.name not in ("", ".")
+    if inside and given.parent != Path("."):
+        try:
+            inside = given.parent.resolve() == folder.resolve()
+        except (OSError, RuntimeError):  # a link loop
+            inside = False
+    path = folder / given.name
+    if not inside or path.is_symlink():
+        raise UsageError(
+            f"{printable(pointer, 200)}: the job's pointer names {printable(value, 200)!r}, "
+            f"not a file of its own in {printable(folder, 200)}; bulk resumes only this job's "
+            f"runs (remove {printable(pointer, 200)} to start afresh)"
+        )
+    return path
+
+
+def _same_input(journal: Path, batch_input: Path) -> str | None:
+    """The planned SHA-256, if `batch_input` is still the file the interrupted run planned."""
+    planned = planned_fingerprint(journal)
     try:
-        return planned is not None and planned == file_fingerprint(batch_input)
+        same = planned is not None and planned == file_fingerprint(batch_input)
     except OSError:
-        return False
+        return None
+    return planned if same else None
+
+
+def _free_stem(folder: Path, stem: str, report_format: str) -> str:
+    """`stem`, or `stem-2`, `stem-3`...: the first whose files are all still free.
+
+    Two runs within one second (a dry run, then the run) keep separate files.
+    lexists: a dangling link at a name counts as taken.
+    """
+    ends = (f".{report_format}", ".run.json", ".journal", ".lock", ".snapshot.csv", ".input.csv")
+    base, n = stem, 1
+    while any(os.path.lexists(folder / f"{stem}{end}") for end in ends):
+        n += 1
+        stem = f"{base}-{n}"
+    return stem
+
+
+def _write_pointer(pointer: Path, report: Path, batch_input: Path) -> None:
+    # Bare names: the reader looks for them in the job's folder only. Mode
+    # 0600: the reader refuses a pointer that others could change.
+    with replacing(pointer, perms=0o600, encoding="utf-8") as handle:
+        handle.write(json.dumps({"report": report.name, "input": batch_input.name}))
 
 
 async def prepare_job(job: Job, *, dry_run: bool, now: datetime | None = None) -> PreparedRun:
     """Decide this invocation's input and report: resume, or list/read afresh."""
     folder = job.report_folder()
     pointer = folder / f".{job.name}.current"
-    previous = None if dry_run else _unfinished(pointer)
+    previous = None if dry_run else _unfinished(job, pointer, folder)
     if previous is not None:
-        log.info("job %s: finishing the interrupted run %s first", job.name, previous["report"])
-        report = Path(previous["report"])
-        return PreparedRun(Path(previous["input"]), _options(job, report, dry_run), resumed=True)
+        report, batch_input, planned = previous
+        log.info("job %s: finishing the interrupted run %s first", job.name, report)
+        options = _options(job, report, dry_run)
+        return PreparedRun(batch_input, options, resumed=True, input_sha256=planned)
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
     stem = f"{job.name}-{stamp}" + (".dry-run" if dry_run else "")
-    # Two runs within one second (a dry run, then the run) keep separate files.
-    base, n = stem, 1
-    while any((folder / f"{stem}{end}").exists() for end in (".run.json", ".snapshot.csv")):
-        n += 1
-        stem = f"{base}-{n}"
+    stem = _free_stem(folder, stem, job.report.format)
     report = folder / f"{stem}.{job.report.format}"
     options = _options(job, report, dry_run)
     prepared = PreparedRun(None, options)
@@ -130,9 +206,9 @@ async def prepare_job(job: Job, *, dry_run: bool, now: datetime | None = None) -
         prepared.listing = await _list(job, job.source, prepared.snapshot, batch_input)
         if prepared.listing.selected:
             prepared.input = batch_input
+            prepared.input_sha256 = prepared.listing.input_sha256
     if prepared.input is not None and not dry_run:
-        pointer.parent.mkdir(parents=True, exist_ok=True)
-        pointer.write_text(json.dumps({"report": str(report), "input": str(prepared.input)}))
+        _write_pointer(pointer, report, prepared.input)
     return prepared
 
 

@@ -1,11 +1,16 @@
 """Job files: a batch described once in TOML and run by hand, cron or a systemd timer.
 
 A job names where its tickets come from (a file, or the API's listing), which
-of them to change and to what, how fast, and where its reports go. Values may
-use `${VARIABLE}` from the environment; secrets stay in the environment only
-(there is no key for them, unknown keys are refused, and a job may not use
-`${SPACEBRING_*}` or a variable named like a secret, whose value would reach
-report file names, logs and error messages).
+of them to change and to what, how fast, and where its reports go. Secrets
+stay in the environment only: there is no key for them, unknown keys are
+refused, and `${VARIABLE}` is an allow-list by key. A variable may fill only
+a value that bulk checks against a fixed shape (location ids, statuses,
+numbers, durations, one of a few words), so whatever gets through is such a
+value, never a secret; a name, path or free text (the job's name, its
+description, source.path, the columns, select.types, report.folder) takes
+none, since those reach file names, logs and errors as they are. An error
+about an expanded value names the variable, never the value; and
+`${SPACEBRING_*}` or a variable named like a secret is refused anywhere.
 """
 
 from __future__ import annotations
@@ -31,6 +36,25 @@ AGE_FIELDS = ("statusUpdateDate", "updateDate", "createDate")
 _FORBIDDEN_VARIABLE = re.compile(
     r"^SPACEBRING_|SECRET|TOKEN|PASSW|CREDENTIAL|PRIVATE|API_?KEY", re.IGNORECASE
 )
+# The keys whose values may come from `${VARIABLE}` (see the module's docstring);
+# a list's entries and a map's values count as their key.
+EXPANDED_KEYS = frozenset(
+    {
+        "source.locations",
+        "source.order",
+        "source.page_size",
+        "select.status",
+        "select.older_than",
+        "select.age_field",
+        "select.assigned",
+        "action.status",
+        "action.map",
+        *(f"run.{key}" for key in ("rate", "concurrency", "max_attempts", "timeout")),
+        *(f"run.{key}" for key in ("deadline", "max_failure_rate", "limit")),
+        "report.format",
+    }
+)
+_EXPANDED_PATHS = frozenset(tuple(key.split(".")) for key in EXPANDED_KEYS)
 ORDERS = ("updateDate:asc", "updateDate:desc", "createDate:asc", "createDate:desc")
 
 
@@ -180,8 +204,17 @@ class Job(_Strict):
         return self.report.folder or Path("reports") / self.name
 
 
-def _expand(value: Any, env: Mapping[str, str], where: str, expanded: dict[str, str]) -> Any:
-    """`${VARIABLE}` filled from `env`; `expanded` maps each filled-in string to its variables."""
+def _expand(
+    value: Any,
+    env: Mapping[str, str],
+    where: str,
+    expanded: dict[str, str],
+    key: tuple[str, ...] = (),
+) -> Any:
+    """`${VARIABLE}` filled from `env`; `expanded` maps each filled-in string to its variables.
+
+    `key`: the keys leading to the value (`("run", "rate")`), without list indexes.
+    """
     if isinstance(value, str):
         template = string.Template(value)
         names = template.get_identifiers()
@@ -192,6 +225,13 @@ def _expand(value: Any, env: Mapping[str, str], where: str, expanded: dict[str, 
                     "bulk's own SPACEBRING_* settings are read from the environment only "
                     "(a value here would reach report file names, logs and errors)"
                 )
+            if key[:2] not in _EXPANDED_PATHS:
+                raise UsageError(
+                    f"{where}: ${{{name}}} is not allowed in a job file at this key: a variable "
+                    "may fill only a value of a fixed shape (location ids, statuses, numbers, "
+                    "durations), never a name, path or free text, which would reach file "
+                    "names, logs and errors as it is"
+                )
         try:
             result = template.substitute(env)
         except KeyError as exc:
@@ -199,12 +239,15 @@ def _expand(value: Any, env: Mapping[str, str], where: str, expanded: dict[str, 
         except ValueError as exc:  # names a line and column, never a value
             raise UsageError(f"{where}: {exc}") from None
         if names:
-            expanded[result] = ", ".join(f"${{{name}}}" for name in names)
+            # Two variables may hold one value: the message names them all.
+            known = expanded.get(result, "").split(", ") if result in expanded else []
+            shown = dict.fromkeys([*known, *(f"${{{name}}}" for name in names)])
+            expanded[result] = ", ".join(shown)
         return result
     if isinstance(value, dict):
-        return {k: _expand(v, env, f"{where}.{k}", expanded) for k, v in value.items()}
+        return {k: _expand(v, env, f"{where}.{k}", expanded, (*key, k)) for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand(v, env, f"{where}[{i}]", expanded) for i, v in enumerate(value)]
+        return [_expand(v, env, f"{where}[{i}]", expanded, key) for i, v in enumerate(value)]
     return value
 
 
@@ -250,7 +293,7 @@ def load_job(path: Path, env: Mapping[str, str]) -> Job:
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path}: not valid TOML ({exc})") from None
     expanded: dict[str, str] = {}
-    values = {k: _expand(v, env, f"{path}: {k}", expanded) for k, v in raw.items()}
+    values = {k: _expand(v, env, f"{path}: {k}", expanded, (k,)) for k, v in raw.items()}
     try:
         job = Job.model_validate(values)
     except ValidationError as exc:

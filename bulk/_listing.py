@@ -9,22 +9,35 @@ into the batch's input file. Beyond one page, only a hash per listed ticket
 The server's pages are not trusted: a page of the wrong shape, a cursor that
 does not advance, pages that bring nothing new, or more pages than any real
 listing has stop the job before anything is sent (`ListingUnreadable`, exit 2).
-Every server string written to the snapshot or the batch passes `clean_text`.
+So does a ticket whose age field, used by the selection, is not a date-time
+with a time zone (the spec's `date-time` is RFC 3339, which requires one):
+taking such a time as UTC, or as the machine's zone, could close tickets
+hours early, and passing the ticket over would hide a broken server behind a
+job that quietly does less. Every server string written to the snapshot or
+the batch passes `clean_text`.
+
+Both files are written through `replacing(new=True)`: never through a link
+planted at their guessable names, and never over a file bulk did not
+create. The batch input is hashed as it is written; the run that reads it
+back refuses any other bytes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from tenacity import AsyncRetrying, retry_if_exception_type
 
 from ._core._csvsafe import csv_cell
 from ._core._exceptions import RetriableError, UnexpectedAnswer, UsageError
+from ._core._files import replacing
 from ._core._ids import UUID_PATTERN
 from ._core._text import clean_text
 from ._engine import AttemptBudget, EngineSettings, WaitRetryAfter
@@ -74,15 +87,21 @@ class Listing:
     matched: int = 0  # passed the selection
     already: int = 0  # matched, but already at the target status
     selected: int = 0  # to be sent
+    input_sha256: str = ""  # of the batch input's bytes, as written
 
 
 def _when(value: Any) -> datetime | None:
-    if not isinstance(value, str):
+    """A listed time: None when absent, ValueError unless a date-time with a time zone."""
+    if value is None:
         return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
+    when = None
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            when = datetime.fromisoformat(value)
+    if when is None or when.tzinfo is None:
+        shown = repr(value[:60] if isinstance(value, str) else value)
+        raise ValueError(f"{clean_text(shown, 60)} is not a date-time with a time zone")
+    return when
 
 
 def matches(ticket: dict[str, Any], select: Select | None, now: datetime) -> bool:
@@ -119,8 +138,14 @@ def _cell(value: Any) -> Any:
     return csv_cell(clean_text(value))
 
 
-def _checked_page(data: dict[str, Any], limit: int) -> tuple[list[dict[str, Any]], str | None]:
-    """The page's tickets and next cursor, or why the page is not a listing page."""
+def _checked_page(
+    data: dict[str, Any], limit: int, age_field: str | None = None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """The page's tickets and next cursor, or why the page is not a listing page.
+
+    `age_field`: the field the selection reads times from, which must then be
+    absent or a date-time with a time zone.
+    """
     tickets = data.get("tickets")
     if not isinstance(tickets, list):
         raise ValueError("'tickets' is not a list")
@@ -130,6 +155,11 @@ def _checked_page(data: dict[str, Any], limit: int) -> tuple[list[dict[str, Any]
         ticket_id = ticket.get("id") if isinstance(ticket, dict) else None
         if not isinstance(ticket_id, str) or not UUID_PATTERN.fullmatch(ticket_id.lower()):
             raise ValueError(f"ticket {number} of the page has no valid id")
+        if age_field is not None:
+            try:
+                _when(ticket.get(age_field))
+            except ValueError as exc:
+                raise ValueError(f"ticket {ticket_id}: {age_field} {exc}") from None
     token = data.get("nextPageToken")
     if token is not None and not isinstance(token, str):
         raise ValueError("'nextPageToken' is not a string")
@@ -222,8 +252,10 @@ async def _read_page(
         data = await _page(client, pacer, job.source, location, token, job.run.max_attempts)
     except UnexpectedAnswer as exc:
         raise ListingUnreadable(f"{where}: {exc.message}; stopped, nothing sent") from None
+    select = job.select
+    age_field = select.age_field if select is not None and select.older_than else None
     try:
-        return _checked_page(data, job.source.page_size)
+        return _checked_page(data, job.source.page_size, age_field)
     except ValueError as exc:
         raise ListingUnreadable(
             f"{where}: unexpected answer: {exc}; stopped, nothing sent"
@@ -244,13 +276,13 @@ async def list_and_select(
     now = now or datetime.now(UTC)
     mapping = job.api_map()
     result = Listing()
-    snapshot.parent.mkdir(parents=True, exist_ok=True)
     # Local, buffered writes of at most a page at a time: a thread hop per
     # page would cost more than the write it moves off the loop.
     with (
-        open(snapshot, "w", newline="", encoding="utf-8") as snap_file,  # noqa: ASYNC230
-        open(batch_input, "w", newline="", encoding="utf-8") as input_file,  # noqa: ASYNC230
+        replacing(snapshot, newline="", encoding="utf-8", new=True) as snap_file,
+        replacing(batch_input, "wb", new=True) as input_bytes,
     ):
+        input_file = _Hashed(input_bytes)
         snap = csv.writer(snap_file)
         snap.writerow(SNAPSHOT_COLUMNS)
         batch = csv.writer(input_file)
@@ -289,4 +321,19 @@ async def list_and_select(
                 if not token:
                     break
             log.info("listed location %s: %d tickets so far", location, result.listed)
+        result.input_sha256 = input_file.digest.hexdigest()
     return result
+
+
+class _Hashed:
+    """A text sink for `csv.writer` that writes UTF-8 and hashes exactly the bytes it writes."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self._handle = handle
+        self.digest = hashlib.sha256()
+
+    def write(self, text: str) -> int:
+        data = text.encode("utf-8")
+        self.digest.update(data)
+        self._handle.write(data)
+        return len(text)

@@ -353,16 +353,27 @@ async def execute(
     collect: bool = False,
     derived_from: dict[str, Any] | None = None,
     confirm: Callable[[int, str], bool] | None = None,
+    input_sha256: str | None = None,
 ) -> RunSummary:
     """Run one batch; raise `UsageError` (exit 2) before anything is sent if the input is bad.
 
     `handle_signals` (the CLI, in the main thread): SIGINT/SIGTERM end the run
-    with exit 130 and a consistent journal whenever they come.
+    with exit 130 and a consistent journal whenever they come. `input_sha256`:
+    the input file must hold exactly these bytes (a job's batch input, as
+    bulk wrote it), before and after it is read.
     """
     interrupts = _Interrupts(handle_signals)
     with interrupts.deferred():
         return await _execute(
-            source, options, interrupts, credentials, progress, collect, derived_from, confirm
+            source,
+            options,
+            interrupts,
+            credentials,
+            progress,
+            collect,
+            derived_from,
+            confirm,
+            input_sha256,
         )
 
 
@@ -375,6 +386,7 @@ async def _execute(
     collect: bool,
     derived_from: dict[str, Any] | None,
     confirm: Callable[[int, str], bool] | None,
+    input_sha256: str | None,
 ) -> RunSummary:
     """Run one batch; raise `UsageError` (exit 2) before anything is sent if the input is bad."""
     handle_signals = interrupts.enabled
@@ -390,13 +402,16 @@ async def _execute(
         )
     )
     fingerprint = await anyio.to_thread.run_sync(src.fingerprint)
+    _check_written(src, fingerprint, input_sha256)
     target = resolve_target(options.base_url, credentials, need_credentials=not options.dry_run)
     log.info(target.describe(dry_run=options.dry_run))
     for warning in target.warnings:
         log.warning(warning)
     base_url, credentials = target.base_url, target.credentials
     report = options.report or default_report(src, fingerprint, options.dry_run)
-    check_outputs(report, src.path, options.dry_run)
+    # A batch made from a report (retry, undo) must not overwrite that report.
+    earlier = Path(derived_from["report"]) if derived_from and derived_from.get("report") else None
+    check_outputs(report, src.path or earlier, options.dry_run)
     meaning = {
         "input_sha256": fingerprint,
         "id_column": src.id_column,
@@ -422,6 +437,8 @@ async def _execute(
         if options.fresh or not meta.get("planned"):
             journal.clear()
             await anyio.to_thread.run_sync(_plan, journal, src, options, interrupts.requested)
+            if input_sha256 is not None:  # the file was read twice: hashed, then planned
+                _check_written(src, await anyio.to_thread.run_sync(src.fingerprint), input_sha256)
             journal.set_meta(
                 planned=True,
                 meaning=meaning,
@@ -571,6 +588,14 @@ async def _execute(
             lock.release()
         if scratch:
             scratch.cleanup()
+
+
+def _check_written(src: Source, fingerprint: str, expected: str | None) -> None:
+    if expected is not None and fingerprint != expected:
+        raise UsageError(
+            f"{src.name}: not the file bulk wrote (its SHA-256 differs): changed or replaced "
+            "since; nothing sent"
+        )
 
 
 def _ask(

@@ -308,10 +308,9 @@ def _derived_run(
 
     if options.report is None:
         options.report = derived_report_path(report, kind)
-    from .report import audit_path, read_audit
+    from .report import batch_of
 
-    batch = (read_audit(audit_path(report)) or {}).get("batch_id")
-    derived = {"kind": kind, "report": str(report), "batch_id": batch}
+    derived = {"kind": kind, "report": str(report), "batch_id": batch_of(report)}
     sys.exit(_execute(frame, options, yes, derived_from=derived))
 
 
@@ -361,13 +360,10 @@ def runs(folder: Path, limit: int) -> None:
     if not records:
         click.echo(f"no runs recorded under {folder}")
         return
-    for record in records:
-        counts = record.get("counts", {}).get("outcomes", {})
-        kind = (record.get("derived_from") or {}).get("kind", "run")
-        shown = " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+    for line in records:  # every field made printable by the audit module
         click.echo(
-            f"{str(record.get('ended_at', '?'))[:19]}  exit {record.get('exit_code', '?'):>3}  "
-            f"{kind:<5}  {shown}  {record.get('report', record['audit'])}"
+            f"{line.ended_at:<19}  exit {line.exit_code:>3}  {line.kind:<5}  "
+            f"{line.counts}  {line.report}"
         )
 
 
@@ -449,7 +445,9 @@ def job_run(path: Path, dry_run: bool, yes: bool, rate_override: str | None) -> 
             if prepared.input is None:
                 click.echo(f"job {loaded.name}: nothing selected; nothing to send")
                 sys.exit(ExitCode.OK)
-            code = _execute(prepared.input, prepared.options, yes)
+            code = _execute(
+                prepared.input, prepared.options, yes, input_sha256=prepared.input_sha256
+            )
     except JobLocked as exc:
         click.echo(f"bulk: {loaded.name}: {exc}", err=True)
         sys.exit(exc.exit_code)

@@ -3,6 +3,13 @@
 Secrets never come from flags (they would land in shell history and `ps`),
 and the `Credentials` object keeps them out of its repr so a traceback or a
 debug print cannot show them.
+
+A `.env` file in the working folder may supply what the environment does
+not, but never mixes with it: when the real environment holds any credential
+variable, the file's credentials and base URL are ignored entirely (with a
+warning naming the file). Otherwise a `.env` planted in a shared folder could
+pair its own client id with the environment's network id, or send the
+environment's credentials to its own host.
 """
 
 from __future__ import annotations
@@ -47,6 +54,17 @@ _HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
 _SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
 # Servers commonly refuse request headers above 8 KiB; a longer value is a mistake.
 _MAX_SECRET = 8000
+# Any of these in the real environment means the credentials come from there:
+# a .env then supplies neither credentials nor the base URL. (The refresh
+# token is named by the contract for OAuth, coming this round.)
+CREDENTIAL_VARIABLES = (
+    "SPACEBRING_CLIENT_ID",
+    "SPACEBRING_CLIENT_SECRET",
+    "SPACEBRING_ACCESS_TOKEN",
+    "SPACEBRING_NETWORK_ID",
+    "SPACEBRING_REFRESH_TOKEN",
+)
+_ENVIRONMENT_ONLY = (*CREDENTIAL_VARIABLES, "SPACEBRING_BASE_URL")
 
 
 def _check_shape(name: str, value: str) -> None:
@@ -113,6 +131,8 @@ class _Settings:
 
     values: dict[str, str]
     origin: dict[str, str]
+    # Why variables of a .env were ignored (names and the file only, never values).
+    ignored: str | None = None
 
     def get(self, name: str) -> str:
         return self.values.get(name, "").strip()
@@ -135,22 +155,37 @@ class _Settings:
 
 
 def _settings(env: Mapping[str, str] | None, dotenv: Path | None) -> _Settings:
-    values: dict[str, str] = {}
-    origin: dict[str, str] = {}
+    environment = {
+        name: value
+        for name, value in (os.environ if env is None else env).items()
+        if name.startswith("SPACEBRING_")
+    }
     path = Path(".env") if dotenv is None else dotenv
+    from_file: dict[str, str] = {}
     if path.is_file():
         from dotenv import dotenv_values
 
         # No ${VAR} interpolation: a planted file could copy any variable of the
         # real environment into a value (a base URL, say) and so off this machine.
-        for name, value in dotenv_values(path, interpolate=False).items():
-            if name.startswith("SPACEBRING_") and value is not None:
-                values[name], origin[name] = value, str(path)
-    # The real environment wins over the file, as with every dotenv tool.
-    for name, value in (os.environ if env is None else env).items():
-        if name.startswith("SPACEBRING_"):
-            values[name], origin[name] = value, ENVIRONMENT
-    return _Settings(values, origin)
+        from_file = {
+            name: value
+            for name, value in dotenv_values(path, interpolate=False).items()
+            if name.startswith("SPACEBRING_") and value is not None
+        }
+    held = [name for name in CREDENTIAL_VARIABLES if environment.get(name, "").strip()]
+    # Those the environment sets itself would lose anyway: no warning for them.
+    dropped = [n for n in _ENVIRONMENT_ONLY if n in from_file and n not in environment]
+    dropped = dropped if held else []
+    ignored = None
+    if dropped:
+        ignored = (
+            f"ignoring {', '.join(dropped)} in {path}: the environment holds credentials "
+            f"({', '.join(held)}), and a .env never mixes with them or redirects them"
+        )
+        from_file = {k: v for k, v in from_file.items() if k not in dropped}
+    values = {**from_file, **environment}  # the real environment wins, as with every dotenv tool
+    origin = {name: (ENVIRONMENT if name in environment else str(path)) for name in values}
+    return _Settings(values, origin, ignored)
 
 
 def credentials_from_env(
@@ -160,13 +195,16 @@ def credentials_from_env(
     settings = _settings(env, dotenv)
     names = settings.credential_names()
     if names is None:
+        note = f" ({settings.ignored})" if settings.ignored else ""
         if settings.get("SPACEBRING_ACCESS_TOKEN"):
-            raise UsageError("SPACEBRING_ACCESS_TOKEN is set but SPACEBRING_NETWORK_ID is not")
+            raise UsageError(
+                f"SPACEBRING_ACCESS_TOKEN is set but SPACEBRING_NETWORK_ID is not{note}"
+            )
         if settings.get("SPACEBRING_CLIENT_ID") or settings.get("SPACEBRING_CLIENT_SECRET"):
-            raise UsageError("set both SPACEBRING_CLIENT_ID and SPACEBRING_CLIENT_SECRET")
+            raise UsageError(f"set both SPACEBRING_CLIENT_ID and SPACEBRING_CLIENT_SECRET{note}")
         raise UsageError(
             "no credentials: set SPACEBRING_CLIENT_ID and SPACEBRING_CLIENT_SECRET, or "
-            "SPACEBRING_ACCESS_TOKEN and SPACEBRING_NETWORK_ID (environment or .env)"
+            f"SPACEBRING_ACCESS_TOKEN and SPACEBRING_NETWORK_ID (environment or .env){note}"
         )
     first, second = names
     network = settings.get("SPACEBRING_NETWORK_ID") or None
@@ -240,6 +278,13 @@ def _checked_url(chosen: str, name: str) -> str:
         raise UsageError(f"{name} must not contain credentials; use the environment")
     if _SPACE_OR_CONTROL.search(chosen):
         raise UsageError(f"{name} must not contain spaces, line breaks or control characters")
+    # Every request path is appended to the root: after a query or fragment it
+    # would be mangled (`?x=1/support/...`), and a `;` parameter is no API's root.
+    if "?" in chosen or "#" in chosen or ";" in parts.path:
+        raise UsageError(
+            f"{name} must be the API root alone, without a query (?), fragment (#) or "
+            "parameters (;) (its value is not shown)"
+        )
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UsageError(f"{name} is not an http(s) URL with a host (e.g. https://api.example.com)")
     if parts.scheme == "http" and not _is_loopback(parts.hostname):
@@ -267,7 +312,7 @@ def resolve_target(
     settings = _settings(env, dotenv)
     if credentials is None and need_credentials:
         credentials = credentials_from_env(env, dotenv=dotenv)
-    warnings: list[str] = []
+    warnings = [settings.ignored] if settings.ignored else []
     name, chosen = "--base-url", url
     if not chosen:
         name, chosen = "SPACEBRING_BASE_URL", settings.get("SPACEBRING_BASE_URL")

@@ -1,15 +1,25 @@
-"""bulk's own files in a folder that others may share: links refused, writes atomic, one lock.
+"""bulk's own files in a folder that others may share: the one owner of how bulk writes.
 
-A symbolic link planted where bulk writes (a lock, a temporary file, the
-report) would make bulk overwrite the link's target with the user's rights.
-So bulk never writes through a link: the paths it is given are refused when
-they are links, and the files it creates are opened with O_NOFOLLOW, and
-temporary ones with O_EXCL under a random name.
+The rule: bulk never writes through a symbolic link and never truncates a
+file it did not create. A link planted where bulk writes (a lock, a
+temporary file, the report, a job's snapshot) would otherwise make bulk
+overwrite the link's target with the user's rights. Every file bulk writes
+goes through this module:
 
-One process at a time per job or report: an `flock` the kernel drops if the
-process dies. The lock file is opened without following a link (a planted
-link would have its target truncated) and is rewritten only when it is empty
-or holds a lock line of bulk's own.
+- `replacing` (the report, the audit record, a job's pointer, snapshot and
+  batch input, standard input's spool): a temporary file created with
+  O_EXCL | O_NOFOLLOW under a random name, put in place by `os.replace` (which
+  replaces a link found at the name, never its target), or with `new=True`
+  linked in place, which fails if anything at all took the name.
+- `JobLock` (the lock file): opened with O_NOFOLLOW, rewritten only when it is
+  empty or holds a lock line of bulk's own.
+- SQLite opens the journal itself; `refuse_foreign` lets the journal refuse a
+  link, another user's file, or one that others may write, before it does.
+  A dry run's journal lives in a fresh private folder (`tempfile`).
+
+Files that bulk reads back and trusts (a job's pointer to its unfinished run,
+the journal) must be bulk's own: owned by this user and writable by nobody
+else, or a planted one would steer the next run (`read_file(own=...)`).
 """
 
 from __future__ import annotations
@@ -30,7 +40,16 @@ from typing import IO, Any
 from ._exceptions import JobLocked, UsageError
 from ._text import printable
 
-__all__ = ["JobLock", "JobLocked", "beside", "refuse_link", "replacing", "same_file"]
+__all__ = [
+    "JobLock",
+    "JobLocked",
+    "beside",
+    "read_file",
+    "refuse_foreign",
+    "refuse_link",
+    "replacing",
+    "same_file",
+]
 
 
 def beside(report: Path, suffix: str) -> Path:
@@ -61,25 +80,107 @@ def same_file(a: Path, b: Path) -> bool:
 
 
 @contextlib.contextmanager
-def replacing(path: Path, mode: str = "w", **open_args: Any) -> Iterator[IO[Any]]:
+def replacing(
+    path: Path, mode: str = "w", *, new: bool = False, perms: int = _MODE, **open_args: Any
+) -> Iterator[IO[Any]]:
     """A new file that takes `path`'s place when the block ends without an error.
 
     A reader never sees half a file. The temporary file is created exclusively
     under a random name beside `path` (tempfile.mkstemp would too, but with
     mode 0600, unlike every other file bulk writes). `os.replace` puts it in
     place of the name, never through a link found there.
+
+    `new`: `path` must not exist (a job's timestamped files, whose names can
+    be guessed): the finished file is hard-linked to the name, which fails if
+    anything, even a dangling link, took it meanwhile; nothing is replaced.
+    `perms`: e.g. 0o600 for a file bulk will trust later, which must not be
+    group-writable whatever the umask.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = os.open(tmp, flags, _MODE)
+    fd = os.open(tmp, flags, perms)
     try:
         with os.fdopen(fd, mode, **open_args) as handle:
             yield handle
-        os.replace(tmp, path)
-    except BaseException:
+        if new:
+            _publish_new(tmp, path)
+        else:
+            os.replace(tmp, path)
+    finally:
         tmp.unlink(missing_ok=True)
-        raise
+
+
+def _publish_new(tmp: Path, path: Path) -> None:
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise UsageError(
+            f"{printable(path, 200)}: something else took this name while bulk was writing "
+            "it; bulk does not overwrite a file it did not create"
+        ) from None
+    except OSError as exc:
+        # A file system without hard links (FAT, some network shares): the
+        # name is checked, then replaced; only a race can still take it.
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+            raise
+        if os.path.lexists(path):
+            raise UsageError(
+                f"{printable(path, 200)}: exists; bulk does not overwrite a file it did not create"
+            ) from None
+        os.replace(tmp, path)
+
+
+def refuse_foreign(info: os.stat_result, path: Path, what: str) -> None:
+    """Refuse (exit 2) a file bulk would trust that someone else could have written.
+
+    Another user's file, or one that others may write, in a folder bulk
+    shares could have been planted to steer a run (a pointer naming someone
+    else's batch, a journal of their tickets).
+    """
+    shown = printable(path, 200)
+    if info.st_uid != os.geteuid():
+        raise UsageError(
+            f"{shown}: the {what} belongs to another user (uid {info.st_uid}); bulk trusts "
+            "only its own files here (remove it if it is not yours)"
+        )
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise UsageError(
+            f"{shown}: the {what} may be changed by other users "
+            f"(mode {stat.filemode(info.st_mode)}); bulk trusts only files that only you can "
+            f"change (chmod go-w {shown}, or remove it)"
+        )
+
+
+def read_file(path: Path, limit: int, *, own: str | None = None) -> bytes | None:
+    """At most `limit` bytes of the regular file at `path`; None when there is none.
+
+    Never through a link, and never waiting on a FIFO planted at the path.
+    `own`: what the file is (`"job's pointer"`); bulk will trust it, so a
+    link, anything but a regular file, or a file `refuse_foreign` refuses is
+    an error (exit 2) instead of None.
+    """
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if own is not None and exc.errno == errno.ELOOP:
+            raise UsageError(
+                f"{printable(path, 200)}: the {own} is a symbolic link; bulk does not "
+                "follow links to files it trusts (remove the link)"
+            ) from None
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            if own is not None:
+                raise UsageError(f"{printable(path, 200)}: the {own} is not a regular file")
+            return None
+        if own is not None:
+            refuse_foreign(info, path, own)
+        return handle.read(limit)
 
 
 _OURS = re.compile(r"pid \d+ since \S+")

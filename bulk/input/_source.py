@@ -15,19 +15,21 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import secrets
 import shutil
 import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._core._exceptions import UsageError
+from .._core._files import replacing
 from .._core._text import KEEP, cut_text, printable
 from ._formats import (
     ENCODING_NAMES,
     SNIFF_CHARS,
+    CsvLines,
     arrow_cells,
     bad_byte,
     clean_cell,
@@ -37,6 +39,7 @@ from ._formats import (
     header_cells,
     json_object,
     kind_of,
+    refuse_bomb,
     sniff_delimiter,
 )
 
@@ -64,6 +67,13 @@ DERIVED_COLUMNS = ("source_row", "skip_reason")
 # refused (after a too-long cell the csv module cannot tell where the next row
 # starts, and a guess could send a line of someone's description).
 LINE_LIMIT = 16 * 1024 * 1024
+# Longest line of a CSV file: room for a cell of LINE_LIMIT and others beside
+# it. The file object reads a whole line before the csv module sees a cell,
+# so without this one line could take any amount of memory.
+CSV_LINE_LIMIT = 2 * LINE_LIMIT
+# Parquet rows a batch: a batch is built whole in Arrow before its cells are
+# cut, so a small one bounds what long strings cost.
+PARQUET_BATCH = 4096
 _LISTED = 20  # column names shown in a message
 
 
@@ -152,18 +162,30 @@ class Source:
         raise UsageError(f"{self.name}: the file is empty")
 
     def _records(self) -> Iterator[list[Any]]:
-        """The header, then each non-empty row, as lists (files other than Parquet)."""
+        """The header, then each non-empty row, as lists (files other than Parquet).
+
+        Once the header is taken (the columns are known by then), an .xlsx row
+        holds only the wanted cells: a cell at column XFD does not make every
+        row 16,384 cells wide.
+        """
         assert self.path is not None
         if self._kind == "csv":
             yield from self._csv_records()
         elif self._kind == "xlsx":
-            from ._xlsx import read_rows
+            from ._xlsx import SheetRows
 
-            for values in read_rows(self.path, self.name, cut_text, KEEP):
-                if any(v and v.strip() for v in values):
-                    yield values
+            rows = SheetRows(self.path, self.name, cut_text, KEEP)
+            for values in rows:
+                yield values
+                if rows.kept is None:  # the header: the next row is asked for by chunks()
+                    rows.keep_only(self._wanted(values))
         else:
             yield from self._jsonl_records()
+
+    def _wanted(self, header: list[Any]) -> list[int]:
+        """Where the id and status columns are in `header`."""
+        cells = header_cells(header)
+        return [cells.index(c) for c in (self.id_column, self.status_column) if c]
 
     def _csv_records(self) -> Iterator[list[Any]]:
         assert self.path is not None
@@ -177,9 +199,11 @@ class Source:
             else:
                 self._sep = sniff_delimiter(handle.read(SNIFF_CHARS))
                 handle.seek(0)
-            reader = csv.reader(handle, delimiter=self._sep, skipinitialspace=True)
+            lines = CsvLines(handle, self._sep, self.name, CSV_LINE_LIMIT)
+            reader = csv.reader(lines, delimiter=self._sep, skipinitialspace=True)
             try:
                 for record in reader:
+                    lines.row_done()
                     # Blank lines are skipped (and not counted as rows).
                     if len(record) > 1 or (record and record[0].strip()):
                         yield record
@@ -290,14 +314,10 @@ class Source:
                 chunk = {c: [clean_cell(v) for v in part[c].tolist()] for c in wanted}
                 yield chunk | {c: part[c].tolist() for c in derived}
         elif self._kind == "parquet":
-            import pyarrow.parquet as pq
-
-            for batch in pq.ParquetFile(self.path).iter_batches(CHUNK_ROWS, columns=wanted):
-                yield {c: arrow_cells(batch.column(c)) for c in wanted}
+            yield from self._parquet_chunks(wanted)
         else:
             records = self._records()
-            header = header_cells(next(records))
-            where = [header.index(c) for c in wanted]
+            where = self._wanted(next(records))
             columns: list[list[str]] = [[] for _ in wanted]
             for record in records:
                 width = len(record)
@@ -309,6 +329,49 @@ class Source:
                     columns = [[] for _ in wanted]
             if columns[0]:
                 yield dict(zip(wanted, columns, strict=True))
+
+    def _parquet_chunks(self, wanted: list[str]) -> Iterator[dict[str, list[Any]]]:
+        """The wanted columns only, in small batches; strings as dictionaries.
+
+        A Parquet page can unpack to far more than its file: 3,000 copies of a
+        1 MB string in a 100 KB file took 4.7 GB to read as plain strings and
+        1.1 GB as a dictionary (measured), so a column chunk that unpacks at a
+        ratio no real file has is refused from the file's metadata first.
+        """
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        assert self.path is not None
+        schema = pq.ParquetFile(self.path).schema_arrow
+        text = [
+            c
+            for c in wanted
+            if pa.types.is_string(schema.field(c).type)
+            or pa.types.is_large_string(schema.field(c).type)
+        ]
+        parquet = pq.ParquetFile(self.path, read_dictionary=text)
+        metadata = parquet.metadata
+        for group in range(metadata.num_row_groups):
+            row_group = metadata.row_group(group)
+            for index in range(row_group.num_columns):
+                chunk = row_group.column(index)
+                if chunk.path_in_schema in wanted:
+                    refuse_bomb(
+                        f"{self.name}: column {printable(chunk.path_in_schema, 40)!r}",
+                        chunk.total_uncompressed_size,
+                        chunk.total_compressed_size,
+                    )
+        rows = 0
+        columns: dict[str, list[Any]] = {c: [] for c in wanted}
+        for batch in parquet.iter_batches(PARQUET_BATCH, columns=wanted):
+            for c in wanted:
+                columns[c] += arrow_cells(batch.column(c))
+            rows += batch.num_rows
+            if rows >= CHUNK_ROWS:
+                yield columns
+                rows, columns = 0, {c: [] for c in wanted}
+        if rows:
+            yield columns
 
     def _chunks(self) -> Iterator[Chunk]:
         row = 1
@@ -330,10 +393,10 @@ class Source:
 
 def spool_stdin(folder: Path) -> Path:
     """Copy standard input to a file so it can be hashed, sniffed and re-read on resume."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("wb", dir=folder, suffix=".csv", delete=False) as out:
+    path = folder / f"{secrets.token_hex(8)}.csv"
+    with replacing(path, "wb", new=True) as out:
         shutil.copyfileobj(sys.stdin.buffer, out)
-    return Path(out.name)
+    return path
 
 
 def open_source(

@@ -6,25 +6,38 @@ text whole: a 102 KB file holding one 100 MB cell took 920 MB of memory and
 first `keep` characters and only counts the rest: the same file reads in
 bounded memory. Only what `bulk` needs is read: the active sheet's cell
 values (cached formula results, as openpyxl's `data_only`), as text.
+
+A small file can still describe a great deal: rows padded to a cell at
+column XFD (200,000 such rows in 22 KB held 16,384 cells each), or tens of
+millions of empty shared strings (40 million in 293 KB). So once the header
+is read the caller says which columns it wants (`SheetRows.keep_only`) and
+rows hold only those, sparsely; a part that unpacks at a ratio no real
+workbook has is refused (`refuse_bomb`), and so are more than
+MAX_SHARED_STRINGS shared strings.
 """
 
 from __future__ import annotations
 
 import posixpath
 import zipfile
+from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from pyexpat import ExpatError, ParserCreate
 from typing import Any
 
 from .._core._exceptions import UsageError
+from ._formats import MAX_FIELDS, refuse_bomb
 
-__all__ = ["read_rows"]
+__all__ = ["SheetRows", "read_rows"]
 
-MAX_COLUMNS = 16_384  # Excel's own limit (column XFD)
+MAX_COLUMNS = MAX_FIELDS  # Excel's own limit (column XFD)
 # What one part of the package may unpack to: a zip bomb stops here, and a real
 # sheet of 1,048,576 rows (Excel's limit) is far smaller.
 MAX_PART_BYTES = 1 << 30
+# Each is held (cut to `keep` characters) while the sheet is read: 5 million
+# is five text columns of Excel's most rows, all distinct.
+MAX_SHARED_STRINGS = 5_000_000
 _BLOCK = 1 << 16
 
 Cut = Callable[[str, int], str]  # (first characters, whole length) -> the kept text
@@ -69,6 +82,9 @@ def _parse(
             f"{name}: {part} would unpack to {info.file_size:,} bytes, "
             f"more than the {MAX_PART_BYTES:,} bulk reads"
         )
+    # The sizes are the archive's word; zipfile stops at the stated size (and
+    # then fails on the checksum), so a part cannot unpack to more than it says.
+    refuse_bomb(f"{name}: {part}", info.file_size, info.compress_size)
     parser = ParserCreate(namespace_separator=" ")
     parser.buffer_text = True  # fewer, longer character-data calls
 
@@ -142,7 +158,8 @@ def _locate(archive: zipfile.ZipFile, name: str) -> tuple[str, str | None]:
 class _Strings:
     """expat callbacks for the shared strings table: one capped text per <si>."""
 
-    def __init__(self, cut: Cut, keep: int) -> None:
+    def __init__(self, name: str, cut: Cut, keep: int) -> None:
+        self.name = name
         self.cut = cut
         self.keep = keep
         self.strings: list[str] = []
@@ -160,6 +177,11 @@ class _Strings:
 
     def end(self, tag: str) -> None:
         if tag == "si" and self.text is not None:
+            if len(self.strings) >= MAX_SHARED_STRINGS:
+                raise UsageError(
+                    f"{self.name}: more than {MAX_SHARED_STRINGS:,} shared strings; "
+                    "bulk reads workbooks with up to that many"
+                )
             self.strings.append(self.text.value(self.cut))
             self.text = None
         elif tag == "rPh":
@@ -189,15 +211,22 @@ def _column(reference: str) -> int:
 
 
 class _Sheet:
-    """expat callbacks for a worksheet: complete rows pile up in `rows`."""
+    """expat callbacks for a worksheet: complete rows pile up in `rows`, sparsely.
+
+    `kept`: the columns whose cells are kept (None: all of them, as for the
+    header). A row is a dict of its kept non-empty cells; rows with no
+    non-blank cell at all, kept or not, are left out.
+    """
 
     def __init__(self, name: str, strings: list[str], cut: Cut, keep: int) -> None:
         self.name = name
         self.strings = strings
         self.cut = cut
         self.keep = keep
-        self.rows: list[list[Any]] = []
+        self.kept: frozenset[int] | None = None
+        self.rows: deque[dict[int, str]] = deque()
         self.cells: dict[int, str] = {}
+        self.blank = True
         self.column = 0
         self.kind = "n"
         self.text: _Text | None = None
@@ -211,9 +240,12 @@ class _Sheet:
             if not 0 <= self.column < MAX_COLUMNS:
                 raise UsageError(f"{self.name}: cell reference {reference!r:.20} is out of range")
             self.kind = attrs.get("t", "n")
+            # Read, then dropped, outside the kept columns too: a row with only
+            # such cells still counts as a row (an invalid one), as in a CSV.
             self.text = _Text(self.keep)
         elif tag == "row":
             self.cells = {}
+            self.blank = True
             self.column = 0
         elif tag == "v" or (tag == "t" and self.kind == "inlineStr" and not self.phonetic):
             self.collecting = self.text is not None
@@ -229,13 +261,13 @@ class _Sheet:
             value = self.text.value(self.cut)
             if self.kind == "s":
                 value = self._shared(value)
-            if value:
+            if value and (self.kept is None or self.column in self.kept):
                 self.cells[self.column] = value
+            self.blank = self.blank and not value.strip()
             self.text = None
             self.column += 1
-        elif tag == "row":
-            width = max(self.cells, default=-1) + 1
-            self.rows.append([self.cells.get(i) for i in range(width)])
+        elif tag == "row" and not self.blank:
+            self.rows.append(self.cells)
 
     def chars(self, data: str) -> None:
         if self.collecting and self.text is not None:
@@ -248,19 +280,55 @@ class _Sheet:
         return self.strings[int(index)]
 
 
+class SheetRows:
+    """Each non-blank row of the active sheet as a list of cell texts (None for an empty cell).
+
+    Until `keep_only` is called a row is as wide as its last cell; after it,
+    only as wide as the last wanted column, with only the wanted cells.
+    """
+
+    def __init__(self, path: Path, name: str, cut: Cut, keep: int) -> None:
+        self.path = path
+        self.name = name
+        self.cut = cut
+        self.keep = keep
+        self.kept: frozenset[int] | None = None
+        self._sheet: _Sheet | None = None
+
+    def keep_only(self, columns: list[int]) -> None:
+        self.kept = frozenset(columns)
+        if self._sheet is not None:
+            self._sheet.kept = self.kept
+
+    def _row(self, cells: dict[int, str]) -> list[Any]:
+        if self.kept is None:
+            width = max(cells, default=-1) + 1
+        else:  # rows parsed before keep_only (same block as the header) are cut here
+            width = max(self.kept, default=-1) + 1
+            cells = {i: v for i, v in cells.items() if i in self.kept}
+        return [cells.get(i) for i in range(width)]
+
+    def __iter__(self) -> Iterator[list[Any]]:
+        try:
+            archive = zipfile.ZipFile(self.path)
+        except zipfile.BadZipFile:
+            raise UsageError(f"{self.name}: not an .xlsx workbook (not a zip archive)") from None
+        with archive:
+            sheet_part, strings_part = _locate(archive, self.name)
+            table = _Strings(self.name, self.cut, self.keep)
+            if strings_part is not None and strings_part in archive.NameToInfo:
+                for _ in _parse(
+                    archive, self.name, strings_part, table.start, table.end, table.chars
+                ):
+                    pass
+            sheet = self._sheet = _Sheet(self.name, table.strings, self.cut, self.keep)
+            sheet.kept = self.kept
+            for _ in _parse(archive, self.name, sheet_part, sheet.start, sheet.end, sheet.chars):
+                while sheet.rows:
+                    # One at a time: keep_only may come between two rows of one block.
+                    yield self._row(sheet.rows.popleft())
+
+
 def read_rows(path: Path, name: str, cut: Cut, keep: int) -> Iterator[list[Any]]:
-    """Each row of the active sheet as a list of cell texts (None for an empty cell)."""
-    try:
-        archive = zipfile.ZipFile(path)
-    except zipfile.BadZipFile:
-        raise UsageError(f"{name}: not an .xlsx workbook (not a zip archive)") from None
-    with archive:
-        sheet_part, strings_part = _locate(archive, name)
-        table = _Strings(cut, keep)
-        if strings_part is not None and strings_part in archive.NameToInfo:
-            for _ in _parse(archive, name, strings_part, table.start, table.end, table.chars):
-                pass
-        sheet = _Sheet(name, table.strings, cut, keep)
-        for _ in _parse(archive, name, sheet_part, sheet.start, sheet.end, sheet.chars):
-            yield from sheet.rows
-            sheet.rows.clear()
+    """Each non-blank row of the active sheet, every cell kept (see `SheetRows`)."""
+    return iter(SheetRows(path, name, cut, keep))

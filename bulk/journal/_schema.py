@@ -1,7 +1,9 @@
 """The journal's file: its schema, the shape of an outcome, and who may open it.
 
-A journal is a SQLite file that carries bulk's application id: bulk opens,
-and `--fresh` deletes, only such files. Anyone else who needs to know what a
+A journal is a SQLite file that carries bulk's application id, owned by the
+user running bulk and writable by nobody else: bulk opens, and `--fresh`
+deletes, only such files (a journal planted in a shared folder would
+otherwise send its rows with the user's credentials). Anyone else who needs to know what a
 journal planned (a job deciding whether to resume) reads it through
 `read_meta`, never with SQL of its own.
 """
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .._core._exceptions import UsageError
+from .._core._files import refuse_foreign
 from .._core._text import printable
 
 __all__ = [
@@ -130,6 +133,7 @@ def refuse_unless_ours(path: Path) -> None:
         )
     if not stat.S_ISREG(info.st_mode):
         raise UsageError(f"{shown}: the journal path is not a regular file")
+    refuse_foreign(info, path, "journal")
     if info.st_size == 0:
         return  # nothing to lose (and what a crash right after creating it leaves)
     with open(path, "rb") as handle:
@@ -159,7 +163,11 @@ def _is_ours(path: Path) -> bool:
 
 def read_meta(path: Path) -> dict[str, Any]:
     """A journal's meta, read-only; empty when there is no such file or it is not bulk's."""
-    if not path.is_file() or not _is_ours(path):
+    try:
+        refuse_unless_ours(path)
+    except UsageError:
+        return {}
+    if not path.is_file():
         return {}
     try:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)

@@ -4,7 +4,16 @@ The report is written in CSV, JSONL or Parquet, in input order; the audit
 record (`<report>.run.json`) is written, read and listed only by `_audit`.
 """
 
-from ._audit import AUDIT_SUFFIX, audit_path, is_audit, list_runs, read_audit, write_audit
+from ._audit import (
+    AUDIT_SUFFIX,
+    RunLine,
+    audit_path,
+    batch_of,
+    is_audit,
+    list_runs,
+    read_audit,
+    write_audit,
+)
 from ._render import (
     REPORT_SUFFIXES,
     check_outputs,
@@ -16,7 +25,9 @@ from ._render import (
 __all__ = [
     "AUDIT_SUFFIX",
     "REPORT_SUFFIXES",
+    "RunLine",
     "audit_path",
+    "batch_of",
     "check_outputs",
     "check_report_path",
     "is_audit",

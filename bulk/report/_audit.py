@@ -5,18 +5,33 @@ requests, exit code and what it was derived from, plus `invocations`, one
 line per run of that report (a resumed batch has several). Readers elsewhere
 (the job runner deciding whether to resume, `bulk retry`/`undo` naming the
 batch, `bulk runs`) ask this module, so a malformed or planted file is judged
-by one rule: a JSON object of at most MAX_BYTES, or nothing.
+by one rule: a JSON object of at most MAX_BYTES, read without following a
+link or waiting on a FIFO, or nothing (never a traceback). What `bulk runs`
+shows of a record is made printable here (`RunLine`): a planted record's
+escape sequences never reach a terminal.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._core._files import beside, replacing
+from .._core._files import beside, read_file, replacing
+from .._core._text import printable
 
-__all__ = ["AUDIT_SUFFIX", "audit_path", "is_audit", "list_runs", "read_audit", "write_audit"]
+__all__ = [
+    "AUDIT_SUFFIX",
+    "RunLine",
+    "audit_path",
+    "batch_of",
+    "is_audit",
+    "list_runs",
+    "read_audit",
+    "write_audit",
+]
 
 AUDIT_SUFFIX = ".run.json"
 # Real records are a few KB; a larger file is not one of ours and is not read whole.
@@ -32,11 +47,20 @@ def audit_path(report: Path) -> Path:
 def read_audit(path: Path) -> dict[str, Any] | None:
     """The record at `path`, or None when it is missing, unreadable or not a JSON object."""
     try:
-        with open(path, "rb") as handle:
-            record = json.loads(handle.read(MAX_BYTES))
-    except (OSError, ValueError):
+        raw = read_file(path, MAX_BYTES)
+        record = json.loads(raw) if raw is not None else None
+    except (OSError, ValueError, RecursionError):  # RecursionError: `[[[[...` nested deep
         return None
     return record if isinstance(record, dict) else None
+
+
+_BATCH_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def batch_of(report: Path) -> str | None:
+    """The batch id in `report`'s audit record, if there is one of bulk's shape."""
+    batch = (read_audit(audit_path(report)) or {}).get("batch_id")
+    return batch if isinstance(batch, str) and _BATCH_ID.fullmatch(batch) else None
 
 
 def is_audit(path: Path) -> bool:
@@ -55,12 +79,46 @@ def write_audit(path: Path, record: dict[str, Any]) -> None:
         handle.write(json.dumps({**record, "invocations": history}, indent=2, default=str) + "\n")
 
 
-def list_runs(folder: Path, limit: int = 20) -> list[dict[str, Any]]:
-    """The latest `limit` records under `folder`, newest first, each with its `audit` path."""
+@dataclass(frozen=True)
+class RunLine:
+    """What `bulk runs` shows of one record: every field printable, whatever the file held."""
+
+    ended_at: str
+    exit_code: str
+    kind: str
+    counts: str  # `failed=1 updated=4`
+    report: str
+
+
+def _run_line(record: dict[str, Any], path: Path) -> RunLine:
+    def text(value: object, keep: int) -> str:
+        return printable(value, keep) if isinstance(value, str) and value else "?"
+
+    counts = record.get("counts")
+    outcomes = counts.get("outcomes") if isinstance(counts, dict) else None
+    shown = " ".join(
+        f"{printable(k, 20)}={v}"
+        for k, v in sorted((outcomes if isinstance(outcomes, dict) else {}).items())
+        if isinstance(v, int)
+    )
+    derived = record.get("derived_from")
+    kind = derived.get("kind") if isinstance(derived, dict) else None
+    code = record.get("exit_code")
+    return RunLine(
+        ended_at=text(str(record.get("ended_at") or "")[:19], 19),
+        exit_code=str(code) if isinstance(code, int) else "?",
+        kind=text(kind, 10) if kind is not None else "run",
+        counts=shown,
+        report=text(record.get("report"), 200) if record.get("report") else printable(path, 200),
+    )
+
+
+def list_runs(folder: Path, limit: int = 20) -> list[RunLine]:
+    """The latest `limit` records under `folder`, newest first, made printable."""
     records = []
     for path in folder.rglob(f"*{AUDIT_SUFFIX}"):
         record = read_audit(path)
         if record is not None:
-            records.append({**record, "audit": str(path)})
-    records.sort(key=lambda r: str(r.get("ended_at", "")), reverse=True)
-    return records[:limit]
+            records.append((str(record.get("ended_at", "")), _run_line(record, path)))
+    records.sort(key=lambda pair: pair[0], reverse=True)
+    return [line for _, line in records[:limit]]
