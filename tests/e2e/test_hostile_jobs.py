@@ -60,7 +60,7 @@ from bulk.simulator import (
     make_tickets,
 )
 
-from .conftest import read_report, write_csv
+from ..support import read_report, run_bulk, write_csv
 
 MiB = 1 << 20
 GOOD = Credentials.basic(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET)
@@ -70,16 +70,7 @@ ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give a f
 
 
 def cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("SPACEBRING_")}
-    return subprocess.run(
-        [sys.executable, "-m", "bulk", *args],
-        env={**base, **env},
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        errors="backslashreplace",
-        timeout=60,
-    )
+    return run_bulk(*args, env=env, cwd=cwd, errors="backslashreplace")
 
 
 # -- a job's folder: the pointer, the journal, the files it writes -------------------------
