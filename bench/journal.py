@@ -21,12 +21,10 @@ from pathlib import Path
 import anyio
 
 from bulk import Credentials
-from bulk._engine import Engine, EngineSettings
-from bulk._pacing import Pacer, RateController
 from bulk.input import open_source
 from bulk.journal import Journal, Outcome
 from bulk.plan import plan_chunk
-from bulk.send import TicketClient
+from bulk.send import Engine, EngineSettings, Pacer, RateController, TicketClient
 from bulk.simulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, make_tickets, write_tickets
 
 

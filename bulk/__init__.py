@@ -18,6 +18,7 @@ from ._core._exceptions import (
     CredentialsRejected,
     FatalRequestError,
     JobLocked,
+    ListingUnreadable,
     RequestError,
     RetriableError,
     UnexpectedAnswer,
@@ -28,7 +29,7 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from ._core._config import Credentials
-    from ._runner import RunOptions, RunSummary, execute, run, run_async
+    from .batch import RunOptions, RunSummary, execute, run, run_async
 
 __all__ = [
     "BulkError",
@@ -37,6 +38,7 @@ __all__ = [
     "ExitCode",
     "FatalRequestError",
     "JobLocked",
+    "ListingUnreadable",
     "RequestError",
     "RetriableError",
     "RunOptions",
@@ -51,11 +53,11 @@ __all__ = [
 
 _LAZY = {
     "Credentials": "._core._config",
-    "RunOptions": "._runner",
-    "RunSummary": "._runner",
-    "execute": "._runner",
-    "run": "._runner",
-    "run_async": "._runner",
+    "RunOptions": ".batch",
+    "RunSummary": ".batch",
+    "execute": ".batch",
+    "run": ".batch",
+    "run_async": ".batch",
 }
 
 

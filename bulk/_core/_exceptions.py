@@ -7,6 +7,7 @@ is decided in one place, `bulk.send._classify`.
 
     BulkError
     ├── UsageError            bad input, options or configuration: exit 2, nothing sent
+    │   └── ListingUnreadable a job's API listing cannot be read to its end: exit 2
     ├── JobLocked             another process runs this job or report: exit 75
     └── RequestError          one request failed (a row's outcome, not a crash)
         ├── RetriableError    worth another attempt
@@ -24,6 +25,7 @@ __all__ = [
     "CredentialsRejected",
     "FatalRequestError",
     "JobLocked",
+    "ListingUnreadable",
     "RequestError",
     "RetriableError",
     "UnexpectedAnswer",
@@ -49,6 +51,15 @@ class UsageError(BulkError):
     def __init__(self, message: str, exit_code: int = ExitCode.USAGE) -> None:
         super().__init__(message)
         self.exit_code = ExitCode(exit_code)
+
+
+class ListingUnreadable(UsageError):
+    """The listing cannot be read to its end: the job's input is unreadable (exit 2), nothing sent.
+
+    Raised by the job listing (`bulk.jobs`): a page of the wrong shape, a
+    cursor that does not advance, pages that bring nothing new, more pages
+    than any real listing, a listed time without a time zone.
+    """
 
 
 class JobLocked(BulkError):

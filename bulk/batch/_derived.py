@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._core._exceptions import UsageError
-from .plan import normalise_status
+from .._core._exceptions import UsageError
+from ..plan import normalise_status
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -9,9 +9,9 @@ from typing import Any
 
 import click
 
-from ._core._exit import ExitCode
+from .._core._exit import ExitCode
 
-__all__ = ["run_demo"]
+__all__ = ["demo", "run_demo"]
 
 SAMPLE = Path("samples") / "mass_close.csv"
 
@@ -22,9 +22,9 @@ def _sample_ids() -> list[str]:
 
 
 def run_demo(rate: float, execute: Callable[..., int]) -> int:
-    from . import simulator as sim
-    from ._core._config import Credentials
-    from ._runner import RunOptions
+    from .. import simulator as sim
+    from .._core._config import Credentials
+    from ..batch import RunOptions
 
     if not SAMPLE.is_file():
         click.echo(f"bulk demo: {SAMPLE} not found; run it from the repository's top folder")
@@ -48,3 +48,14 @@ def run_demo(rate: float, execute: Callable[..., int]) -> int:
         credentials: Any = Credentials.basic(sim.DEMO_CLIENT_ID, sim.DEMO_CLIENT_SECRET)
         code = execute(str(SAMPLE), options, credentials=credentials)
     return code
+
+
+@click.command()
+@click.option("--rate", default=40.0, show_default=True, help="Requests per second for the demo.")
+def demo(rate: float) -> None:
+    """Run the sample mass closure against a simulator started here, and show the report."""
+    import sys
+
+    from ._common import execute_batch
+
+    sys.exit(run_demo(rate, execute_batch))

@@ -4,30 +4,13 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Protocol
+from typing import Any
 
-from ._engine import Stats
+from ..send import Stats
 
-__all__ = ["LogProgress", "NoProgress", "Progress", "RichProgress"]
+__all__ = ["LogProgress", "RichProgress"]
 
 log = logging.getLogger("bulk")
-
-
-class Progress(Protocol):
-    def start(self, stats: Stats) -> None: ...
-    def update(self, stats: Stats) -> None: ...
-    def stop(self, stats: Stats) -> None: ...
-
-
-class NoProgress:
-    def start(self, stats: Stats) -> None:
-        pass
-
-    def update(self, stats: Stats) -> None:
-        pass
-
-    def stop(self, stats: Stats) -> None:
-        pass
 
 
 def _rate(stats: Stats) -> float:

@@ -33,22 +33,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from tenacity import AsyncRetrying, retry_if_exception_type
-
-from ._core._csvsafe import csv_cell
-from ._core._exceptions import RetriableError, UnexpectedAnswer, UsageError
-from ._core._files import replacing
-from ._core._ids import UUID_PATTERN
-from ._core._text import clean_text
-from ._engine import AttemptBudget, EngineSettings, WaitRetryAfter
-from ._jobs import ApiSource, Job, Select
-from ._pacing import RateController
-from .send import TicketClient
+from .._core._csvsafe import csv_cell
+from .._core._exceptions import ListingUnreadable, RetriableError, UnexpectedAnswer
+from .._core._files import replacing
+from .._core._ids import UUID_PATTERN
+from .._core._text import clean_text
+from ..send import RateController, TicketClient, retrying
+from ._schema import ApiSource, Job, Select
 
 __all__ = ["MAX_PAGES", "Listing", "ListingUnreadable", "list_and_select"]
 
 log = logging.getLogger("bulk")
-MAX_THROTTLED = EngineSettings.max_throttled
 
 # 10 million tickets at 100 a page, far past any real account; at 10 pages a
 # second, about 3 hours. Only a listing that never ends reaches it.
@@ -74,10 +69,6 @@ SNAPSHOT_COLUMNS = (
     "selected",
     "target_status",
 )
-
-
-class ListingUnreadable(UsageError):
-    """The listing cannot be read to its end: the job's input is unreadable (exit 2), nothing sent."""
 
 
 @dataclass
@@ -216,13 +207,7 @@ async def _page(
     token: str | None,
     max_attempts: int,
 ) -> dict[str, Any]:
-    retrying = AsyncRetrying(
-        stop=AttemptBudget(max_attempts, MAX_THROTTLED),
-        wait=WaitRetryAfter(0.5, 30.0),
-        retry=retry_if_exception_type(RetriableError),
-        reraise=True,
-    )
-    async for attempt in retrying:
+    async for attempt in retrying(max_attempts):
         with attempt:
             await pacer.acquire()
             try:

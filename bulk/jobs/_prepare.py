@@ -22,23 +22,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ._core._config import parse_duration, resolve_target
-from ._core._exceptions import JobLocked, UsageError
-from ._core._exit import ExitCode
-from ._core._files import JobLock, beside, read_file, refuse_foreign, replacing
-from ._core._text import printable
-from ._jobs import ApiSource, FileSource, Job
+from .._core._config import parse_duration, resolve_target
+from .._core._exceptions import UsageError
+from .._core._exit import ExitCode
+from .._core._files import beside, read_file, refuse_foreign, replacing
+from .._core._rates import parse_rate
+from .._core._text import printable
+from ..batch import RunOptions, rate_controller
+from ..input import file_fingerprint
+from ..journal import planned_fingerprint
+from ..report import audit_path, read_audit
 from ._listing import Listing, list_and_select
-from ._runner import RunOptions, rate_controller
-from .input import file_fingerprint
-from .journal import planned_fingerprint
-from .report import read_audit
+from ._schema import ApiSource, FileSource, Job
 
-__all__ = ["EXIT_LOCKED", "JobLock", "JobLocked", "PreparedRun", "prepare_job"]
+__all__ = ["PreparedRun", "prepare_job"]
 
 log = logging.getLogger("bulk")
 
-EXIT_LOCKED = JobLocked.exit_code
 # A run that exited so is over; any other exit (3, 130, none) is finished by the next one.
 _ENDED = (ExitCode.OK, ExitCode.ROWS, ExitCode.USAGE)
 
@@ -56,10 +56,9 @@ class PreparedRun:
 
 def _options(job: Job, report: Path, dry_run: bool) -> RunOptions:
     run = job.run
-    rate: float | str | None = None if run.rate == "unlimited" else run.rate
     options = RunOptions(
         report=report,
-        rate=rate,
+        rate=parse_rate(run.rate),
         concurrency=run.concurrency,
         max_attempts=run.max_attempts,
         timeout=run.timeout,
@@ -102,7 +101,7 @@ def _unfinished(job: Job, pointer: Path, folder: Path) -> tuple[Path, Path, str]
     except (ValueError, KeyError, TypeError):
         log.warning("ignoring %s: not a pointer bulk wrote", printable(pointer, 200))
         return None
-    audit = beside(report, ".run.json")
+    audit = audit_path(report)
     journal = beside(report, ".journal")
     try:
         journal_info = journal.lstat()
@@ -213,9 +212,8 @@ async def prepare_job(job: Job, *, dry_run: bool, now: datetime | None = None) -
 
 
 async def _list(job: Job, source: ApiSource, snapshot: Path, batch_input: Path) -> Listing:
-    from .send import TicketClient
+    from ..send import TicketClient
 
-    rate: float | str | None = None if job.run.rate == "unlimited" else job.run.rate
     target = resolve_target(None)
     log.info("job %s: listing from %s", job.name, target.route())
     for warning in target.warnings:
@@ -225,7 +223,8 @@ async def _list(job: Job, source: ApiSource, snapshot: Path, batch_input: Path) 
         target.base_url, target.credentials, concurrency=1, timeout=job.run.timeout
     )
     async with client:
-        listing = await list_and_select(job, client, rate_controller(rate), snapshot, batch_input)
+        pace = rate_controller(parse_rate(job.run.rate))
+        listing = await list_and_select(job, client, pace, snapshot, batch_input)
     log.info(
         "job %s: %d pages, %d tickets listed in %d locations, %d matched the selection, "
         "%d already at the target, %d to change; snapshot %s",

@@ -24,10 +24,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ._core._config import parse_duration
-from ._core._exceptions import UsageError
-from ._core._ids import UUID_PATTERN
-from .plan import checked_status, normalise_status
+from .._core._config import parse_duration
+from .._core._exceptions import UsageError
+from .._core._ids import UUID_PATTERN
+from .._core._rates import parse_rate
+from ..plan import checked_status, normalise_status
 
 __all__ = ["ApiSource", "FileSource", "Job", "load_job"]
 
@@ -155,8 +156,7 @@ class RunSettings(_Strict):
     @field_validator("rate")
     @classmethod
     def _positive(cls, value: float | str) -> float | str:
-        if isinstance(value, float) and value <= 0:
-            raise ValueError("must be positive, 'auto' or 'unlimited'")
+        parse_rate(value)  # the one reading of a rate; the word stays as written
         return value
 
     @field_validator("deadline")

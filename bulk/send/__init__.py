@@ -1,16 +1,34 @@
-"""Sending: the aiohttp client for the ticket calls and the classifier of what went wrong.
+"""Sending: the anyio worker pool, its pacing and retry policy, the aiohttp client, the classifier.
 
-The engine, the pacing and the retry policy are to move here too.
+The engine takes planned rows from the journal and records each outcome
+there; the client makes one request and proves its answer; the classifier
+says retry, fail the row, or stop; the retry policy is shared with the job
+listing.
 """
 
 from ._classify import classify_exception, classify_response, parse_retry_after
 from ._client import MAX_ANSWER, Answer, TicketClient
+from ._engine import Engine, EngineSettings
+from ._pacing import Pacer, RateController
+from ._retry import MAX_THROTTLED, AttemptBudget, WaitRetryAfter, retrying
+from ._stats import NoProgress, Progress, Stats
 
 __all__ = [
     "MAX_ANSWER",
+    "MAX_THROTTLED",
     "Answer",
+    "AttemptBudget",
+    "Engine",
+    "EngineSettings",
+    "NoProgress",
+    "Pacer",
+    "Progress",
+    "RateController",
+    "Stats",
     "TicketClient",
+    "WaitRetryAfter",
     "classify_exception",
     "classify_response",
     "parse_retry_after",
+    "retrying",
 ]

@@ -15,26 +15,22 @@ import math
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception_type,
-    wait_random_exponential,
-)
 
-from ._core._exceptions import CredentialsRejected, RequestError, RetriableError
+from .._core._exceptions import CredentialsRejected, RequestError, RetriableError
+from ..journal import Journal, Outcome
+from ._client import Answer
 from ._pacing import RateController
-from .journal import Journal, Outcome
-from .send import Answer
+from ._retry import MAX_THROTTLED, retrying
+from ._stats import Stats
 
 log = logging.getLogger("bulk")
 
-__all__ = ["AttemptBudget", "Engine", "EngineSettings", "Stats", "WaitRetryAfter"]
+__all__ = ["Engine", "EngineSettings"]
 
 Send = Callable[[str, str], Awaitable[Answer]]
 _FEED_BATCH = 1000
@@ -46,8 +42,7 @@ class EngineSettings:
     concurrency: int | None = 8  # None: chosen from the observed latency (Little's law)
     max_concurrency: int = 64  # the cap for the automatic choice
     max_attempts: int = 6
-    # 429s are the pool's pace, not the row's fault: they have their own, larger budget.
-    max_throttled: int = 50
+    max_throttled: int = MAX_THROTTLED
     backoff_base: float = 0.5  # first retry waits up to this many seconds (full jitter)
     backoff_max: float = 30.0
     max_failure_rate: float = 0.2  # stop when more of the recent rows than this failed
@@ -60,58 +55,8 @@ class EngineSettings:
         return self.concurrency or self.max_concurrency
 
 
-@dataclass
-class Stats:
-    """Live counters for progress display; the journal holds the truth."""
-
-    total: int = 0
-    done: int = 0
-    failed: int = 0
-    in_flight: int = 0
-    requests: int = 0
-    retries: int = 0
-    throttled: int = 0
-    concurrency: int | None = None  # the pool's size at the end (chosen, when automatic)
-    final_rate: float | None = None
-    started_at: float = field(default_factory=time.monotonic)
-
-
 class _Stopped(Exception):
     """Raised inside a row's retry loop once the run is stopping."""
-
-
-class WaitRetryAfter:
-    """Full-jitter exponential backoff, but never shorter than a server's Retry-After."""
-
-    def __init__(self, base: float, cap: float) -> None:
-        self._jitter = wait_random_exponential(multiplier=base, max=cap)
-
-    def __call__(self, state: RetryCallState) -> float:
-        wait = float(self._jitter(state))
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, RetriableError) and exc.retry_after is not None:
-            wait = max(wait, exc.retry_after)
-        return wait
-
-
-class AttemptBudget:
-    """Tenacity `stop`: `max_attempts` for real failures; 429s count apart, up to their own cap.
-
-    A 429 is the pool's pace, not the row's fault, so it must not use up the
-    row's attempts; the separate cap still ends a row the server never admits.
-    """
-
-    def __init__(self, max_attempts: int, max_throttled: int) -> None:
-        self._max_attempts = max_attempts
-        self._max_throttled = max_throttled
-        self.throttled = 0
-
-    def __call__(self, state: RetryCallState) -> bool:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, RetriableError) and exc.http_status == 429:
-            self.throttled += 1
-            return self.throttled >= self._max_throttled
-        return state.attempt_number - self.throttled >= self._max_attempts
 
 
 class Engine:
@@ -277,14 +222,15 @@ class Engine:
     ) -> Answer:
         """After a retriable first failure: tenacity's backoff, budget and Retry-After."""
         replay: RetriableError | None = first
-        retrying = AsyncRetrying(
-            stop=AttemptBudget(self._settings.max_attempts, self._settings.max_throttled),
-            wait=WaitRetryAfter(self._settings.backoff_base, self._settings.backoff_max),
-            retry=retry_if_exception_type(RetriableError),
+        settings = self._settings
+        policy = retrying(
+            settings.max_attempts,
+            max_throttled=settings.max_throttled,
+            backoff_base=settings.backoff_base,
+            backoff_max=settings.backoff_max,
             sleep=self._sleep,
-            reraise=True,
         )
-        async for attempt in retrying:
+        async for attempt in policy:
             with attempt:
                 if replay is not None:
                     # Tenacity's attempt 1 is the failure that already happened, so

@@ -29,7 +29,7 @@ from bulk._core._config import (
     resolve_target,
 )
 from bulk._core._text import clean_text
-from bulk._jobs import load_job
+from bulk.jobs import load_job
 from bulk.simulator import (
     DEMO_CLIENT_ID,
     DEMO_NETWORK_ID,

@@ -39,13 +39,11 @@ import pytest
 from bulk import Credentials, UsageError
 from bulk._core._config import DEFAULT_BASE_URL, resolve_target
 from bulk._core._files import read_file, replacing
-from bulk._jobrun import PreparedRun, prepare_job
-from bulk._jobs import load_job
-from bulk._listing import ListingUnreadable
-from bulk._runner import RunOptions, execute
+from bulk.batch import RunOptions, execute
 from bulk.input import _formats, _source, _xlsx, open_source
 from bulk.input._formats import MAX_FIELDS, CsvLines, _Cells
 from bulk.input._xlsx import SheetRows
+from bulk.jobs import ListingUnreadable, PreparedRun, load_job, prepare_job
 from bulk.journal import Journal
 from bulk.report import batch_of, read_audit
 from bulk.simulator import (

@@ -367,9 +367,8 @@ def test_listed_text_reaches_the_snapshot_clean(servers: Any, tmp_path: Path) ->
 async def list_job(base_url: str, tmp_path: Path) -> None:
     """The job's listing in this process, against `base_url`, over a real socket."""
     from bulk._core._config import credentials_from_env
-    from bulk._jobs import load_job
-    from bulk._listing import list_and_select
-    from bulk._runner import rate_controller
+    from bulk.batch import rate_controller
+    from bulk.jobs import list_and_select, load_job
     from bulk.send import TicketClient
 
     env = demo_env(base_url)
@@ -395,7 +394,7 @@ async def list_job(base_url: str, tmp_path: Path) -> None:
 async def test_a_listing_page_of_the_wrong_shape_is_unreadable_input(
     servers: Any, tmp_path: Path, mode: str, message: str
 ) -> None:
-    from bulk._listing import ListingUnreadable
+    from bulk.jobs import ListingUnreadable
 
     hostile, _, base, _ = servers
     before = hostile.count(mode, "GET")
@@ -412,7 +411,7 @@ async def test_a_listing_stops_at_the_page_cap(
     servers: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Ever-new tokens and ever-new tickets: only the page cap can end it."""
-    from bulk import _listing
+    from bulk.jobs import _listing
 
     hostile, _, base, _ = servers
     # 100,000 real pages would take minutes; the rule is the same at 25.

@@ -119,7 +119,7 @@ async def test_automatic_concurrency_follows_latency(tmp_path: Path, creds: Cred
 def test_no_confirmation_without_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     import click
 
-    from bulk import cli
+    from bulk.cli import _common as cli
 
     asked: list[str] = []
 

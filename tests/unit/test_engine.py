@@ -18,10 +18,8 @@ import anyio
 import anyio.lowlevel
 
 from bulk import CredentialsRejected, FatalRequestError, RequestError, RetriableError
-from bulk._engine import Engine, EngineSettings
-from bulk._pacing import Pacer, RateController
 from bulk.journal import Journal
-from bulk.send import Answer
+from bulk.send import Answer, Engine, EngineSettings, Pacer, RateController
 
 from ..support import FAST, FakeClock, plan, to_send
 

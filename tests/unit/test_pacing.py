@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from bulk._pacing import HEADROOM, Pacer, RateController
+from bulk.send._pacing import HEADROOM, Pacer, RateController
 
 from ..support import FakeClock
 

@@ -1,0 +1,28 @@
+"""One batch end to end: options, the story (`execute`), its steps, the summary, the library face.
+
+Also the batches made from an earlier report (retry, undo), which run
+through the same story.
+"""
+
+from ._derived import derived_report_path, read_report, retry_frame, undo_frame
+from ._library import run, run_async
+from ._options import RunOptions, default_report
+from ._send import rate_controller
+from ._story import execute
+from ._summary import INTERRUPTED, RunSummary, exit_code
+
+__all__ = [
+    "INTERRUPTED",
+    "RunOptions",
+    "RunSummary",
+    "default_report",
+    "derived_report_path",
+    "execute",
+    "exit_code",
+    "rate_controller",
+    "read_report",
+    "retry_frame",
+    "run",
+    "run_async",
+    "undo_frame",
+]

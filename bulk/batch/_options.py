@@ -1,0 +1,72 @@
+"""What a batch is asked to do: `RunOptions`, checked before anything is read or sent."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .._core._exceptions import UsageError
+from .._core._rates import parse_rate
+from ..input import Source
+from ..plan import checked_map, checked_status
+from ..report import check_report_path
+
+__all__ = ["RunOptions", "default_report"]
+
+
+@dataclass
+class RunOptions:
+    status: str | None = None
+    id_column: str | None = None
+    status_column: str | None = None
+    report: Path | None = None
+    base_url: str | None = None
+    rate: float | str | None = 10.0  # None: no pacing; "auto": start at 10/s, find the limit
+    concurrency: int | None = None  # None: 8 at first, then from latency (Little's law), <= 64
+    max_attempts: int = 6
+    timeout: float = 30.0
+    dry_run: bool = False
+    fresh: bool = False
+    backoff_base: float = 0.5
+    backoff_max: float = 30.0
+    max_failure_rate: float = 0.2
+    limit: int | None = None
+    deadline: float | None = None  # seconds from the start of sending
+    # Migration: target status by legacy value of the status column (never guessed).
+    status_map: dict[str, str] | None = None
+
+    def check(self) -> None:
+        """Raise `UsageError` (exit 2) for an option no run could use; normalise the rest."""
+        try:
+            self.rate = parse_rate(self.rate)
+        except ValueError as exc:
+            raise UsageError(f"--rate {exc}") from None
+        self._check_numbers()
+        if self.status is not None:
+            self.status = checked_status(self.status)
+        if self.status_map is not None:
+            if self.status is not None:
+                raise UsageError("give either a status or a status map, not both")
+            self.status_map = checked_map(self.status_map)
+        if self.report is not None:
+            self.report = Path(self.report)
+            check_report_path(self.report)
+
+    def _check_numbers(self) -> None:
+        if self.concurrency is not None and self.concurrency < 1:
+            raise UsageError("--concurrency must be at least 1")
+        if not 0 <= self.max_failure_rate <= 1:
+            raise UsageError("--max-failure-rate must be between 0 and 1")
+        if self.limit is not None and self.limit < 0:
+            raise UsageError("--limit must not be negative")
+        if self.deadline is not None and self.deadline <= 0:
+            raise UsageError("--deadline must be positive")
+        if self.max_attempts < 1:
+            raise UsageError("--max-attempts must be at least 1")
+        if self.timeout <= 0:
+            raise UsageError("--timeout must be positive")
+
+
+def default_report(source: Source, fingerprint: str, dry_run: bool) -> Path:
+    stem = source.path.stem if source.path is not None else f"dataframe-{fingerprint[:12]}"
+    return Path("reports") / f"{stem}.{'dry-run' if dry_run else 'report'}.csv"

@@ -1,0 +1,304 @@
+"""The steps of a batch once its journal is open: plan or resume, send, finish.
+
+Every journal call that reads or writes many rows runs in a worker thread
+(anyio.to_thread): a count reads every row, half a second at a million, and
+the event loop must stay free for signals and, while sending, for requests.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from .._core._exceptions import UsageError
+from .._core._exit import ExitCode
+from .._core._rates import AUTO, DOCUMENTED_RATE
+from .._version import __version__
+from ..input import Source
+from ..journal import REPORT_COLUMNS, Journal
+from ..plan import plan_chunk
+from ..report import audit_path, report_frame, write_audit, write_report
+from ..send import Progress, Stats
+from ._options import RunOptions
+from ._prepare import Batch, check_written
+from ._send import send_all
+from ._signals import Interrupts
+from ._summary import INTERRUPTED, RunSummary, exit_code
+
+__all__ = ["Start", "finish", "plan_or_resume", "send"]
+
+log = logging.getLogger("bulk")
+
+
+@dataclass
+class Start:
+    """The journal as this run found (or planned) it."""
+
+    meta: dict[str, Any]
+    counts: dict[str, Any]
+    already_final: int = 0
+    resent: int = 0  # in flight when an earlier run was interrupted: sent again
+
+
+async def plan_or_resume(batch: Batch, journal: Journal, interrupts: Interrupts) -> Start:
+    """Plan the input into a fresh journal, or resume the one planned for this same batch."""
+    meta = await anyio.to_thread.run_sync(journal.meta)
+    resuming = False
+    resent = 0
+    if batch.options.fresh or not meta.get("planned"):
+        meta = await _plan_afresh(batch, journal, interrupts)
+    elif meta.get("meaning") != batch.meaning:
+        changed = [k for k, v in batch.meaning.items() if meta.get("meaning", {}).get(k) != v]
+        raise UsageError(
+            f"{journal.path} belongs to an earlier run of {batch.report} with a different "
+            f"{', '.join(changed)}; rerun with --fresh to start over, "
+            "or choose another --report"
+        )
+    else:
+        resuming = True
+        resent = await anyio.to_thread.run_sync(journal.reopen_in_flight)
+    # One count serves the resume message, the progress total and the dry run
+    # (a count reads every row: half a second at a million).
+    counts = await anyio.to_thread.run_sync(journal.counts)
+    start = Start(meta, counts, resent=resent)
+    if resuming:
+        start.already_final = counts["rows"] - counts["pending"]
+        _log_resume(start, batch.report)
+    return start
+
+
+async def _plan_afresh(batch: Batch, journal: Journal, interrupts: Interrupts) -> dict[str, Any]:
+    src = batch.source
+    await anyio.to_thread.run_sync(journal.clear)
+    await anyio.to_thread.run_sync(_plan, journal, src, batch.options, interrupts.requested)
+    if batch.input_sha256 is not None:  # the file was read twice: hashed, then planned
+        check_written(src, await anyio.to_thread.run_sync(src.fingerprint), batch.input_sha256)
+    await anyio.to_thread.run_sync(
+        lambda: journal.set_meta(
+            planned=True,
+            meaning=batch.meaning,
+            batch_id=uuid.uuid4().hex,
+            created_at=batch.started_at.isoformat(),
+        )
+    )
+    return await anyio.to_thread.run_sync(journal.meta)
+
+
+def _plan(
+    journal: Journal, source: Source, options: RunOptions, stop: threading.Event | None = None
+) -> int:
+    rows = 0
+    for chunk in source.chunks():
+        _check_interrupt(stop)
+        planned = list(
+            plan_chunk(
+                chunk, source.id_column, source.status_column, options.status, options.status_map
+            )
+        )
+        journal.add_planned(planned)
+        rows += len(planned)
+    if rows == 0:
+        raise UsageError(f"{source.name}: no data rows (only a header, or an empty file)")
+    _check_interrupt(stop)
+    journal.settle_duplicates()
+    return rows
+
+
+def _check_interrupt(stop: threading.Event | None) -> None:
+    # The plan counts only once `planned` is set in the journal's meta, so
+    # stopping here leaves a journal the next run plans afresh.
+    if stop is not None and stop.is_set():
+        raise UsageError(
+            "interrupted while checking the input: nothing was sent "
+            "(run the same command again to start)",
+            exit_code=ExitCode.INTERRUPTED,
+        )
+
+
+def _log_resume(start: Start, report: Path) -> None:
+    counts = start.counts
+    if counts["pending"]:
+        log.info(
+            "resuming: %d of %d rows already final%s",
+            start.already_final,
+            counts["rows"],
+            f" ({start.resent} in flight at the interruption will be sent again)"
+            if start.resent
+            else "",
+        )
+    else:
+        log.info(
+            "nothing to send: every row of %s is already final "
+            "(rerun with --fresh to send the batch again)",
+            report,
+        )
+
+
+async def send(
+    batch: Batch,
+    journal: Journal,
+    start: Start,
+    interrupts: Interrupts,
+    progress: Progress,
+    confirm: Callable[[int, str], bool] | None,
+) -> tuple[str | None, Stats]:
+    """Send what is pending (unless a dry run, unconfirmed, or interrupted); why it stopped."""
+    options, pending = batch.options, start.counts["pending"]
+    stats = Stats(total=pending if options.limit is None else min(pending, options.limit))
+    if interrupts.requested.is_set():
+        return INTERRUPTED, stats  # after planning: nothing sent, the report is written
+    if options.dry_run:
+        _describe_dry_run(start.counts, options, batch.base_url)
+        return None, stats
+    if not pending:
+        return None, stats
+    asked = min(pending, options.limit or pending)
+    if confirm is not None and not _ask(confirm, interrupts, asked, batch.base_url):
+        return "stopped: not confirmed", stats
+    assert batch.credentials is not None
+    journal.start_writer()
+    try:
+        with interrupts.suspended():  # the engine's graceful stop takes over
+            reason = await send_all(
+                journal,
+                options,
+                batch.base_url,
+                batch.credentials,
+                stats,
+                progress,
+                interrupts.enabled,
+            )
+    finally:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(journal.close_writer)
+    return reason, stats
+
+
+def _ask(
+    confirm: Callable[[int, str], bool], interrupts: Interrupts, rows: int, base_url: str
+) -> bool:
+    with interrupts.suspended():  # a signal at the prompt acts at once, not after an answer
+        return confirm(rows, base_url)
+
+
+def _describe_dry_run(counts: Mapping[str, Any], options: RunOptions, base_url: str) -> None:
+    pending = counts["pending"]
+    if options.limit is not None:
+        pending = min(pending, options.limit)
+    rate = DOCUMENTED_RATE if options.rate == AUTO else options.rate
+    timing = ""
+    if isinstance(rate, int | float):
+        timing = f", about {pending / rate:.0f}s at {rate:g}/s"
+        if options.rate == AUTO:
+            timing += " (--rate auto starts there)"
+    log.info(
+        "dry run: would send %d requests (PUT %s/support/tickets/v1/{id}/status)%s; nothing sent",
+        pending,
+        base_url,
+        timing,
+    )
+
+
+def _pending_reason(options: RunOptions, stop_reason: str | None) -> str:
+    if options.dry_run:
+        return "dry run"
+    if stop_reason:
+        return stop_reason
+    if options.limit is not None:
+        return f"not sent: --limit {options.limit}"
+    return "not sent"
+
+
+async def finish(
+    batch: Batch,
+    journal: Journal,
+    start: Start,
+    sent: tuple[str | None, Stats],
+    interrupts: Interrupts,
+    collect: bool,
+) -> RunSummary:
+    """Write the report (and the audit record, unless a dry run); sum the run up."""
+    options, (stop_reason, stats) = batch.options, sent
+    counts = await anyio.to_thread.run_sync(journal.counts)
+    held_back = options.dry_run or (options.limit is not None and stop_reason is None)
+    code = exit_code(counts, stop_reason, held_back)
+    pending_reason = _pending_reason(options, stop_reason)
+    columns = REPORT_COLUMNS + (("source_row",) if batch.source.derived else ())
+    await anyio.to_thread.run_sync(
+        lambda: write_report(journal, batch.report, pending_reason=pending_reason, columns=columns)
+    )
+    if interrupts.requested.is_set():
+        code = ExitCode.INTERRUPTED  # a signal while the report was written
+    frame = None
+    if collect:
+        frame = await anyio.to_thread.run_sync(report_frame, journal, pending_reason, columns)
+    summary = RunSummary(
+        report=batch.report,
+        audit=audit_path(batch.report),
+        rows=counts["rows"],
+        outcomes=counts["outcomes"],
+        pending=counts["pending"],
+        http_status=counts["http_status"],
+        requests=counts["requests"],
+        retries=counts["retries"],
+        elapsed=time.monotonic() - batch.began,
+        exit_code=code,
+        dry_run=options.dry_run,
+        stop_reason=stop_reason,
+        already_final=start.already_final,
+        resent=start.resent,
+        sent_this_run=stats.requests,
+        throttled=stats.throttled,
+        concurrency=stats.concurrency,
+        final_rate=stats.final_rate,
+        frame=frame,
+    )
+    if not options.dry_run:
+        if not counts["pending"]:
+            await anyio.to_thread.run_sync(lambda: journal.set_meta(complete=True))
+        record = _audit_record(batch, journal, start, summary, stats, counts)
+        await anyio.to_thread.run_sync(write_audit, summary.audit, record)
+    return summary
+
+
+def _audit_record(
+    batch: Batch,
+    journal: Journal,
+    start: Start,
+    summary: RunSummary,
+    stats: Stats,
+    counts: dict[str, Any],
+) -> dict[str, Any]:
+    options = batch.options
+    resumed = {"already_final": start.already_final, "resent": start.resent}
+    return {
+        "run_id": uuid.uuid4().hex,
+        "batch_id": start.meta.get("batch_id"),
+        "tool": f"bulk {__version__}",
+        "started_at": batch.started_at.isoformat(),
+        "ended_at": datetime.now(UTC).isoformat(),
+        "input": batch.source.name,
+        "input_sha256": batch.fingerprint,
+        "report": str(batch.report),
+        "journal": str(journal.path),
+        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},
+        "counts": counts,
+        "requests_this_run": stats.requests,
+        "retries_this_run": stats.retries,
+        "throttled_this_run": stats.throttled,
+        "concurrency": stats.concurrency,
+        "final_rate": stats.final_rate,
+        "resumed": resumed if start.already_final or start.resent else None,
+        "stop_reason": summary.stop_reason,
+        "derived_from": batch.derived_from,
+        "exit_code": summary.exit_code,
+    }

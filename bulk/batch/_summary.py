@@ -1,0 +1,82 @@
+"""What a batch did: `RunSummary` (the lines the command line prints) and its exit code."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._core._exit import ExitCode
+
+__all__ = ["INTERRUPTED", "RunSummary", "exit_code"]
+
+INTERRUPTED = "interrupted"
+
+
+@dataclass
+class RunSummary:
+    report: Path
+    audit: Path
+    rows: int
+    outcomes: dict[str, int]
+    pending: int
+    http_status: dict[str, int]
+    requests: int
+    retries: int
+    elapsed: float
+    exit_code: int
+    dry_run: bool = False
+    stop_reason: str | None = None
+    already_final: int = 0
+    resent: int = 0
+    sent_this_run: int = 0
+    throttled: int = 0
+    concurrency: int | None = None
+    final_rate: float | None = None
+    frame: Any = field(default=None, repr=False)
+
+    @property
+    def effective_rate(self) -> float:
+        return self.sent_this_run / self.elapsed if self.elapsed > 0 else 0.0
+
+    def lines(self) -> list[str]:
+        order = ("updated", "unchanged", "failed", "invalid", "skipped")
+        counts = {k: self.outcomes.get(k, 0) for k in order}
+        if self.pending:
+            counts["skipped"] += self.pending
+        out = [
+            f"rows: {self.rows}  " + "  ".join(f"{k}: {v}" for k, v in counts.items()),
+        ]
+        if self.http_status:
+            out.append(
+                "last http status (rows): "
+                + "  ".join(f"{k}: {v}" for k, v in self.http_status.items())
+            )
+        out.append(
+            f"requests: {self.requests}  retries: {self.retries}  "
+            f"elapsed: {self.elapsed:.1f}s  effective rate: {self.effective_rate:.1f}/s"
+        )
+        if self.throttled:
+            rate = f"{self.final_rate:.1f}/s" if self.final_rate else "unpaced"
+            out.append(f"throttled (429): {self.throttled}  pace at the end: {rate}")
+        if self.already_final:
+            out.append(f"resumed: {self.already_final} rows were already final")
+        if self.stop_reason:
+            out.append(f"stopped early: {self.stop_reason}")
+        out.append(f"report: {self.report.resolve()}")
+        return out
+
+
+def exit_code(counts: Mapping[str, Any], stop_reason: str | None, held_back: bool) -> ExitCode:
+    """`held_back`: rows left unsent on purpose (dry run, --limit) do not count as unsent."""
+    if not counts["pending"]:
+        stop_reason = None  # stopped as the last rows finished: nothing was left undone
+    if stop_reason == INTERRUPTED:
+        return ExitCode.INTERRUPTED
+    if stop_reason:
+        return ExitCode.STOPPED
+    bad = counts["outcomes"].get("failed", 0) + counts["outcomes"].get("invalid", 0)
+    if bad or (counts["pending"] and not held_back):
+        return ExitCode.ROWS
+    return ExitCode.OK

@@ -1,0 +1,180 @@
+"""What the commands that send share: the run options, the confirmation, running a batch."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from .._core._exceptions import UsageError
+from .._core._exit import ExitCode
+from .._core._rates import Rate, parse_rate
+from ._console import fail_usage, terminal
+
+if TYPE_CHECKING:
+    from ..batch import RunOptions, RunSummary
+
+__all__ = ["cli_rate", "execute_batch", "run_options"]
+
+
+def cli_rate(value: str, hint: str | None = None, *, allow_auto: bool = True) -> Rate:
+    """`parse_rate` with the command line's error (exit 2, naming the option)."""
+    try:
+        return parse_rate(value, allow_auto=allow_auto)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=hint) from None
+
+
+def _print_summary(summary: RunSummary) -> None:
+    for line in summary.lines():
+        click.echo(line)
+
+
+def _duration(value: str | None) -> float | None:
+    from .._core._config import parse_duration
+
+    try:
+        return None if value is None else parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _confirmer(yes: bool) -> Any:
+    def confirm(rows: int, base_url: str) -> bool:
+        import signal
+        from urllib.parse import urlsplit
+
+        from .._core._config import DEFAULT_HOST, needs_confirmation
+
+        # Without a terminal (cron) nobody can answer: the first log line names the host.
+        if yes or not sys.stdin.isatty() or not needs_confirmation(base_url, rows):
+            return True
+        host = urlsplit(base_url).netloc
+        other = "" if urlsplit(base_url).hostname == DEFAULT_HOST else f", not {DEFAULT_HOST}"
+        # asyncio's own SIGINT handler would only cancel the run at its next await,
+        # leaving the prompt waiting: at the prompt, Ctrl-C answers at once.
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            return click.confirm(
+                f"bulk: send {rows} status changes to {host}{other}?", default=False, err=True
+            )
+        except click.Abort:  # Ctrl-C or end of input at the prompt: no
+            click.echo("", err=True)
+            return False
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    return confirm
+
+
+def _loop_options() -> dict[str, Any]:
+    # uvloop where installed: the profile of a fast run is mostly event loop and
+    # aiohttp internals, which uvloop's C loop makes markedly cheaper per request.
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return {}
+    return {"use_uvloop": True}
+
+
+def execute_batch(source: Any, options: RunOptions, yes: bool = True, **kwargs: Any) -> int:
+    """Run one batch with a progress display and signal handling; its exit code."""
+    import anyio
+
+    from ..batch import execute
+    from ._progress import LogProgress, RichProgress
+
+    if sys.stderr.isatty():
+        progress: Any = RichProgress(terminal())
+    else:
+        progress = LogProgress()
+    try:
+        summary = anyio.run(
+            lambda: execute(
+                source,
+                options,
+                progress=progress,
+                handle_signals=True,
+                confirm=_confirmer(yes),
+                **kwargs,
+            ),
+            backend_options=_loop_options(),
+        )
+    except UsageError as exc:
+        fail_usage(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo(
+            "bulk: interrupted; the journal keeps every outcome recorded so far "
+            "(run the same command again to resume)",
+            err=True,
+        )
+        return ExitCode.INTERRUPTED
+    _print_summary(summary)
+    return summary.exit_code
+
+
+_YES_HELP = (
+    "Do not ask before sending (a terminal asks above 500 rows, or for any host but the "
+    "production API)."
+)
+
+
+def yes_option(f: Any) -> Any:
+    return click.option("--yes", "-y", is_flag=True, help=_YES_HELP)(f)
+
+
+def run_options(f: Any) -> Any:
+    """The options of every command that runs a batch (run, retry, undo)."""
+    options = [
+        click.option("--status", help="One target status for every row (input needs only ids)."),
+        click.option("--id-column", help="Column holding the ticket id."),
+        click.option("--status-column", help="Column holding the target status."),
+        click.option(
+            "--report",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="Report path (.csv, .jsonl, .parquet). Default: reports/<input>.report.csv",
+        ),
+        click.option("--base-url", help="API root (default SPACEBRING_BASE_URL or production)."),
+        click.option(
+            "--rate",
+            default="10",
+            show_default=True,
+            callback=lambda _ctx, _param, value: cli_rate(value),
+            help="Most requests per second; 'auto' starts at 10 and finds the server's limit; "
+            "'unlimited'.",
+        ),
+        click.option(
+            "--concurrency",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Most requests in flight. Unset: 8 at first, then from the observed "
+            "latency (Little's law), at most 64.",
+        ),
+        click.option("--max-attempts", default=6, show_default=True, help="Attempts per row."),
+        click.option("--timeout", default=30.0, show_default=True, help="Seconds per request."),
+        click.option("--dry-run", is_flag=True, help="Validate and report; send nothing."),
+        click.option(
+            "--fresh", is_flag=True, help="Ignore an earlier interrupted run; start over."
+        ),
+        click.option(
+            "--max-failure-rate",
+            default=0.2,
+            show_default=True,
+            type=click.FloatRange(0, 1),
+            help="Stop (exit 3) when more of the last 100 finished rows than this failed.",
+        ),
+        click.option(
+            "--limit", type=click.IntRange(min=0), help="Send only the first N valid rows."
+        ),
+        click.option(
+            "--deadline",
+            callback=lambda _ctx, _param, value: _duration(value),
+            help="Stop taking new rows after this long, e.g. 90m or 2h (exit 3, resumable).",
+        ),
+        yes_option,
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f

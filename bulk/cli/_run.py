@@ -1,0 +1,42 @@
+"""`bulk run`: one batch from a file or standard input."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ._common import execute_batch, run_options
+
+__all__ = ["run"]
+
+
+@click.command()
+@click.argument("input", metavar="INPUT")
+@run_options
+def run(input: str, yes: bool, **kwargs: Any) -> None:
+    """Set the status of every ticket in INPUT (.csv .tsv .xlsx .parquet .jsonl, or - for stdin).
+
+    Running the same command again after an interruption resumes it.
+    """
+    from ..batch import RunOptions
+    from ..input import spool_stdin
+
+    options = RunOptions(**kwargs)
+    spooled = None
+    if input == "-":
+        spooled = spool_stdin(Path("reports") / ".stdin")
+        source: Any = spooled
+        if options.report is None:
+            kind = "dry-run" if options.dry_run else "report"
+            options.report = Path("reports") / f"stdin.{kind}.csv"
+    else:
+        source = input
+    try:
+        code = execute_batch(source, options, yes)
+    finally:
+        if spooled is not None:
+            spooled.unlink(missing_ok=True)
+    sys.exit(code)

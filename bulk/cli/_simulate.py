@@ -1,0 +1,129 @@
+"""`bulk simulate`: the built-in simulator served on this machine."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ._common import cli_rate
+from ._console import fail_usage
+
+__all__ = ["simulate"]
+
+
+def _server_rate(value: str, hint: str) -> float | None:
+    # A server's limit has nothing to find: no 'auto'.
+    rate = cli_rate(value, hint, allow_auto=False)
+    assert not isinstance(rate, str)
+    return rate
+
+
+def _schedule(
+    rate_after: tuple[str, ...], revoke_after: float | None
+) -> tuple[list[tuple[float, dict[str, Any]]], list[str]]:
+    """The changes in the middle of a run, by seconds after the first request, and their lines."""
+    schedule: list[tuple[float, dict[str, Any]]] = []
+    shown: list[str] = []
+    for spec in rate_after:
+        when, sep, value = spec.partition(":")
+        try:
+            seconds = float(when)
+        except ValueError:
+            seconds = math.nan
+        if not sep or not math.isfinite(seconds) or seconds < 0:
+            raise click.BadParameter(
+                f"{spec!r}: expected SECONDS:RATE, e.g. 30:5", param_hint="'--rate-after'"
+            )
+        new_rate = _server_rate(value, "'--rate-after'")
+        schedule.append((seconds, {"rate": new_rate}))
+        limit = "unlimited" if new_rate is None else f"{new_rate:g}/s"
+        shown.append(f"after {seconds:g} s the limit becomes {limit}")
+    if revoke_after is not None:
+        schedule.append((revoke_after, {"client_secret": "revoked", "access_token": "revoked"}))
+        shown.append(f"after {revoke_after:g} s the credentials are revoked")
+    schedule.sort(key=lambda change: change[0])
+    return schedule, shown
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8900, show_default=True, help="0 picks a free port.")
+@click.option("--tickets", default="1000", show_default=True, help="How many tickets, or a CSV.")
+@click.option(
+    "--write-tickets", type=click.Path(path_type=Path), help="Write the tickets to a CSV."
+)
+@click.option("--rate", default="10", show_default=True, help="Limit per client, or 'unlimited'.")
+@click.option(
+    "--window",
+    type=click.Choice(["bucket", "fixed", "sliding"]),
+    default="bucket",
+    show_default=True,
+    help="Rate limit as a token bucket, per fixed second, or over any trailing second.",
+)
+@click.option("--burst", type=int, help="Token-bucket size (default: the rate).")
+@click.option(
+    "--rate-after",
+    "rate_after",
+    multiple=True,
+    metavar="SECONDS:RATE",
+    help="Change the limit this long after the first request (repeatable), e.g. 30:5.",
+)
+@click.option(
+    "--revoke-after",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="Reject the credentials (401) from this long after the first request.",
+)
+@click.option("--retry-after", is_flag=True, help="Send Retry-After with 429 answers.")
+@click.option("--latency", default=0.0, show_default=True, help="Seconds added to every answer.")
+@click.option("--jitter", default=0.0, show_default=True, help="Up to this many more seconds.")
+@click.option("--error-rate", default=0.0, show_default=True, help="Fraction answered 5xx.")
+@click.option(
+    "--drop-rate", default=0.0, show_default=True, help="Fraction of dropped connections."
+)
+@click.option("--slow-rate", default=0.0, show_default=True, help="Fraction answered slowly.")
+@click.option("--slow-seconds", default=5.0, show_default=True)
+@click.option("--seed", type=int, help="Seed for repeatable faults.")
+def simulate(
+    host: str,
+    port: int,
+    tickets: str,
+    write_tickets: Path | None,
+    rate: str,
+    rate_after: tuple[str, ...],
+    revoke_after: float | None,
+    **faults: Any,
+) -> None:
+    """Serve the Spacebring ticket API from memory on this machine, for trying batches.
+
+    --rate-after and --revoke-after reproduce trouble in the middle of a run: the limit
+    changing, or the credentials being revoked, that long after the first request.
+    """
+    from .. import simulator as sim
+
+    schedule, shown = _schedule(rate_after, revoke_after)
+    if Path(tickets).is_file():
+        loaded = sim.load_tickets(tickets)
+    elif tickets.isdigit():
+        loaded = sim.make_tickets(int(tickets), seed=faults["seed"] or 0)
+    else:
+        fail_usage(f"--tickets {tickets!r}: neither a number nor a file")
+    if write_tickets:
+        sim.write_tickets(loaded, write_tickets)
+        click.echo(f"tickets written to {write_tickets}")
+    config = sim.SimConfig(rate=_server_rate(rate, "'--rate'"), schedule=schedule, **faults)
+    server = sim.Simulator(config, loaded)
+
+    def ready(url: str) -> None:
+        click.echo(f"simulator: {len(loaded)} tickets at {url} (Ctrl-C stops)")
+        for line in shown:
+            click.echo(f"  {line} (counted from the first request)")
+        click.echo(
+            f"try: SPACEBRING_BASE_URL={url} SPACEBRING_CLIENT_ID={sim.DEMO_CLIENT_ID} "
+            f"SPACEBRING_CLIENT_SECRET={sim.DEMO_CLIENT_SECRET} bulk run FILE --status closed"
+        )
+
+    sim.run_forever(server, host, port, on_ready=ready)
