@@ -247,6 +247,14 @@ async def _read_page(
         ) from None
 
 
+def _check_page_cap(result: Listing, location: str) -> None:
+    if result.pages >= MAX_PAGES:
+        raise ListingUnreadable(
+            f"listing location {location}: more than {MAX_PAGES} pages in all, "
+            "more than any real listing; stopped, nothing sent"
+        )
+
+
 async def list_and_select(
     job: Job,
     client: TicketClient,
@@ -276,11 +284,7 @@ async def list_and_select(
             cursor = _Cursor(location)
             token: str | None = None
             while True:
-                if result.pages >= MAX_PAGES:
-                    raise ListingUnreadable(
-                        f"listing location {location}: more than {MAX_PAGES} pages in all, "
-                        "more than any real listing; stopped, nothing sent"
-                    )
+                _check_page_cap(result, location)
                 page = result.pages + 1
                 tickets, token = await _read_page(client, pacer, job, location, token, page)
                 cursor.advance(tickets, token, page)
