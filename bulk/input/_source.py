@@ -30,7 +30,6 @@ from ._formats import (
     ENCODING_NAMES,
     SNIFF_CHARS,
     CsvLines,
-    arrow_cells,
     bad_byte,
     clean_cell,
     describe_error,
@@ -39,9 +38,9 @@ from ._formats import (
     header_cells,
     json_object,
     kind_of,
-    refuse_bomb,
     sniff_delimiter,
 )
+from ._parquet import parquet_chunks
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -71,9 +70,6 @@ LINE_LIMIT = 16 * 1024 * 1024
 # it. The file object reads a whole line before the csv module sees a cell,
 # so without this one line could take any amount of memory.
 CSV_LINE_LIMIT = 2 * LINE_LIMIT
-# Parquet rows a batch: a batch is built whole in Arrow before its cells are
-# cut, so a small one bounds what long strings cost.
-PARQUET_BATCH = 4096
 _LISTED = 20  # column names shown in a message
 
 
@@ -314,7 +310,8 @@ class Source:
                 chunk = {c: [clean_cell(v) for v in part[c].tolist()] for c in wanted}
                 yield chunk | {c: part[c].tolist() for c in derived}
         elif self._kind == "parquet":
-            yield from self._parquet_chunks(wanted)
+            assert self.path is not None
+            yield from parquet_chunks(self.path, self.name, wanted, CHUNK_ROWS)
         else:
             records = self._records()
             where = self._wanted(next(records))
@@ -329,49 +326,6 @@ class Source:
                     columns = [[] for _ in wanted]
             if columns[0]:
                 yield dict(zip(wanted, columns, strict=True))
-
-    def _parquet_chunks(self, wanted: list[str]) -> Iterator[dict[str, list[Any]]]:
-        """The wanted columns only, in small batches; strings as dictionaries.
-
-        A Parquet page can unpack to far more than its file: 3,000 copies of a
-        1 MB string in a 100 KB file took 4.7 GB to read as plain strings and
-        1.1 GB as a dictionary (measured), so a column chunk that unpacks at a
-        ratio no real file has is refused from the file's metadata first.
-        """
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        assert self.path is not None
-        schema = pq.ParquetFile(self.path).schema_arrow
-        text = [
-            c
-            for c in wanted
-            if pa.types.is_string(schema.field(c).type)
-            or pa.types.is_large_string(schema.field(c).type)
-        ]
-        parquet = pq.ParquetFile(self.path, read_dictionary=text)
-        metadata = parquet.metadata
-        for group in range(metadata.num_row_groups):
-            row_group = metadata.row_group(group)
-            for index in range(row_group.num_columns):
-                chunk = row_group.column(index)
-                if chunk.path_in_schema in wanted:
-                    refuse_bomb(
-                        f"{self.name}: column {printable(chunk.path_in_schema, 40)!r}",
-                        chunk.total_uncompressed_size,
-                        chunk.total_compressed_size,
-                    )
-        rows = 0
-        columns: dict[str, list[Any]] = {c: [] for c in wanted}
-        for batch in parquet.iter_batches(PARQUET_BATCH, columns=wanted):
-            for c in wanted:
-                columns[c] += arrow_cells(batch.column(c))
-            rows += batch.num_rows
-            if rows >= CHUNK_ROWS:
-                yield columns
-                rows, columns = 0, {c: [] for c in wanted}
-        if rows:
-            yield columns
 
     def _chunks(self) -> Iterator[Chunk]:
         row = 1
