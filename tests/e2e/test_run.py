@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import json
 import time
 from collections import Counter
@@ -203,11 +204,12 @@ async def test_pacing_keeps_to_rate(
     )
     arrivals = [r.at for r in sim.requests]
     assert len(arrivals) == len(ids), summary.lines()
-    observed = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
-    assert abs(observed - 200.0) / 200.0 < 0.05, observed
+    # Only what load cannot fake: never faster than the rate, on the wire and in
+    # total. (Even spacing and no initial burst are proved on a fake clock in
+    # tests/unit/test_pacing.py; a loaded machine may stall any sender.)
     assert time.monotonic() - began >= (len(ids) - 1) / 200.0
-    # no initial burst: the first 10 requests are spread over ~45 ms, not sent at once
-    assert arrivals[9] - arrivals[0] >= 9 / 200.0 * 0.9
+    busiest = max(bisect.bisect_left(arrivals, at + 1.0) - i for i, at in enumerate(arrivals))
+    assert busiest <= 200 + 2, busiest  # +2: the server's own clock jitter
 
 
 def test_sync_run_inside_a_running_loop(creds: Credentials) -> None:
