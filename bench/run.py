@@ -18,8 +18,8 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 # (name, script and arguments, seconds before it is stopped)
 STEPS = [
-    ("rate", [HERE / "rate.py", "--json", RESULTS / "rate.json"], 240.0),
-    ("perf", [HERE / "perf.py", "--json", RESULTS / "perf.json"], 240.0),
+    ("rate", [HERE / "rate.py", "--json", RESULTS / "rate.json"], 480.0),
+    ("perf", [HERE / "perf.py", "--json", RESULTS / "perf.json"], 420.0),
 ]
 
 

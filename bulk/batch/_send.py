@@ -64,6 +64,7 @@ async def send_all(
     stats: Stats,
     progress: Progress,
     handle_signals: bool,
+    controller: RateController | None = None,
 ) -> str | None:
     """Send every pending row (up to --limit); return why the run stopped early, if it did."""
     from ..send import TicketClient
@@ -73,7 +74,7 @@ async def send_all(
         base_url, credentials, concurrency=settings.workers, timeout=options.timeout
     )
     async with client:
-        pace = rate_controller(options.rate)
+        pace = controller or rate_controller(options.rate)
         engine = Engine(journal, client.set_status, pace, settings, stats)
         progress.start(stats)
         try:

@@ -27,7 +27,7 @@ from ..input import Source
 from ..journal import REPORT_COLUMNS, Journal
 from ..plan import plan_chunk
 from ..report import audit_path, report_frame, write_audit, write_report
-from ..send import Progress, Stats
+from ..send import Progress, RateController, Stats
 from ._options import RunOptions
 from ._prepare import Batch, check_written
 from ._send import send_all
@@ -150,6 +150,7 @@ async def send(
     interrupts: Interrupts,
     progress: Progress,
     confirm: Callable[[int, str], bool] | None,
+    controller: RateController | None = None,
 ) -> tuple[str | None, Stats]:
     """Send what is pending (unless a dry run, unconfirmed, or interrupted); why it stopped."""
     options, pending = batch.options, start.counts["pending"]
@@ -176,6 +177,7 @@ async def send(
                 stats,
                 progress,
                 interrupts.enabled,
+                controller,
             )
     finally:
         with anyio.CancelScope(shield=True):

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._core._config import Credentials
-from ..send import NoProgress, Progress
+from ..send import NoProgress, Progress, RateController
 from ._options import RunOptions
 from ._prepare import opened, prepare
 from ._signals import Interrupts
@@ -35,19 +35,23 @@ async def execute(
     derived_from: dict[str, Any] | None = None,
     confirm: Callable[[int, str], bool] | None = None,
     input_sha256: str | None = None,
+    controller: RateController | None = None,
 ) -> RunSummary:
     """Run one batch; raise `UsageError` (exit 2) before anything is sent if the input is bad.
 
     `handle_signals` (the CLI, in the main thread): SIGINT/SIGTERM end the run
     with exit 130 and a consistent journal whenever they come. `input_sha256`:
     the input file must hold exactly these bytes (a job's batch input, as
-    bulk wrote it), before and after it is read.
+    bulk wrote it), before and after it is read. `controller`: the run's one send
+    budget when calls made before the batch (a job's listing) already took slots
+    from it and learnt the limit; by default, a new one.
     """
     interrupts = Interrupts(handle_signals)
     with interrupts.deferred():
         batch = await prepare(source, options, credentials, derived_from, input_sha256)
         async with opened(batch) as journal:
             start = await plan_or_resume(batch, journal, interrupts)
-            sent = await send(batch, journal, start, interrupts, progress or NoProgress(), confirm)
+            progress = progress or NoProgress()
+            sent = await send(batch, journal, start, interrupts, progress, confirm, controller)
             interrupts.then = "finishing the report, then stopping"
             return await finish(batch, journal, start, sent, interrupts, collect)

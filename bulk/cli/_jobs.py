@@ -103,4 +103,10 @@ def _prepare_and_run(loaded: Job, dry_run: bool, yes: bool) -> int:
     if prepared.input is None:
         click.echo(f"job {loaded.name}: nothing selected; nothing to send")
         sys.exit(ExitCode.OK)
-    return execute_batch(prepared.input, prepared.options, yes, input_sha256=prepared.input_sha256)
+    return execute_batch(
+        prepared.input,
+        prepared.options,
+        yes,
+        input_sha256=prepared.input_sha256,
+        controller=prepared.controller,
+    )

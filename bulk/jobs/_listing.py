@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .._core._csvsafe import csv_cell
-from .._core._exceptions import ListingUnreadable, RetriableError, UnexpectedAnswer
+from .._core._exceptions import ListingUnreadable, UnexpectedAnswer
 from .._core._files import replacing
 from .._core._ids import UUID_PATTERN
 from .._core._text import clean_text
@@ -209,17 +209,11 @@ async def _page(
 ) -> dict[str, Any]:
     async for attempt in retrying(max_attempts):
         with attempt:
-            await pacer.acquire()
-            try:
-                page = await client.list_page(
+            return await pacer.paced(
+                lambda: client.list_page(
                     location, order=source.order, limit=source.page_size, token=token
                 )
-            except RetriableError as exc:
-                if exc.http_status == 429:
-                    pacer.on_throttled(exc.retry_after)
-                raise
-            pacer.on_success()
-            return page
+            )
     raise AssertionError("unreachable: tenacity re-raises the last error")
 
 

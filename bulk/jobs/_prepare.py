@@ -32,6 +32,7 @@ from ..batch import RunOptions, rate_controller
 from ..input import file_fingerprint
 from ..journal import planned_fingerprint
 from ..report import audit_path, read_audit
+from ..send import RateController
 from ._listing import Listing, list_and_select
 from ._schema import ApiSource, FileSource, Job
 
@@ -52,6 +53,9 @@ class PreparedRun:
     resumed: bool = False
     # The batch input's SHA-256 as bulk wrote or planned it: the run refuses any other file.
     input_sha256: str | None = None
+    # One budget for the whole run: the listing's pages and the batch's changes
+    # take their slots from it, and what the listing learnt of the limit stays.
+    controller: RateController | None = None
 
 
 def _options(job: Job, report: Path, dry_run: bool) -> RunOptions:
@@ -194,7 +198,8 @@ async def prepare_job(job: Job, *, dry_run: bool, now: datetime | None = None) -
     stem = _free_stem(folder, stem, job.report.format)
     report = folder / f"{stem}.{job.report.format}"
     options = _options(job, report, dry_run)
-    prepared = PreparedRun(None, options)
+    controller = rate_controller(options.rate)
+    prepared = PreparedRun(None, options, controller=controller)
     if isinstance(job.source, FileSource):
         if not job.source.path.is_file():
             raise UsageError(f"{job.source.path}: no such file (source.path of job {job.name})")
@@ -202,7 +207,7 @@ async def prepare_job(job: Job, *, dry_run: bool, now: datetime | None = None) -
     else:
         prepared.snapshot = folder / f"{stem}.snapshot.csv"
         batch_input = folder / f"{stem}.input.csv"
-        prepared.listing = await _list(job, job.source, prepared.snapshot, batch_input)
+        prepared.listing = await _list(job, job.source, prepared.snapshot, batch_input, controller)
         if prepared.listing.selected:
             prepared.input = batch_input
             prepared.input_sha256 = prepared.listing.input_sha256
@@ -211,7 +216,9 @@ async def prepare_job(job: Job, *, dry_run: bool, now: datetime | None = None) -
     return prepared
 
 
-async def _list(job: Job, source: ApiSource, snapshot: Path, batch_input: Path) -> Listing:
+async def _list(
+    job: Job, source: ApiSource, snapshot: Path, batch_input: Path, controller: RateController
+) -> Listing:
     from ..send import TicketClient
 
     target = resolve_target(None)
@@ -223,8 +230,7 @@ async def _list(job: Job, source: ApiSource, snapshot: Path, batch_input: Path) 
         target.base_url, target.credentials, concurrency=1, timeout=job.run.timeout
     )
     async with client:
-        pace = rate_controller(parse_rate(job.run.rate))
-        listing = await list_and_select(job, client, pace, snapshot, batch_input)
+        listing = await list_and_select(job, client, controller, snapshot, batch_input)
     log.info(
         "job %s: %d pages, %d tickets listed in %d locations, %d matched the selection, "
         "%d already at the target, %d to change; snapshot %s",

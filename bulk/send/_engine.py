@@ -75,9 +75,11 @@ class Engine:
         self.stats = stats or Stats()
         self.stop_reason: str | None = None
         self._stopping = anyio.Event()
+        self._stop_flag = False
         # Waits for a send slot (a Retry-After hold can be long) end when the run stops.
         pacer.set_sleep(self._sleep)
         self._recent: deque[bool] = deque(maxlen=settings.failure_window)
+        self._recent_failed = 0  # failures in `_recent`, kept as rows come and go
         self._latency = 0.0  # moving average of one request's time, seconds
         self.workers = settings.workers
         # With automatic concurrency, all workers exist but only `total_tokens`
@@ -89,10 +91,11 @@ class Engine:
         if self.stop_reason is None:
             self.stop_reason = reason
         self._stopping.set()
+        self._stop_flag = True  # read on every row: a plain attribute, not an Event call
 
     @property
     def stopping(self) -> bool:
-        return self._stopping.is_set()
+        return self._stop_flag
 
     @property
     def rate(self) -> float | None:
@@ -163,13 +166,16 @@ class Engine:
 
     def _note_final(self, failed: bool) -> None:
         recent = self._recent
+        if len(recent) == recent.maxlen:
+            self._recent_failed -= recent[0]
         recent.append(failed)
+        self._recent_failed += failed
         settings = self._settings
         if len(recent) >= min(settings.failure_min_rows, recent.maxlen or 0):
-            share = sum(recent) / len(recent)
-            if share > settings.max_failure_rate:
+            failures = self._recent_failed
+            if failures / len(recent) > settings.max_failure_rate:
                 self.stop(
-                    f"stopped: {sum(recent)} of the last {len(recent)} rows failed "
+                    f"stopped: {failures} of the last {len(recent)} rows failed "
                     f"(more than --max-failure-rate {settings.max_failure_rate:g})"
                 )
 
@@ -194,7 +200,7 @@ class Engine:
 
     async def _attempt(self, row: int, ticket_id: str, status: str, sent: list[int]) -> Answer:
         """One paced request; `sent[0]` counts the requests that actually went out."""
-        await self._pacer.acquire()
+        slot = await self._pacer.acquire()
         if self.stopping:
             raise _Stopped
         stats = self.stats
@@ -210,7 +216,7 @@ class Engine:
         except RetriableError as exc:
             if exc.http_status == 429:
                 stats.throttled += 1
-                self._pacer.on_throttled(exc.retry_after)
+                self._pacer.on_throttled(exc.retry_after, sent_at=slot)
             log.debug("row %d: attempt %d: %s (will retry)", row, sent[0], exc.message)
             raise
         self._pacer.on_success()
