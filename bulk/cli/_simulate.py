@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -24,28 +23,15 @@ def _server_rate(value: str, hint: str) -> float | None:
 def _schedule(
     rate_after: tuple[str, ...], revoke_after: float | None
 ) -> tuple[list[tuple[float, dict[str, Any]]], list[str]]:
-    """The changes in the middle of a run, by seconds after the first request, and their lines."""
-    schedule: list[tuple[float, dict[str, Any]]] = []
-    shown: list[str] = []
-    for spec in rate_after:
-        when, sep, value = spec.partition(":")
-        try:
-            seconds = float(when)
-        except ValueError:
-            seconds = math.nan
-        if not sep or not math.isfinite(seconds) or seconds < 0:
-            raise click.BadParameter(
-                f"{spec!r}: expected SECONDS:RATE, e.g. 30:5", param_hint="'--rate-after'"
-            )
-        new_rate = _server_rate(value, "'--rate-after'")
-        schedule.append((seconds, {"rate": new_rate}))
-        limit = "unlimited" if new_rate is None else f"{new_rate:g}/s"
-        shown.append(f"after {seconds:g} s the limit becomes {limit}")
-    if revoke_after is not None:
-        schedule.append((revoke_after, {"client_secret": "revoked", "access_token": "revoked"}))
-        shown.append(f"after {revoke_after:g} s the credentials are revoked")
-    schedule.sort(key=lambda change: change[0])
-    return schedule, shown
+    """The simulator's schedule from the options, or a usage error naming --rate-after."""
+    from ..simulator import parse_schedule
+
+    try:
+        return parse_schedule(
+            rate_after, revoke_after, lambda value: _server_rate(value, "'--rate-after'")
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--rate-after'") from None
 
 
 @click.command()
@@ -78,6 +64,13 @@ def _schedule(
     help="Reject the credentials (401) from this long after the first request.",
 )
 @click.option("--retry-after", is_flag=True, help="Send Retry-After with 429 answers.")
+@click.option(
+    "--background-rate",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Another client of the same credentials using this many requests/s of the limit.",
+)
 @click.option("--latency", default=0.0, show_default=True, help="Seconds added to every answer.")
 @click.option("--jitter", default=0.0, show_default=True, help="Up to this many more seconds.")
 @click.option("--error-rate", default=0.0, show_default=True, help="Fraction answered 5xx.")
