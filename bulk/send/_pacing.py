@@ -13,16 +13,36 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from .._core._exceptions import RetriableError
 from ._pacer import HEADROOM, Pacer
 
-__all__ = ["HEADROOM", "Pacer", "RateController"]
+__all__ = ["HEADROOM", "Pacer", "RateController", "Tuning"]
 
 log = logging.getLogger("bulk")
 
 T = TypeVar("T")
+
+
+class Tuning(NamedTuple):
+    """The controller's constants, tuned against bench/rate.py (see RateController)."""
+
+    margin: float = 0.01  # how far under a refused rate to settle
+    search: float = 5.0  # seconds to try a rate while the limit is being found
+    plateau: float = 15.0  # seconds at the limit before the first probe above it
+    max_plateau: float = 120.0  # the longest wait between probes
+    probe: float = 1e-3  # the convex probe's growth (cubic in seconds)
+    growth: float = 0.2  # --rate auto, and after a limit rose: 20% a second
+    burst: float = 0.1  # seconds of the limit a server's bucket may hold
+    lag: float = 1.0  # seconds a refusal may trail the rate that caused it
+    settle: float = 1.0  # seconds before a refusal says the rate is too high
+    cooldown: float = 0.5  # 429s within this of an event are its echo
+    stray: int = 200  # successes after which one 429 is jitter, not the limit
+    floor: float = 0.5  # the lowest rate ever paced at
+
+
+DEFAULT_TUNING = Tuning()
 
 
 class RateController:
@@ -73,18 +93,7 @@ class RateController:
         *,
         start: float | None = None,
         clock: Callable[[], float] = time.monotonic,
-        margin: float = 0.01,
-        search: float = 5.0,
-        plateau: float = 15.0,
-        max_plateau: float = 120.0,
-        probe: float = 1e-3,
-        growth: float = 0.2,
-        burst: float = 0.1,
-        lag: float = 1.0,
-        settle: float = 1.0,
-        cooldown: float = 0.5,
-        stray: int = 200,
-        floor: float = 0.5,
+        tuning: Tuning = DEFAULT_TUNING,
     ) -> None:
         self._pacer = pacer
         # Paced a hair under the ceiling: at exactly N/s, a millisecond of
@@ -92,20 +101,23 @@ class RateController:
         # sliding-window limiter refuses it. 1% is 10 ms of slack per second.
         self.ceiling = ceiling * (1 - HEADROOM) if ceiling else None
         self._clock = clock
-        self._margin = margin
-        self._search = search
-        self._plateau0 = plateau
-        self._max_plateau = max_plateau
-        self._probe = probe
-        self._growth = growth
-        self._burst = burst
-        self._lag = lag
-        self._settle = settle
+        (
+            self._margin,
+            self._search,
+            self._plateau0,
+            self._max_plateau,
+            self._probe,
+            self._growth,
+            self._burst,
+            self._lag,
+            self._settle,
+            self._cooldown,
+            self._stray,
+            self._floor,
+        ) = tuning
         self._near = 0.0  # the estimate, less what a token bucket's burst hid
         self._steady = False  # `_near` came from a refusal at a steady rate
         self._costly = False  # the last refusal held the pool (a Retry-After)
-        self._cooldown = cooldown
-        self._floor = floor
         self._began = clock()
         self._sent = 0
         self.throttle_events = 0
@@ -113,7 +125,7 @@ class RateController:
         self.safe: float | None = None  # a rate held for a whole plateau since
         self._target = 0.0  # the current plateau's rate
         self._length = 0.0  # how long the current plateau lasts
-        self._plateau = plateau  # how long to stay once the limit is found
+        self._plateau = tuning.plateau  # how long to stay once the limit is found
         self._t = 0.0  # seconds on the curve since the phase began
         self._phase = _GROW if start else _WARM if ceiling else _STEADY
         self._resumed = self._began  # when sending (re)started: the start, or after an event
@@ -121,7 +133,6 @@ class RateController:
         self._since = self._began  # when the current plateau (or growth) began
         self._past: float | None = None  # when the probe passed the estimate
         self._admitted = 0  # successes since the last event
-        self._stray = stray
         self._rate = start or self.ceiling
         if self.ceiling is not None and self._phase is _WARM:
             # The first requests open connections and reach the server late,

@@ -98,11 +98,11 @@ class Bucket:
 class Run:
     """The controller in a closed loop with a `Bucket`: every slot sends one request."""
 
-    def __init__(self, ceiling: float | None, limit: float, **options: float) -> None:
+    def __init__(self, ceiling: float | None, limit: float, start: float | None = None) -> None:
         self.clock = FakeClock()
         self.start = self.clock.now
         self.pacer = Pacer(None, clock=self.clock, sleep=self.clock.sleep)
-        self.ctl = RateController(self.pacer, ceiling, clock=self.clock, **options)  # type: ignore[arg-type]
+        self.ctl = RateController(self.pacer, ceiling, clock=self.clock, start=start)
         self.server = Bucket(self.clock, limit, max(2.0, limit / 10))
         self.admitted: list[float] = []  # seconds since the start
         self.refused: list[float] = []
