@@ -34,7 +34,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check bulk tests bench
 	$(BIN)/ruff format --check bulk tests bench
-	$(BIN)/mypy --strict bulk tests
+	$(BIN)/mypy --strict bulk tests bench
 	$(BIN)/lint-imports
 	bash .ci/audit $(BIN)
 

@@ -11,7 +11,6 @@ this process's CPU time (the journal's writer thread included) per row.
 from __future__ import annotations
 
 import argparse
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,6 +18,7 @@ import time
 from pathlib import Path
 
 import anyio
+from _common.servers import free_port
 
 from bulk import Credentials
 from bulk.input import open_source
@@ -36,12 +36,6 @@ class NoCommitJournal(Journal):
 
     def record(self, outcome: Outcome) -> None:
         pass
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def send_all(journal: Journal, url: str, concurrency: int) -> None:

@@ -22,7 +22,7 @@ def read_ids(path: str) -> list[str]:
         return [row["ticket_id"] for row in csv.DictReader(handle)]
 
 
-async def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("input")
     parser.add_argument("--status", default="closed")
@@ -30,7 +30,11 @@ async def main() -> None:
     parser.add_argument("--rate", type=float, default=0.0)
     parser.add_argument("--seconds", type=float, default=0.0)
     parser.add_argument("--retry-429", action="store_true")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+async def main() -> None:
+    args = parse_args()
 
     import aiohttp
 

@@ -124,7 +124,8 @@ def env(url: str) -> dict[str, str]:
     return demo_env(url)
 
 
-def measure(scenario: Scenario, tool: str, folder: Path) -> dict[str, Any]:
+def _write_input(scenario: Scenario, tool: str, folder: Path) -> tuple[list[dict[str, Any]], Path]:
+    """Enough tickets that the client never runs out before the scenario's deadline."""
     top = max([scenario.limit, *(change["rate"] for _, change in scenario.schedule)])
     pace = top if scenario.rate == "auto" else float(scenario.rate)
     rows = int(3 * max(pace, top) * scenario.seconds) + 100
@@ -134,9 +135,13 @@ def measure(scenario: Scenario, tool: str, folder: Path) -> dict[str, Any]:
         writer = csv.writer(handle)
         writer.writerow(["ticket_id"])
         writer.writerows([t["id"]] for t in tickets)
+    return tickets, path
+
+
+def _config(scenario: Scenario) -> SimConfig:
     # Bursts of a tenth of a second: strict enough that a burst is punished.
     burst = max(2, int(scenario.limit / 10))
-    config = SimConfig(
+    return SimConfig(
         rate=scenario.limit,
         burst=burst,
         window=scenario.window,
@@ -144,26 +149,41 @@ def measure(scenario: Scenario, tool: str, folder: Path) -> dict[str, Any]:
         background_rate=scenario.background,
         schedule=[(when, dict(change)) for when, change in scenario.schedule],
     )
-    sim = Simulator(config, tickets)
+
+
+def _command(scenario: Scenario, tool: str, path: Path, folder: Path) -> list[str]:
+    if tool == "bulk":
+        return [
+            sys.executable, "-m", "bulk", *(["-v"] if os.environ.get("BENCH_TRACE") else []),
+            "run", str(path), "--status", "closed",
+            "--rate", scenario.rate_for(tool), "--deadline", f"{scenario.seconds:g}s",
+            "--max-failure-rate", "1", "--report", str(folder / "report.csv"), "--fresh",
+        ]  # fmt: skip
+    return [
+        sys.executable, str(HERE / "naive.py"), str(path), "--status", "closed",
+        "--rate", scenario.rate_for(tool), "--seconds", f"{scenario.seconds:g}",
+        "--retry-429",
+    ]  # fmt: skip
+
+
+def measure(scenario: Scenario, tool: str, folder: Path) -> dict[str, Any]:
+    tickets, path = _write_input(scenario, tool, folder)
+    sim = Simulator(_config(scenario), tickets)
     with SimulatorThread(sim) as server:
-        if tool == "bulk":
-            command = [
-                sys.executable, "-m", "bulk", *(["-v"] if os.environ.get("BENCH_TRACE") else []),
-                "run", str(path), "--status", "closed",
-                "--rate", scenario.rate_for(tool), "--deadline", f"{scenario.seconds:g}s",
-                "--max-failure-rate", "1", "--report", str(folder / "report.csv"), "--fresh",
-            ]  # fmt: skip
-        else:
-            command = [
-                sys.executable, str(HERE / "naive.py"), str(path), "--status", "closed",
-                "--rate", scenario.rate_for(tool), "--seconds", f"{scenario.seconds:g}",
-                "--retry-429",
-            ]  # fmt: skip
         done = subprocess.run(
-            command, env=env(server.base_url), capture_output=True, check=False, text=True
+            _command(scenario, tool, path, folder),
+            env=env(server.base_url),
+            capture_output=True,
+            check=False,
+            text=True,
         )
         if os.environ.get("BENCH_TRACE") and tool == "bulk":
             print(done.stderr[-20000:], file=sys.stderr)
+    return _figures(scenario, tool, sim)
+
+
+def _figures(scenario: Scenario, tool: str, sim: Simulator) -> dict[str, Any]:
+    """What the server's request log says of the settled part of the run."""
     log = sorted(sim.requests, key=lambda r: r.at)
     start = log[0].at
     window = [r for r in log if scenario.settle <= r.at - start <= scenario.seconds]

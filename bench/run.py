@@ -17,7 +17,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 # (name, script and arguments, seconds before it is stopped)
-STEPS = [
+STEPS: list[tuple[str, list[Path | str], float]] = [
     ("rate", [HERE / "rate.py", "--json", RESULTS / "rate.json"], 480.0),
     ("perf", [HERE / "perf.py", "--json", RESULTS / "perf.json"], 420.0),
 ]

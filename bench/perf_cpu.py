@@ -1,0 +1,66 @@
+"""(d) the server is the bottleneck: client CPU per row against a plain asyncio server.
+
+The server (`python bench/perf.py --plain-server --port P`) is what a new user would write to
+test against: `asyncio.start_server`, HTTP/1.1 keep-alive, one process (~2,000-2,700 answers
+a second on two cores). bulk and naive alternate, three runs each; each keeps its least CPU per
+row (the machine's noise only ever adds CPU). As the client waits on most requests, what it
+spends per wait and per wake-up shows here, where the fast server of (a) hides it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from _common.clients import (
+    CONCURRENCY,
+    N_A,
+    bulk_command,
+    client_env,
+    naive_command,
+    naive_counts,
+    report_ok_rows,
+)
+from _common.metering import Measured, run_measured
+from _common.results import Bench, Row, log
+from _common.servers import ServerProc
+
+PLAIN_RUNS = 3  # runs of each client, alternating
+
+
+def _send(bench: Bench, server: ServerProc, tool: str, a_in: Path) -> tuple[Measured, int]:
+    """One client's whole run, and how many of its rows were answered 200."""
+    env = client_env(server.base_url)
+    if tool == "naive":
+        m = run_measured(naive_command(a_in), env=env, timeout=120)
+        return m, naive_counts(m.output)[0]
+    report = bench.work / "plain-report.csv"
+    m = run_measured(bulk_command(a_in, report), env=env, timeout=180)
+    return m, report_ok_rows(report) if report.exists() else 0
+
+
+def run(bench: Bench, server: ServerProc, a_in: Path) -> None:
+    cpus: dict[str, list[float]] = {"naive": [], "bulk": []}
+    for run in range(PLAIN_RUNS):
+        for tool in ("naive", "bulk"):
+            m, ok = _send(bench, server, tool, a_in)
+            cpus[tool].append(m.cpu / N_A * 1e6)
+            bench.raw.setdefault("plain", {}).setdefault(tool, []).append(
+                {"rows": N_A, "ok_rows": ok, "wall_s": m.wall, "cpu_s": m.cpu, "exit": m.code}
+            )
+            log(
+                f"(d) {tool} run {run + 1}: {N_A} rows in {m.wall:.2f} s "
+                f"({N_A / m.wall:,.0f}/s), {m.cpu / N_A * 1e6:.0f} us CPU/row, {ok} answered 200"
+            )
+            if ok != N_A:
+                bench.note(f"(d) {tool}: only {ok} of {N_A} rows answered 200 (exit {m.code})")
+    naive, bulk = min(cpus["naive"]), min(cpus["bulk"])
+    bench.rows.append(
+        Row(
+            f"(d) plain asyncio server, c={CONCURRENCY}, {N_A:,} rows, min of {PLAIN_RUNS}",
+            "client CPU per row, us",
+            naive,
+            bulk,
+            target="<= 1.2x baseline",
+            met=bulk <= 1.2 * naive,
+        )
+    )
