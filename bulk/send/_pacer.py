@@ -71,8 +71,10 @@ class Pacer:
         self.now = now = self._clock()
         # A slot missed by at most `_TOLERANCE` (the event loop was busy) may
         # still be used, so hiccups do not lower the rate; anything older is
-        # gone, so an idle pool never bursts.
-        slot = max(now - _TOLERANCE, self._next, self.hold_until)
+        # gone, and after an idle gap the schedule starts now, so an idle (or
+        # new) pool never bursts.
+        slot = self._next if self._next >= now - _TOLERANCE else now
+        slot = max(slot, self.hold_until)
         self._next = slot + self._interval
         return max(0.0, slot - now)
 

@@ -22,6 +22,11 @@ __all__ = ["HEADROOM", "Pacer", "RateController", "Tuning"]
 
 log = logging.getLogger("bulk")
 
+# 429s in an event's echo (without a hold) that tell overload from jitter: a
+# moment of jitter against a strict window refuses one or two requests, a pool
+# 3% too fast refuses three in the half second of an echo at 200/s.
+_NOT_JITTER = 3
+
 T = TypeVar("T")
 
 
@@ -118,6 +123,8 @@ class RateController:
         self._near = 0.0  # the estimate, less what a token bucket's burst hid
         self._steady = False  # `_near` came from a refusal at a steady rate
         self._costly = False  # the last refusal held the pool (a Retry-After)
+        self._pending = 0.0  # the cut a 429 called for, if more 429s confirm it
+        self._echoes = 0  # 429s of the last event's echo
         self._began = clock()
         self._sent = 0
         self.throttle_events = 0
@@ -179,6 +186,11 @@ class RateController:
         sent = now if sent_at is None else sent_at
         if sent < self._resumed:
             # Sent before the pool resumed after the last event: that event's echo.
+            self._echoes += 1
+            if self._pending and self._echoes >= _NOT_JITTER:
+                # Refused again and again: not jitter. The cut the first 429 called for.
+                rate, self._pending = self._pending, 0.0
+                self._plateau_at(rate, self._length)
             if retry_after:
                 self._pacer.hold_until = max(self._pacer.hold_until, self._event_at + retry_after)
                 self._resumed = max(self._resumed, self._pacer.hold_until)
@@ -192,6 +204,7 @@ class RateController:
         held = now - max(self._resumed, self._since)
         self._resumed = now + max(self._cooldown, retry_after or 0.0)
         self._costly = bool(retry_after)
+        self._pending, self._echoes = 0.0, 0
         self._cut(self._rate_now(now), held)
 
     def on_success(self) -> None:
@@ -315,6 +328,14 @@ class RateController:
             rate = max(safe, min(near * (1 - self._margin), (safe + rate) / 2))
         else:
             rate = self._after_cut(phase, rate, held, near, safe, previous)
+        mild = self.estimate * (1 - self._margin)  # just under the rate refused
+        if not self._costly and admitted >= self._stray // 2 and rate < mild:
+            # No hold, and hundreds admitted at this rate: a lone 429 (jitter
+            # against a strict window) or the first of many. Step just under
+            # for now; more 429s while the pool goes on (the echo) make it
+            # the full cut.
+            self._pending = rate
+            rate = mild
         self._plateau_at(rate, length)
 
     def _overshoot(
