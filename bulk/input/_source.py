@@ -19,6 +19,7 @@ import secrets
 import shutil
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -232,15 +233,21 @@ class Source:
                     yield [printable(k, KEEP) for k in keys]
                 yield [record.get(k) for k in keys]
 
-    def resolve_columns(self) -> None:
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Any failure to read the file as a `UsageError` naming it (never a traceback)."""
         try:
-            columns = self._columns()
+            yield
         except UsageError:
             raise
         except UnicodeDecodeError as exc:
             raise self._not_text(exc) from None
         except Exception as exc:
             raise UsageError(f"{self.name}: cannot read ({describe_error(exc)})") from None
+
+    def resolve_columns(self) -> None:
+        with self._reading():
+            columns = self._columns()
         if not columns:
             raise UsageError(f"{self.name}: no columns found")
         self.id_column = _pick(columns, self._wanted_id, ID_NAMES, "id column", self.name)
@@ -287,14 +294,8 @@ class Source:
 
     # -- chunks ----------------------------------------------------------------
     def chunks(self) -> Iterator[Chunk]:
-        try:
+        with self._reading():
             yield from self._chunks()
-        except UsageError:
-            raise
-        except UnicodeDecodeError as exc:
-            raise self._not_text(exc) from None
-        except Exception as exc:
-            raise UsageError(f"{self.name}: cannot read ({describe_error(exc)})") from None
 
     def _columns_in_chunks(self) -> Iterator[dict[str, list[Any]]]:
         """Chunks of the wanted columns as clean cells (`clean_cell`), CHUNK_ROWS rows at a time.
