@@ -33,6 +33,7 @@ __all__ = [
     "DEFAULT_HOST",
     "Credentials",
     "Target",
+    "checked_base_url",
     "credentials_from_env",
     "needs_confirmation",
     "parse_duration",
@@ -234,6 +235,8 @@ class Target:
     base_url: str
     credentials: Credentials | None
     warnings: tuple[str, ...] = ()
+    # What chose base_url: "--base-url", "SPACEBRING_BASE_URL in <where>", or None (the default).
+    chosen_by: str | None = None
 
     @property
     def host(self) -> str:
@@ -314,9 +317,11 @@ def resolve_target(
         credentials = credentials_from_env(env, dotenv=dotenv)
     warnings = [settings.ignored] if settings.ignored else []
     name, chosen = "--base-url", url
+    chosen_by: str | None = name
     if not chosen:
         name, chosen = "SPACEBRING_BASE_URL", settings.get("SPACEBRING_BASE_URL")
         where = settings.origin.get(name, ENVIRONMENT)
+        chosen_by = f"{name} in {where}" if chosen else None
         used = credentials.source if credentials is not None else settings.credentials_origin()
         if chosen and where != ENVIRONMENT and used != where:
             warnings.append(
@@ -324,8 +329,14 @@ def resolve_target(
                 f"come from that file (they come from {used or 'nowhere yet'}); "
                 f"put the base URL where the credentials are, or pass --base-url"
             )
-            chosen = ""
-    return Target(_checked_url(chosen or DEFAULT_BASE_URL, name), credentials, tuple(warnings))
+            chosen, chosen_by = "", None
+    base_url = _checked_url(chosen or DEFAULT_BASE_URL, name)
+    return Target(base_url, credentials, tuple(warnings), chosen_by)
+
+
+def checked_base_url(url: str, name: str) -> str:
+    """`url` as an API root (the rules of --base-url), or a `UsageError` naming `name`."""
+    return _checked_url(url, name)
 
 
 def resolve_base_url(

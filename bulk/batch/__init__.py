@@ -10,13 +10,17 @@ from ._options import RunOptions, default_report
 from ._send import rate_controller
 from ._story import execute
 from ._summary import INTERRUPTED, RunSummary, exit_code
+from ._target import DerivedTarget, batch_base_url, derived_target
 
 __all__ = [
     "INTERRUPTED",
+    "DerivedTarget",
     "RunOptions",
     "RunSummary",
+    "batch_base_url",
     "default_report",
     "derived_report_path",
+    "derived_target",
     "execute",
     "exit_code",
     "rate_controller",

@@ -292,6 +292,7 @@ def _audit_record(
         "input_sha256": batch.fingerprint,
         "report": str(batch.report),
         "journal": str(journal.path),
+        "base_url": batch.base_url,  # where retry and undo of this report send by default
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},
         "counts": counts,
         "requests_this_run": stats.requests,

@@ -16,7 +16,7 @@ from ._console import fail_usage, terminal
 if TYPE_CHECKING:
     from ..batch import RunOptions, RunSummary
 
-__all__ = ["cli_rate", "execute_batch", "run_options"]
+__all__ = ["cli_rate", "derived_options", "execute_batch", "run_options"]
 
 
 def cli_rate(value: str, hint: str | None = None, *, allow_auto: bool = True) -> Rate:
@@ -41,7 +41,9 @@ def _duration(value: str | None) -> float | None:
         raise click.BadParameter(str(exc)) from None
 
 
-def _confirmer(yes: bool) -> Any:
+def _confirmer(yes: bool, batch_url: str | None = None) -> Any:
+    """Ask at a terminal before sending; `batch_url`: the run goes elsewhere than that batch did."""
+
     def confirm(rows: int, base_url: str) -> bool:
         import signal
         from urllib.parse import urlsplit
@@ -49,10 +51,13 @@ def _confirmer(yes: bool) -> Any:
         from .._core._config import DEFAULT_HOST, needs_confirmation
 
         # Without a terminal (cron) nobody can answer: the first log line names the host.
-        if yes or not sys.stdin.isatty() or not needs_confirmation(base_url, rows):
+        asks = batch_url is not None or needs_confirmation(base_url, rows)
+        if yes or not sys.stdin.isatty() or not asks:
             return True
         host = urlsplit(base_url).netloc
         other = "" if urlsplit(base_url).hostname == DEFAULT_HOST else f", not {DEFAULT_HOST}"
+        if batch_url is not None:  # even loopback: not where the batch went
+            other = f", not {urlsplit(batch_url).netloc} where the batch went"
         # asyncio's own SIGINT handler would only cancel the run at its next await,
         # leaving the prompt waiting: at the prompt, Ctrl-C answers at once.
         previous = signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -79,8 +84,17 @@ def _loop_options() -> dict[str, Any]:
     return {"use_uvloop": True}
 
 
-def execute_batch(source: Any, options: RunOptions, yes: bool = True, **kwargs: Any) -> int:
-    """Run one batch with a progress display and signal handling; its exit code."""
+def execute_batch(
+    source: Any,
+    options: RunOptions,
+    yes: bool = True,
+    batch_url: str | None = None,
+    **kwargs: Any,
+) -> int:
+    """Run one batch with a progress display and signal handling; its exit code.
+
+    `batch_url`: the earlier batch's API, when this one (a retry, an undo) goes elsewhere.
+    """
     import anyio
 
     from ..batch import execute
@@ -97,7 +111,7 @@ def execute_batch(source: Any, options: RunOptions, yes: bool = True, **kwargs: 
                 options,
                 progress=progress,
                 handle_signals=True,
-                confirm=_confirmer(yes),
+                confirm=_confirmer(yes, batch_url),
                 **kwargs,
             ),
             backend_options=_loop_options(),
@@ -125,18 +139,26 @@ def yes_option(f: Any) -> Any:
     return click.option("--yes", "-y", is_flag=True, help=_YES_HELP)(f)
 
 
-def run_options(f: Any) -> Any:
-    """The options of every command that runs a batch (run, retry, undo)."""
-    options = [
+def _report_option() -> Any:
+    return click.option(
+        "--report",
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="Report path (.csv, .jsonl, .parquet). Default: reports/<input>.report.csv",
+    )
+
+
+def _input_options() -> list[Any]:
+    """What to read from an input file: only `bulk run` reads one."""
+    return [
         click.option("--status", help="One target status for every row (input needs only ids)."),
         click.option("--id-column", help="Column holding the ticket id."),
         click.option("--status-column", help="Column holding the target status."),
-        click.option(
-            "--report",
-            type=click.Path(path_type=Path, dir_okay=False),
-            help="Report path (.csv, .jsonl, .parquet). Default: reports/<input>.report.csv",
-        ),
-        click.option("--base-url", help="API root (default SPACEBRING_BASE_URL or production)."),
+    ]
+
+
+def _sending_options() -> list[Any]:
+    """How a batch is sent and stopped: every command that sends one."""
+    return [
         click.option(
             "--rate",
             default="10",
@@ -175,6 +197,33 @@ def run_options(f: Any) -> Any:
         ),
         yes_option,
     ]
+
+
+def _apply(f: Any, options: list[Any]) -> Any:
     for option in reversed(options):
         f = option(f)
     return f
+
+
+def run_options(f: Any) -> Any:
+    """The options of `bulk run`: what to read from the input, where and how to send."""
+    base_url = click.option(
+        "--base-url", help="API root (default SPACEBRING_BASE_URL or production)."
+    )
+    return _apply(f, [*_input_options(), _report_option(), base_url, *_sending_options()])
+
+
+def derived_options(f: Any) -> Any:
+    """The options of `bulk retry` and `bulk undo`: the earlier report says what and where."""
+    base_url = click.option(
+        "--base-url",
+        help="API root. Default: the one the batch went to, as its journal and audit record "
+        "say; another must be given here, and is named before sending.",
+    )
+    report = click.option(
+        "--report",
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="Report path (.csv, .jsonl, .parquet). Default: beside REPORT, e.g. "
+        "x.report.csv -> x.retry.csv or x.undo.csv",
+    )
+    return _apply(f, [report, base_url, *_sending_options()])

@@ -10,38 +10,39 @@ import click
 
 from .._core._exceptions import UsageError
 from .._core._exit import ExitCode
-from ._common import execute_batch, run_options
+from ._common import derived_options, execute_batch
 from ._console import fail_usage
 
 __all__ = ["retry", "runs", "undo"]
 
 
 def _derived_run(
-    kind: str,
-    report: Path,
-    make_frame: Any,
-    status: str | None,
-    yes: bool,
-    options_given: dict[str, Any],
+    kind: str, report: Path, make_frame: Any, yes: bool, options_given: dict[str, Any]
 ) -> None:
     """A batch made from an earlier report (retry, undo), run like any other."""
-    from ..batch import RunOptions, derived_report_path
+    from ..batch import RunOptions, derived_report_path, derived_target
     from ..report import batch_of
 
-    if status:
-        fail_usage(f"{kind} sends each row's own target status; --status does not apply")
+    options = RunOptions(**options_given)
     try:
         frame = make_frame()
+        if frame.empty:
+            click.echo(f"{report}: no rows to {kind}; nothing to do")
+            sys.exit(ExitCode.OK)
+        target = derived_target(report, options.base_url, kind, dry_run=options.dry_run)
     except UsageError as exc:
         fail_usage(str(exc))
-    options = RunOptions(**options_given)
-    if frame.empty:
-        click.echo(f"{report}: no rows to {kind}; nothing to do")
-        sys.exit(ExitCode.OK)
+    options.base_url = target.base_url
     if options.report is None:
         options.report = derived_report_path(report, kind)
-    derived = {"kind": kind, "report": str(report), "batch_id": batch_of(report)}
-    sys.exit(execute_batch(frame, options, yes, derived_from=derived))
+    derived = {
+        "kind": kind,
+        "report": str(report),
+        "batch_id": batch_of(report),
+        "base_url": target.batch_url,
+    }
+    elsewhere = target.batch_url if target.elsewhere else None
+    sys.exit(execute_batch(frame, options, yes, elsewhere, derived_from=derived))
 
 
 @click.command()
@@ -52,27 +53,31 @@ def _derived_run(
     show_default=True,
     help="Which outcomes to send again: failed, skipped, or both (failed,skipped).",
 )
-@run_options
-def retry(earlier: Path, only: str, status: str | None, yes: bool, **kwargs: Any) -> None:
-    """Send again the rows of REPORT that failed (or were skipped), into a new report."""
+@derived_options
+def retry(earlier: Path, only: str, yes: bool, **kwargs: Any) -> None:
+    """Send again the rows of REPORT that failed (or were skipped), into a new report.
+
+    They go to the API the batch went to, unless --base-url names another.
+    """
     from ..batch import retry_frame
 
     outcomes = frozenset(p.strip() for p in only.split(",") if p.strip())
-    _derived_run("retry", earlier, lambda: retry_frame(earlier, outcomes), status, yes, kwargs)
+    _derived_run("retry", earlier, lambda: retry_frame(earlier, outcomes), yes, kwargs)
 
 
 @click.command()
 @click.argument("earlier", metavar="REPORT", type=click.Path(path_type=Path, dir_okay=False))
-@run_options
-def undo(earlier: Path, status: str | None, yes: bool, **kwargs: Any) -> None:
+@derived_options
+def undo(earlier: Path, yes: bool, **kwargs: Any) -> None:
     """Put every ticket that REPORT changed back to its previous status.
 
     Rows that were unchanged, failed, invalid or skipped are left alone and
-    listed as such. Try it with --dry-run first.
+    listed as such. The changes go to the API the batch went to, unless
+    --base-url names another. Try it with --dry-run first.
     """
     from ..batch import undo_frame
 
-    _derived_run("undo", earlier, lambda: undo_frame(earlier), status, yes, kwargs)
+    _derived_run("undo", earlier, lambda: undo_frame(earlier), yes, kwargs)
 
 
 @click.command()

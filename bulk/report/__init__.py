@@ -12,6 +12,7 @@ from ._audit import (
     is_audit,
     list_runs,
     read_audit,
+    recorded_base_url,
     write_audit,
 )
 from ._render import (
@@ -33,6 +34,7 @@ __all__ = [
     "is_audit",
     "list_runs",
     "read_audit",
+    "recorded_base_url",
     "report_frame",
     "write_audit",
     "write_report",

@@ -30,6 +30,7 @@ __all__ = [
     "is_audit",
     "list_runs",
     "read_audit",
+    "recorded_base_url",
     "write_audit",
 ]
 
@@ -63,6 +64,22 @@ def batch_of(report: Path) -> str | None:
     return batch if isinstance(batch, str) and _BATCH_ID.fullmatch(batch) else None
 
 
+def recorded_base_url(report: Path) -> str | None:
+    """The API root the batch of `report` went to, as its audit record says, if it says.
+
+    `retry` and `undo` send there, credentials and all, so only a record of
+    this user's that nobody else may write counts: a link, another user's
+    file or a group-writable one is refused (exit 2), as the journal is.
+    """
+    raw = read_file(audit_path(report), MAX_BYTES, own="audit record")
+    try:
+        record = json.loads(raw) if raw is not None else None
+    except (ValueError, RecursionError):
+        return None
+    url = record.get("base_url") if isinstance(record, dict) else None
+    return url if isinstance(url, str) and url else None
+
+
 def is_audit(path: Path) -> bool:
     """Whether the file at `path` is an audit record that bulk wrote (it may be overwritten)."""
     record = read_audit(path)
@@ -75,7 +92,8 @@ def write_audit(path: Path, record: dict[str, Any]) -> None:
     if not isinstance(history, list):
         history = []
     history.append({k: record[k] for k in _INVOCATION_KEYS})
-    with replacing(path) as handle:
+    # Not group-writable whatever the umask: `recorded_base_url` trusts it later.
+    with replacing(path, perms=0o644) as handle:
         handle.write(json.dumps({**record, "invocations": history}, indent=2, default=str) + "\n")
 
 

@@ -676,7 +676,9 @@ def test_retry_and_undo_never_overwrite_the_report_they_read(
     before = report.read_bytes()
     runner = CliRunner()
     for command, same in (("retry", "x.csv"), ("undo", "./x.csv"), ("retry", str(report))):
-        out = runner.invoke(main, [command, "x.csv", "--report", same])
+        # Its record is no record: where to send must be named (bulk undo's rule).
+        url = os.environ["SPACEBRING_BASE_URL"]
+        out = runner.invoke(main, [command, "x.csv", "--report", same, "--base-url", url])
         assert out.exit_code == 2, out.output
         assert "would overwrite the input" in out.output and out.exception is not None
         assert isinstance(out.exception, SystemExit)  # not a traceback
