@@ -63,11 +63,18 @@ class TokenIssuer:
         self._lock = threading.Lock()
         self.refreshes = 0  # access tokens issued
         self.refused = 0  # token requests answered with an error
+        # Every token handed out, access and refresh, for tests that look for leaks.
+        self.issued: list[str] = []
 
     def valid(self, token: str) -> bool:
         with self._lock:
             expiry = self._access.get(token)
         return expiry is not None and self._clock() < expiry
+
+    def end_access_tokens(self) -> None:
+        """Ends every access token now, before its announced expiry (a revocation)."""
+        with self._lock:
+            self._access.clear()
 
     def refresh_tokens(self) -> set[str]:
         """The refresh tokens that would be accepted now."""
@@ -96,6 +103,7 @@ class TokenIssuer:
             self._access = {t: e for t, e in self._access.items() if e > now}
             self._access[access] = now + config.token_lifetime
             self.refreshes += 1
+            self.issued += [access, successor]
         body = {
             "access_token": access,
             "token_type": "Bearer",
