@@ -148,5 +148,9 @@ def simulate(
             f"try: SPACEBRING_BASE_URL={url} SPACEBRING_CLIENT_ID={sim.DEMO_CLIENT_ID} "
             f"SPACEBRING_CLIENT_SECRET={sim.DEMO_CLIENT_SECRET} bulk run FILE --status closed"
         )
+        click.echo(
+            f"  OAuth: add SPACEBRING_REFRESH_TOKEN={sim.DEMO_REFRESH_TOKEN} "
+            f"SPACEBRING_NETWORK_ID={sim.DEMO_NETWORK_ID} SPACEBRING_TOKEN_FILE=FILE"
+        )
 
     sim.run_forever(server, host, port, on_ready=ready)
