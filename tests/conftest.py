@@ -73,5 +73,7 @@ def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         "SPACEBRING_ACCESS_TOKEN",
         "SPACEBRING_NETWORK_ID",
         "SPACEBRING_BASE_URL",
+        "SPACEBRING_REFRESH_TOKEN",
+        "SPACEBRING_TOKEN_FILE",
     ):
         monkeypatch.delenv(name, raising=False)

@@ -26,12 +26,15 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ._exceptions import UsageError
+from ._files import read_file, replacing
 from ._ids import UUID_PATTERN
+from ._text import printable
 
 __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_HOST",
     "Credentials",
+    "RefreshGrant",
     "Target",
     "checked_base_url",
     "credentials_from_env",
@@ -39,6 +42,7 @@ __all__ = [
     "parse_duration",
     "resolve_base_url",
     "resolve_target",
+    "save_refresh_token",
 ]
 
 log = logging.getLogger("bulk")
@@ -56,15 +60,21 @@ _SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
 # Servers commonly refuse request headers above 8 KiB; a longer value is a mistake.
 _MAX_SECRET = 8000
 # Any of these in the real environment means the credentials come from there:
-# a .env then supplies neither credentials nor the base URL. (The refresh
-# token is named by the contract for OAuth, coming this round.)
+# a .env then supplies neither credentials nor the base URL. The token file
+# is one of them: a .env naming it could read its own refresh token into a run
+# of the environment's client, or have the rotated one written where it can
+# read it.
 CREDENTIAL_VARIABLES = (
     "SPACEBRING_CLIENT_ID",
     "SPACEBRING_CLIENT_SECRET",
     "SPACEBRING_ACCESS_TOKEN",
     "SPACEBRING_NETWORK_ID",
     "SPACEBRING_REFRESH_TOKEN",
+    "SPACEBRING_TOKEN_FILE",
 )
+_OAUTH_VARIABLES = ("SPACEBRING_CLIENT_ID", "SPACEBRING_CLIENT_SECRET", "SPACEBRING_NETWORK_ID")
+# A refresh token is a few dozen characters; the file holds nothing else.
+_MAX_TOKEN_FILE = _MAX_SECRET + 2
 _ENVIRONMENT_ONLY = (*CREDENTIAL_VARIABLES, "SPACEBRING_BASE_URL")
 
 
@@ -92,12 +102,34 @@ def _check_network(name: str, network_id: str | None) -> None:
 
 
 @dataclass(frozen=True)
+class RefreshGrant:
+    """What an OAuth2 refresh (RFC 6749 section 6) needs; no field is ever shown."""
+
+    client_id: str = field(repr=False)
+    client_secret: str = field(repr=False)
+    refresh_token: str = field(repr=False)
+    # Where a rotated refresh token is kept for the next run (None: not kept).
+    token_file: Path | None = field(default=None, repr=False)
+
+    def form(self, refresh_token: str) -> dict[str, str]:
+        """The form of a refresh with `refresh_token` (the latest, once rotated)."""
+        return {
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token,
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+        }
+
+
+@dataclass(frozen=True)
 class Credentials:
-    scheme: str  # "basic" or "bearer"
+    scheme: str  # "basic", "bearer" or "oauth" (Bearer tokens from a refresh grant)
     _authorization: str = field(repr=False)
     network_id: str | None = field(default=None, repr=False)
     # Where they came from, for the first log line: "the environment", a .env path, ...
     source: str = field(default=CALLER, compare=False)
+    # OAuth only: the Authorization header is then asked of a token provider per request.
+    refresh_grant: RefreshGrant | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def basic(
@@ -114,8 +146,24 @@ class Credentials:
         _check_network("network_id", network_id)
         return cls("bearer", f"Bearer {access_token}", network_id)
 
+    @classmethod
+    def oauth(
+        cls,
+        client_id: str,
+        client_secret: str,
+        refresh_token: str,
+        network_id: str,
+        token_file: Path | None = None,
+    ) -> Credentials:
+        _check_basic("client_id", client_id, "client_secret", client_secret)
+        _check_shape("refresh_token", refresh_token)
+        _check_network("network_id", network_id)
+        grant = RefreshGrant(client_id, client_secret, refresh_token, token_file)
+        return cls("oauth", "", network_id, refresh_grant=grant)
+
     def headers(self) -> dict[str, str]:
-        headers = {"Authorization": self._authorization}
+        """The headers of every request; with OAuth, all but the Authorization."""
+        headers = {"Authorization": self._authorization} if self._authorization else {}
         if self.network_id:
             headers["spacebring-network-id"] = self.network_id
         return headers
@@ -138,8 +186,16 @@ class _Settings:
     def get(self, name: str) -> str:
         return self.values.get(name, "").strip()
 
-    def credential_names(self) -> tuple[str, str] | None:
-        """The pair of variables that will authenticate: Basic first, then Bearer."""
+    def oauth_names(self) -> tuple[str, ...] | None:
+        """The variables of an OAuth refresh grant, when a refresh token or its file is set."""
+        held = [n for n in ("SPACEBRING_REFRESH_TOKEN", "SPACEBRING_TOKEN_FILE") if self.get(n)]
+        return (*_OAUTH_VARIABLES, *held) if held else None
+
+    def credential_names(self) -> tuple[str, ...] | None:
+        """The variables that will authenticate: OAuth first, then Basic, then Bearer."""
+        oauth = self.oauth_names()
+        if oauth is not None:
+            return oauth if all(self.get(name) for name in _OAUTH_VARIABLES) else None
         for pair in (
             ("SPACEBRING_CLIENT_ID", "SPACEBRING_CLIENT_SECRET"),
             ("SPACEBRING_ACCESS_TOKEN", "SPACEBRING_NETWORK_ID"),
@@ -197,6 +253,12 @@ def credentials_from_env(
     names = settings.credential_names()
     if names is None:
         note = f" ({settings.ignored})" if settings.ignored else ""
+        if settings.oauth_names() is not None:
+            missing = [n for n in _OAUTH_VARIABLES if not settings.get(n)]
+            raise UsageError(
+                "an OAuth refresh token (SPACEBRING_REFRESH_TOKEN or SPACEBRING_TOKEN_FILE) "
+                f"also needs {', '.join(missing)}{note}"
+            )
         if settings.get("SPACEBRING_ACCESS_TOKEN"):
             raise UsageError(
                 f"SPACEBRING_ACCESS_TOKEN is set but SPACEBRING_NETWORK_ID is not{note}"
@@ -207,16 +269,81 @@ def credentials_from_env(
             "no credentials: set SPACEBRING_CLIENT_ID and SPACEBRING_CLIENT_SECRET, or "
             f"SPACEBRING_ACCESS_TOKEN and SPACEBRING_NETWORK_ID (environment or .env){note}"
         )
-    first, second = names
+    first, second = names[:2]
     network = settings.get("SPACEBRING_NETWORK_ID") or None
     _check_network("SPACEBRING_NETWORK_ID", network)
-    if first == "SPACEBRING_CLIENT_ID":
+    if len(names) > 2:
+        credentials = _oauth_credentials(settings)
+    elif first == "SPACEBRING_CLIENT_ID":
         _check_basic(first, settings.get(first), second, settings.get(second))
         credentials = Credentials.basic(settings.get(first), settings.get(second), network)
     else:
         _check_shape(first, settings.get(first))
         credentials = Credentials.bearer(settings.get(first), settings.get(second))
     return dataclasses.replace(credentials, source=settings.credentials_origin() or ENVIRONMENT)
+
+
+def _oauth_credentials(settings: _Settings) -> Credentials:
+    """OAuth from the variables: the token file's refresh token (the latest) wins."""
+    client_id, secret = (
+        settings.get("SPACEBRING_CLIENT_ID"),
+        settings.get("SPACEBRING_CLIENT_SECRET"),
+    )
+    _check_basic("SPACEBRING_CLIENT_ID", client_id, "SPACEBRING_CLIENT_SECRET", secret)
+    named = settings.get("SPACEBRING_TOKEN_FILE")
+    token_file = Path(named) if named else None
+    refresh_token = settings.get("SPACEBRING_REFRESH_TOKEN")
+    kept = None if token_file is None else _read_token_file(token_file)
+    if kept is None and not refresh_token:
+        raise UsageError(
+            f"SPACEBRING_TOKEN_FILE {printable(named, 200)} does not exist yet: set "
+            "SPACEBRING_REFRESH_TOKEN for the first run (the file then keeps its successors)"
+        )
+    if kept is None:
+        _check_shape("SPACEBRING_REFRESH_TOKEN", refresh_token)
+    network = settings.get("SPACEBRING_NETWORK_ID")
+    return Credentials.oauth(client_id, secret, kept or refresh_token, network, token_file)
+
+
+def _read_token_file(path: Path) -> str | None:
+    """The refresh token kept in `path`, None when there is no file yet.
+
+    Untrusted like any configuration: a link, another user's file, one that others may
+    change or read, or anything but one token of header-safe characters is refused (exit 2),
+    naming the file and never showing its content.
+    """
+    raw = read_file(path, _MAX_TOKEN_FILE, own="token file (SPACEBRING_TOKEN_FILE)")
+    if raw is None:
+        return None
+    shown = printable(path, 200)
+    if os.lstat(path).st_mode & 0o077:
+        raise UsageError(
+            f"{shown}: the token file may be read by other users; bulk keeps refresh tokens "
+            f"only in files that only you can read (chmod 600 {shown})"
+        )
+    try:
+        token = raw.decode("ascii").strip()
+    except UnicodeDecodeError:
+        token = ""
+    if len(raw) >= _MAX_TOKEN_FILE or not _HEADER_SAFE.fullmatch(token):
+        raise UsageError(
+            f"{shown}: the token file must hold one refresh token of printable ASCII "
+            "without spaces, and nothing else (its content is not shown)"
+        )
+    return token
+
+
+def save_refresh_token(path: Path, token: str) -> None:
+    """Keeps a rotated refresh token for the next run: mode 0600, atomic, never via a link.
+
+    Synced to disk before it replaces the old file: the old token no longer works, so a
+    power cut must not leave the file holding it.
+    """
+    _check_shape("the rotated refresh token", token)
+    with replacing(path, "w", perms=0o600, encoding="ascii") as handle:
+        handle.write(token + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def _is_loopback(host: str) -> bool:
@@ -248,7 +375,7 @@ class Target:
         scheme = urlsplit(self.base_url).scheme
         if self.credentials is None:
             return f"{self.host} ({scheme})"
-        kind = self.credentials.scheme.capitalize()
+        kind = {"oauth": "OAuth"}.get(self.credentials.scheme, self.credentials.scheme.capitalize())
         return f"{self.host} ({scheme}, {kind} credentials from {self.credentials.source})"
 
     def describe(self, *, dry_run: bool = False) -> str:

@@ -172,12 +172,14 @@ def read_file(path: Path, limit: int, *, own: str | None = None) -> bytes | None
                 "follow links to files it trusts (remove the link)"
             ) from None
         return None
+    # Checked before fdopen, which raises IsADirectoryError for a directory.
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        if own is not None:
+            raise UsageError(f"{printable(path, 200)}: the {own} is not a regular file")
+        return None
     with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            if own is not None:
-                raise UsageError(f"{printable(path, 200)}: the {own} is not a regular file")
-            return None
         if own is not None:
             refuse_foreign(info, path, own)
         return handle.read(limit)

@@ -11,11 +11,18 @@ import aiohttp
 from yarl import URL
 
 from .._core._config import Credentials
-from .._core._exceptions import FatalRequestError, RequestError, RetriableError, UnexpectedAnswer
+from .._core._exceptions import (
+    CredentialsRejected,
+    FatalRequestError,
+    RequestError,
+    RetriableError,
+    UnexpectedAnswer,
+)
 from .._core._ids import UUID_PATTERN
 from .._core._text import clean_text
 from .._version import __version__
 from ..plan import STATUSES
+from ._auth import TokenProvider
 from ._classify import classify_exception, classify_response
 
 __all__ = ["MAX_ANSWER", "Answer", "TicketClient"]
@@ -140,6 +147,9 @@ class TicketClient:
         self._concurrency = concurrency
         self._timeout = timeout
         self._session: aiohttp.ClientSession | None = None
+        grant = credentials.refresh_grant
+        # OAuth: the Authorization header is asked of the provider per request.
+        self.auth = None if grant is None else TokenProvider(grant, self._post_form)
 
     async def __aenter__(self) -> TicketClient:
         # The connector's limit bounds sockets to the pool size; TLS
@@ -173,8 +183,31 @@ class TicketClient:
             self._session = None
 
     async def _call(self, method: str, url: str | URL, **kwargs: Any) -> dict[str, Any]:
-        """One request; the JSON object of a 200, or a classified `RequestError`."""
+        """One request; the JSON object of a 200, or a classified `RequestError`.
+
+        With OAuth, a 401 (an access token the server ended early) refreshes the token once
+        and sends the request once more. That resend takes no slot of the pace: it happens
+        only for a token the server refused before its announced expiry.
+        """
+        if self.auth is None:
+            return await self._request(method, url, kwargs)
+        used = await self.auth.authorization()
+        try:
+            return await self._request(method, url, kwargs, used)
+        except CredentialsRejected as exc:
+            if exc.http_status != 401:
+                raise
+        return await self._request(method, url, kwargs, await self.auth.after_rejection(used))
+
+    async def _request(
+        self, method: str, url: str | URL, kwargs: dict[str, Any], authorization: str = ""
+    ) -> dict[str, Any]:
         assert self._session is not None, "use TicketClient as an async context manager"
+        if authorization:
+            kwargs = {
+                **kwargs,
+                "headers": {**kwargs.get("headers", {}), "Authorization": authorization},
+            }
         try:
             async with self._session.request(
                 method, url, allow_redirects=False, **kwargs
@@ -187,6 +220,17 @@ class TicketClient:
                 raise classify_response(code, body, response.headers)
         except RequestError:
             raise
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise classify_exception(exc) from None
+
+    async def _post_form(self, form: dict[str, str]) -> tuple[int, str, bytes]:
+        """The OAuth token request: (status, content type, body); never redirected."""
+        assert self._session is not None, "use TicketClient as an async context manager"
+        try:
+            async with self._session.post(
+                f"{self._base}/oauth2/token", data=form, allow_redirects=False
+            ) as response:
+                return response.status, response.content_type, await _error_body(response)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise classify_exception(exc) from None
 

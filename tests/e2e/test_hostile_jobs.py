@@ -346,7 +346,8 @@ ALL_THREE = "SPACEBRING_CLIENT_ID, SPACEBRING_CLIENT_SECRET, SPACEBRING_BASE_URL
             "set both SPACEBRING_CLIENT_ID",
             "SPACEBRING_CLIENT_SECRET, SPACEBRING_BASE_URL",
         ),
-        ({"SPACEBRING_REFRESH_TOKEN": "env-refresh"}, "no credentials", ALL_THREE),
+        # OAuth names what it lacks, and does not take it from the file either
+        ({"SPACEBRING_REFRESH_TOKEN": "env-refresh"}, "also needs SPACEBRING_CLIENT_ID", ALL_THREE),
     ],
 )
 def test_a_dotenv_is_ignored_whole_when_the_environment_holds_credentials(
