@@ -86,7 +86,10 @@ def plan_chunk(
     status_column: str,
     fixed_status: str | None,
     status_map: dict[str, str] | None = None,
+    *,
+    allow_empty_status: bool = False,
 ) -> Iterator[PlannedRow]:
+    """`allow_empty_status`: an empty status is no status change (a row of other changes)."""
     statuses = chunk.statuses
     for offset, raw_id in enumerate(chunk.ids):
         row = chunk.first_row + offset
@@ -102,6 +105,8 @@ def plan_chunk(
             status = status_map.get(raw_status.lower())
         else:
             status = normalise_status(raw_status)
+        # An empty status with other changes on the row: no status change.
+        status = "" if allow_empty_status and not raw_status else status
         verdict, error = None, None
         if chunk.skips and chunk.skips[offset]:
             verdict, error = "skipped", chunk.skips[offset]
@@ -123,4 +128,6 @@ def plan_chunk(
         elif status is None:
             what = f"{_quote(raw_status)} is not a status" if raw_status else "empty"
             verdict, error = "invalid", f"{status_column}: {what}; allowed: {', '.join(STATUSES)}"
-        yield PlannedRow(row, ticket_id, key, status or raw_status, verdict, error, source)
+        yield PlannedRow(
+            row, ticket_id, key, raw_status if status is None else status, verdict, error, source
+        )

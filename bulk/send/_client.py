@@ -172,16 +172,18 @@ class TicketClient:
             await self._session.close()
             self._session = None
 
-    async def _call(self, method: str, url: str | URL, **kwargs: Any) -> dict[str, Any]:
-        """One request; the JSON object of a 200, or a classified `RequestError`."""
+    async def _call(
+        self, method: str, url: str | URL, *, expect: int = 200, **kwargs: Any
+    ) -> dict[str, Any]:
+        """One request; the JSON object of the `expect`ed answer ({} for a 204), or a `RequestError`."""
         assert self._session is not None, "use TicketClient as an async context manager"
         try:
             async with self._session.request(
                 method, url, allow_redirects=False, **kwargs
             ) as response:
                 code = response.status
-                if code == 200:
-                    return _json_object(await _read(response), response)
+                if code == expect:
+                    return {} if code == 204 else _json_object(await _read(response), response)
                 # A redirect's body is never read: only its Location matters.
                 body = await _error_body(response) if code >= 400 else b""
                 raise classify_response(code, body, response.headers)
