@@ -8,9 +8,8 @@ from pathlib import Path
 from .._core._exceptions import UsageError
 from .._core._rates import parse_rate
 from ..input import Source
-from ..plan import Template, checked_map, checked_status
+from ..plan import Template, checked_changes, checked_map, checked_status
 from ..report import check_report_path
-from ._checks import checked_changes
 
 __all__ = ["RunOptions", "default_report"]
 

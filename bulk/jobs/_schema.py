@@ -28,7 +28,7 @@ from .._core._config import parse_duration
 from .._core._exceptions import UsageError
 from .._core._ids import UUID_PATTERN
 from .._core._rates import parse_rate
-from ..plan import checked_status, normalise_status
+from ..plan import checked_changes, checked_status, normalise_status
 
 __all__ = ["ApiSource", "FileSource", "Job", "load_job"]
 
@@ -126,11 +126,27 @@ class Select(_Strict):
 class Action(_Strict):
     status: str | None = None
     map: dict[str, str] | None = None
+    # Changes besides status, the same for every row (checked as `bulk run` checks them).
+    assignee: str | None = None
+    type: str | None = None
+    comment: str | None = None
+
+    @model_validator(mode="after")
+    def _changes(self) -> Action:
+        try:
+            self.assignee, self.type = checked_changes(self.assignee, self.type, self.comment)
+        except UsageError as exc:
+            raise ValueError(str(exc).replace("--", "")) from None
+        return self
 
     @field_validator("status")
     @classmethod
     def _target(cls, value: str | None) -> str | None:
         return None if value is None else _status(value)
+
+    @property
+    def changes(self) -> bool:
+        return any(v is not None for v in (self.assignee, self.type, self.comment))
 
     @field_validator("map")
     @classmethod
@@ -139,8 +155,13 @@ class Action(_Strict):
 
     @model_validator(mode="after")
     def _one_of(self) -> Action:
-        if (self.status is None) == (self.map is None):
+        if self.status is not None and self.map is not None:
             raise ValueError("give exactly one of 'status' (one target) or 'map' (legacy -> new)")
+        if self.status is None and self.map is None and not self.changes:
+            raise ValueError(
+                "give 'status' (one target), 'map' (legacy -> new), or a change: "
+                "'assignee', 'type', 'comment'"
+            )
         return self
 
 

@@ -12,6 +12,7 @@ from ._changes import (
     PlannedChange,
     Template,
     checked_assignee,
+    checked_changes,
     checked_type,
     plan_changes,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "PlannedRow",
     "Template",
     "checked_assignee",
+    "checked_changes",
     "checked_map",
     "checked_status",
     "checked_type",

@@ -32,6 +32,7 @@ __all__ = [
     "PlannedChange",
     "Template",
     "checked_assignee",
+    "checked_changes",
     "checked_type",
     "plan_changes",
 ]
@@ -134,6 +135,25 @@ def checked_assignee(value: str) -> str | None:
 
 def checked_type(value: str) -> str | None:
     return _TYPE_ALIASES.get(_SEPARATORS.sub("", value).lower())
+
+
+def checked_changes(
+    assignee: str | None, kind: str | None, comment: str | None
+) -> tuple[str | None, str | None]:
+    """The assignee and type normalised; a bad value or template is a usage error (exit 2)."""
+    if assignee is not None:
+        checked = checked_assignee(assignee)
+        if checked is None:
+            raise UsageError(f"--assignee {assignee!r}: not a user id (a UUID) or 'none'")
+        assignee = checked
+    if kind is not None:
+        found = checked_type(kind)
+        if found is None:
+            raise UsageError(f"--type {kind!r}: not a ticket type; allowed: {', '.join(TYPES)}")
+        kind = found
+    if comment is not None:
+        Template.parse(comment)
+    return assignee, kind
 
 
 def _quote(value: str) -> str:
