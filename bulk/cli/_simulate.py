@@ -78,6 +78,36 @@ def _schedule(
     "--drop-rate", default=0.0, show_default=True, help="Fraction of dropped connections."
 )
 @click.option("--slow-rate", default=0.0, show_default=True, help="Fraction answered slowly.")
+@click.option(
+    "--drop-after",
+    "drop_after_rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Fraction of writes applied, then dropped without an answer.",
+)
+@click.option(
+    "--error-after",
+    "error_after_rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Fraction of writes applied, then answered 5xx.",
+)
+@click.option(
+    "--token-lifetime",
+    type=click.FloatRange(min=0, min_open=True),
+    default=3600.0,
+    show_default=True,
+    help="Seconds an OAuth access token from /oauth2/token lives.",
+)
+@click.option(
+    "--rotate/--no-rotate",
+    "rotate_refresh_tokens",
+    default=True,
+    show_default=True,
+    help="Hand out a new refresh token at each refresh (the old one stops working).",
+)
 @click.option("--slow-seconds", default=5.0, show_default=True)
 @click.option("--seed", type=int, help="Seed for repeatable faults.")
 def simulate(

@@ -26,14 +26,25 @@ from typing import Any
 
 from aiohttp import web
 
+from ._changes import ChangeRoutes
 from ._config import SimConfig
+from ._http import IDENTITY
+from ._http import error_answer as _error
+from ._http import json_answer as _json
 from ._limits import RateLimiter, Schedule
+from ._oauth import TOKEN_PATH, TokenIssuer
 from ._paging import BadQuery, read_query, select_page
 from ._tickets import STATUSES, TICKET_FIELDS, UUID_RE, iso
 
 __all__ = ["LoggedRequest", "Simulator"]
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _drop(request: web.Request) -> None:
+    """Closes the connection without an answer (the middleware then writes nothing)."""
+    if request.transport is not None:
+        request.transport.close()
 
 
 @dataclass(frozen=True)
@@ -54,22 +65,11 @@ class LoggedRequest:
     query: str = ""  # the raw query string, e.g. the listing's "locationRef=...&limit=100"
 
 
-def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> web.Response:
-    body = json.dumps(payload, separators=(",", ":")).encode()
-    return web.Response(status=status, body=body, content_type="application/json", headers=headers)
-
-
-def _error(
-    status: int, kind: str, message: str, headers: dict[str, str] | None = None
-) -> web.Response:
-    return _json(status, {"message": message, "type": kind}, headers)
-
-
 def _same(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
 
 
-class Simulator:
+class Simulator(ChangeRoutes):
     """The API's state and behaviour; `app()` makes the aiohttp application that serves it.
 
     `config` is read on every request, so changing it while serving takes effect at once.
@@ -89,6 +89,8 @@ class Simulator:
         self.requests: list[LoggedRequest] = []
         self._clock = clock
         self._activities: dict[str, list[dict[str, Any]]] = {}
+        self._comment_ticket: dict[str, str] = {}
+        self.oauth = TokenIssuer(lambda: self.config, clock)
         self._limits = RateLimiter(started=clock())
         # Background requests "admitted" / "refused" (SimConfig.background_rate).
         self.background: Counter[str] = self._limits.background
@@ -128,6 +130,8 @@ class Simulator:
         app.router.add_get("/support/tickets/v1", self._list_tickets)
         app.router.add_put("/support/tickets/v1/{id}/status", self._put_status)
         app.router.add_get("/support/tickets/v1/{id}", self._get_ticket)
+        app.router.add_post(TOKEN_PATH, self.oauth.answer)
+        self.add_change_routes(app)
         return app
 
     # -- request pipeline -------------------------------------------------------------------
@@ -147,32 +151,48 @@ class Simulator:
         now = self._clock()
         self._schedule.apply(self.config, now)
         cfg = self.config
+        if request.path == TOKEN_PATH:
+            return await handler(request)
         identity = self._identity(request)
         if identity is None:
             return _error(401, "unauthorized", "Missing or invalid credentials")
+        request[IDENTITY] = identity
         wait = self._limits.limit(cfg, identity, now)
         if wait > 0:
             headers = {"Retry-After": str(max(1, math.ceil(wait)))} if cfg.retry_after else None
             return _error(429, "tooManyRequests", "Rate limit exceeded", headers)
         rng = self._rng
-        if request.method in ("GET", "PUT"):
-            if cfg.drop_rate > 0 and rng.random() < cfg.drop_rate:
-                if request.transport is not None:
-                    request.transport.close()
-                return None
-            if cfg.error_rate > 0 and rng.random() < cfg.error_rate:
-                return _error(rng.choice((500, 502, 503)), "internal", "Internal server error")
-            if cfg.slow_rate > 0 and rng.random() < cfg.slow_rate:
-                await asyncio.sleep(cfg.slow_seconds)
+        if cfg.drop_rate > 0 and rng.random() < cfg.drop_rate:
+            _drop(request)
+            return None
+        if cfg.error_rate > 0 and rng.random() < cfg.error_rate:
+            return _error(rng.choice((500, 502, 503)), "internal", "Internal server error")
+        if cfg.slow_rate > 0 and rng.random() < cfg.slow_rate:
+            await asyncio.sleep(cfg.slow_seconds)
         delay = cfg.latency + (rng.uniform(0, cfg.jitter) if cfg.jitter > 0 else 0)
         if delay > 0:
             await asyncio.sleep(delay)
         try:
-            return await handler(request)
+            response = await handler(request)
         except web.HTTPException as exc:
             # Unknown routes and wrong methods must be JSON like every other error.
             kind = {404: "notFound", 405: "methodNotAllowed"}.get(exc.status, "badRequest")
             return _error(exc.status, kind, exc.reason)
+        return self._after(request, response)
+
+    def _after(
+        self, request: web.Request, response: web.StreamResponse
+    ) -> web.StreamResponse | None:
+        """A write's answer, or its loss after the work was done (SimConfig.*_after_rate)."""
+        cfg, rng = self.config, self._rng
+        if request.method == "GET" or response.status >= 400:
+            return response
+        if cfg.drop_after_rate > 0 and rng.random() < cfg.drop_after_rate:
+            _drop(request)
+            return None
+        if cfg.error_after_rate > 0 and rng.random() < cfg.error_after_rate:
+            return _error(rng.choice((500, 502, 503)), "internal", "Internal server error")
+        return response
 
     async def _log(self, request: web.Request) -> LoggedRequest:
         headers = {k.lower(): v for k, v in request.headers.items()}
@@ -183,7 +203,8 @@ class Simulator:
             path=request.path,
             ticket_id=request.match_info.get("id"),
             status=0,
-            body=await request.read(),
+            # A token request's form holds the client secret and the refresh token.
+            body=b"[redacted]" if request.path == TOKEN_PATH else await request.read(),
             headers=headers,
             at=self._clock(),
             query=request.query_string,
@@ -213,8 +234,11 @@ class Simulator:
             ok = _same(client_id, cfg.client_id) & _same(secret, cfg.client_secret)
             return "basic:" + client_id if sep and ok else None
         if scheme.lower() == "bearer":
-            network = request.headers.get("spacebring-network-id", "")
-            ok = _same(value, cfg.access_token) & _same(network, cfg.network_id)
+            network = _same(request.headers.get("spacebring-network-id", ""), cfg.network_id)
+            if self.oauth.valid(value):
+                # One client however often its token changes: the limit is per client.
+                return "oauth:" + cfg.client_id if network else None
+            ok = _same(value, cfg.access_token) & network
             return "bearer:" + value if ok else None
         return None
 

@@ -14,6 +14,8 @@ __all__ = [
     "DEMO_CLIENT_ID",
     "DEMO_CLIENT_SECRET",
     "DEMO_NETWORK_ID",
+    "DEMO_REFRESH_TOKEN",
+    "DEMO_USER_ID",
     "WINDOWS",
     "SimConfig",
     "check_changes",
@@ -24,6 +26,9 @@ DEMO_CLIENT_ID = "demo-client"
 DEMO_CLIENT_SECRET = "demo-secret"
 DEMO_ACCESS_TOKEN = "demo-token"
 DEMO_NETWORK_ID = "0f1e2d3c-4b5a-4697-8877-665544332211"
+DEMO_REFRESH_TOKEN = "demo-refresh-token"
+# The user behind the OAuth client: the author of the comments it posts.
+DEMO_USER_ID = "5e6f7a8b-9c0d-4e1f-a2b3-c4d5e6f70819"
 WINDOWS = ("bucket", "fixed", "sliding")
 
 
@@ -50,6 +55,19 @@ class SimConfig:
     drop_rate: float = 0.0  # share of GET/PUT whose connection is closed without an answer
     slow_rate: float = 0.0  # share of GET/PUT that wait slow_seconds first (then do the work)
     slow_seconds: float = 5.0
+    # Writes (PUT, PATCH, POST, DELETE) that are applied and then lose their answer: the
+    # connection closed without one, or a 500/502/503. The client cannot tell these from the
+    # faults above, which do no work: the "unknown outcome" a retried POST must not repeat.
+    drop_after_rate: float = 0.0
+    error_after_rate: float = 0.0
+    # OAuth2 (see _oauth): the first refresh token, the lifetime of the access tokens issued
+    # for it, whether each refresh hands out a new refresh token (the old one then stops
+    # working), and a switch that makes every refresh fail (400 invalid_grant).
+    refresh_token: str = DEMO_REFRESH_TOKEN
+    token_lifetime: float = 3600.0
+    rotate_refresh_tokens: bool = True
+    refresh_fails: bool = False
+    user_id: str = DEMO_USER_ID
     seed: int | None = None  # makes the fault choices repeatable
     # (seconds after the first request, {field: value}): each applied once, when its time has
     # come, e.g. [(30, {"rate": 5}), (60, {"client_secret": "revoked"})].
