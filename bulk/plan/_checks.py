@@ -95,7 +95,9 @@ def plan_chunk(
         row = chunk.first_row + offset
         source = chunk.source_rows[offset] if chunk.source_rows else None
         ticket_id = raw_id.strip()
-        raw_status = fixed_status if fixed_status is not None else (statuses or [""])[offset]
+        raw_status = (
+            fixed_status if fixed_status is not None else (statuses[offset] if statuses else "")
+        )
         long_status = raw_status if isinstance(raw_status, LongText) else None
         raw_status = raw_status.strip()
         key: str | None = ticket_id.lower()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import signal
 import sqlite3
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +49,17 @@ def _frame(tickets: list[dict[str, Any]], n: int) -> pd.DataFrame:
                 "ticket_id": t["id"],
                 "status": "closed",
                 "assignee": USER if i % 3 == 0 else "",
-                "type": ("cleaning" if t["type"] != "cleaning" else "internet") if i % 3 == 1 else "",
+                "type": ("cleaning" if t["type"] != "cleaning" else "internet")
+                if i % 3 == 1
+                else "",
                 "legacy_id": f"L-{i}",
             }
         )
     return pd.DataFrame(rows)
+
+
+def _at_least(count: Callable[[], int], n: int) -> bool:
+    return count() >= n
 
 
 def _about(entry: LoggedRequest, ticket_id: str) -> bool:
@@ -163,7 +171,7 @@ def test_kill_9_mid_run_then_resume_leaves_no_duplicate_and_every_row_complete(
         env["SPACEBRING_BASE_URL"] = thread.base_url
         for at in (20, 90):
             child = start_bulk(*args, env=env)
-            wait_for(lambda at=at: done_changes() >= at, child, f"{at} changes journaled")
+            wait_for(partial(_at_least, done_changes, at), child, f"{at} changes journaled")
             child.send_signal(signal.SIGKILL)
             child.communicate()
         finished = {
