@@ -22,7 +22,15 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .._core._config import parse_duration
 from .._core._exceptions import UsageError
@@ -131,13 +139,17 @@ class Action(_Strict):
     type: str | None = None
     comment: str | None = None
 
-    @model_validator(mode="after")
-    def _changes(self) -> Action:
+    @field_validator("assignee", "type", "comment")
+    @classmethod
+    def _change(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        given = {"assignee": None, "type": None, "comment": None} | {info.field_name: value}
         try:
-            self.assignee, self.type = checked_changes(self.assignee, self.type, self.comment)
+            assignee, kind = checked_changes(given["assignee"], given["type"], given["comment"])
         except UsageError as exc:
             raise ValueError(str(exc).replace("--", "")) from None
-        return self
+        return {"assignee": assignee, "type": kind}.get(str(info.field_name), value)
 
     @field_validator("status")
     @classmethod
