@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from .._core._exceptions import UsageError
 from ..plan import normalise_status
+from ._undo_changes import UNDO_COLUMNS, changes_undo_frame
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -44,8 +45,9 @@ def read_report(path: Path) -> pd.DataFrame:
     missing = [c for c in _NEEDED if c not in frame.columns]
     if missing:
         raise UsageError(f"{path}: not a bulk report (no column {', '.join(missing)})")
-    frame = frame[list(_NEEDED)].copy()
-    for column in _NEEDED[1:]:
+    kept = list(_NEEDED) + [c for c in UNDO_COLUMNS if c in frame.columns]
+    frame = frame[kept].copy()
+    for column in kept[1:]:
         frame[column] = frame[column].fillna("").astype(str)
     frame["row"] = frame["row"].astype(int)
     return frame
@@ -74,6 +76,8 @@ def retry_frame(report: Path, only: frozenset[str]) -> pd.DataFrame:
 def undo_frame(report: Path) -> pd.DataFrame:
     """Every row of the report: changed tickets go back, the rest are listed as left alone."""
     frame = read_report(report)
+    if any(c in frame.columns for c in UNDO_COLUMNS):
+        return changes_undo_frame(frame)
     previous = frame["previous_status"].map(lambda s: normalise_status(s) or "")
     changed = (frame["outcome"] == "updated") & (previous != "")
     reason = ("left alone: outcome was " + frame["outcome"]).where(~changed, "")

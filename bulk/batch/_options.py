@@ -8,7 +8,7 @@ from pathlib import Path
 from .._core._exceptions import UsageError
 from .._core._rates import parse_rate
 from ..input import Source
-from ..plan import checked_map, checked_status
+from ..plan import Template, checked_changes, checked_map, checked_status
 from ..report import check_report_path
 
 __all__ = ["RunOptions", "default_report"]
@@ -34,6 +34,14 @@ class RunOptions:
     deadline: float | None = None  # seconds from the start of sending
     # Migration: target status by legacy value of the status column (never guessed).
     status_map: dict[str, str] | None = None
+    # Changes besides status, for every row (input columns may carry them per row).
+    assignee: str | None = None  # a user UUID, or "none" to unassign
+    type: str | None = None  # a ticket type of the spec
+    comment: str | None = None  # text, or a template: "Closed: {legacy_id}"
+
+    @property
+    def comment_template(self) -> Template | None:
+        return None if self.comment is None else Template.parse(self.comment)
 
     def check(self) -> None:
         """Raise `UsageError` (exit 2) for an option no run could use; normalise the rest."""
@@ -48,6 +56,7 @@ class RunOptions:
             if self.status is not None:
                 raise UsageError("give either a status or a status map, not both")
             self.status_map = checked_map(self.status_map)
+        self.assignee, self.type = checked_changes(self.assignee, self.type, self.comment)
         if self.report is not None:
             self.report = Path(self.report)
             check_report_path(self.report)

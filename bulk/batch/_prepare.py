@@ -24,7 +24,9 @@ from .._core._exceptions import JobLocked, UsageError
 from .._core._files import JobLock, beside
 from ..input import Source, open_source
 from ..journal import Journal
+from ..plan import ChangeSpec
 from ..report import check_outputs
+from ._changes import change_spec, check_comment_credentials, extra_columns
 from ._options import RunOptions, default_report
 
 if TYPE_CHECKING:
@@ -51,6 +53,7 @@ class Batch:
     derived_from: dict[str, Any] | None
     began: float
     started_at: datetime
+    changes: ChangeSpec | None = None  # None: status only
 
 
 async def prepare(
@@ -69,19 +72,25 @@ async def prepare(
             id_column=options.id_column,
             status_column=options.status_column,
             need_status=options.status is None,
+            extra_columns=extra_columns(options),
+            status_optional=any(
+                v is not None for v in (options.assignee, options.type, options.comment)
+            ),
         )
     )
+    changes = change_spec(options, src)
     fingerprint = await anyio.to_thread.run_sync(src.fingerprint)
     check_written(src, fingerprint, input_sha256)
     target = resolve_target(options.base_url, credentials, need_credentials=not options.dry_run)
     log.info(target.describe(dry_run=options.dry_run))
     for warning in target.warnings:
         log.warning(warning)
+    check_comment_credentials(changes, target.credentials)
     report = options.report or default_report(src, fingerprint, options.dry_run)
     # A batch made from a report (retry, undo) must not overwrite that report.
     earlier = Path(derived_from["report"]) if derived_from and derived_from.get("report") else None
     check_outputs(report, src.path or earlier, options.dry_run)
-    meaning = {
+    meaning: dict[str, Any] = {
         "input_sha256": fingerprint,
         "id_column": src.id_column,
         "status_column": src.status_column,
@@ -89,6 +98,13 @@ async def prepare(
         "status_map": options.status_map,
         "base_url": target.base_url,
     }
+    if changes is not None:  # a status-only batch's meaning stays as it was
+        meaning["changes"] = {
+            "assignee": options.assignee,
+            "type": options.type,
+            "comment": options.comment,
+            "columns": sorted(src.extras),
+        }
     return Batch(
         options,
         src,
@@ -101,6 +117,7 @@ async def prepare(
         derived_from,
         began,
         started_at,
+        changes,
     )
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 import anyio
 
 from .._core._config import Credentials
 from .._core._rates import AUTO, DOCUMENTED_RATE, Rate
-from ..journal import Journal
-from ..send import Engine, EngineSettings, Pacer, Progress, RateController, Stats
+from ..journal import ChangeLog, Journal
+from ..send import ChangeRunner, Engine, EngineSettings, Pacer, Progress, RateController, Stats
 from ._options import RunOptions
 from ._signals import watch_signals
 from ._summary import INTERRUPTED
@@ -65,17 +66,24 @@ async def send_all(
     progress: Progress,
     handle_signals: bool,
     controller: RateController | None = None,
+    changes_since: datetime | None = None,
 ) -> str | None:
     """Send every pending row (up to --limit); return why the run stopped early, if it did."""
-    from ..send import TicketClient
+    from ..send import ChangeClient, TicketClient
 
     settings = _settings(options)
-    client = TicketClient(
+    # A batch of changes (changes_since set) sends through the change client and runner.
+    client = (TicketClient if changes_since is None else ChangeClient)(
         base_url, credentials, concurrency=settings.workers, timeout=options.timeout
     )
     async with client:
         pace = controller or rate_controller(options.rate)
         engine = Engine(journal, client.set_status, pace, settings, stats)
+        change_log = None
+        if changes_since is not None:
+            assert isinstance(client, ChangeClient)
+            change_log = ChangeLog(journal.path)
+            ChangeRunner(engine, client, change_log, changes_since)
         progress.start(stats)
         try:
             with anyio.CancelScope() as hard_stop:
@@ -96,4 +104,6 @@ async def send_all(
             stats.concurrency = engine.concurrency
             stats.final_rate = engine.rate
             progress.stop(stats)
+            if change_log is not None:
+                change_log.close()
     return engine.stop_reason

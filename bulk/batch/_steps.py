@@ -28,6 +28,7 @@ from ..journal import REPORT_COLUMNS, Journal
 from ..plan import plan_chunk
 from ..report import audit_path, report_frame, write_audit, write_report
 from ..send import Progress, RateController, Stats
+from ._changes import plan_with_changes, report_change_columns
 from ._options import RunOptions
 from ._prepare import Batch, check_written
 from ._send import send_all
@@ -79,7 +80,18 @@ async def plan_or_resume(batch: Batch, journal: Journal, interrupts: Interrupts)
 async def _plan_afresh(batch: Batch, journal: Journal, interrupts: Interrupts) -> dict[str, Any]:
     src = batch.source
     await anyio.to_thread.run_sync(journal.clear)
-    await anyio.to_thread.run_sync(_plan, journal, src, batch.options, interrupts.requested)
+    if batch.changes is not None:
+        await anyio.to_thread.run_sync(
+            plan_with_changes,
+            journal,
+            src,
+            batch.options,
+            batch.changes,
+            _check_interrupt,
+            interrupts.requested,
+        )
+    else:
+        await anyio.to_thread.run_sync(_plan, journal, src, batch.options, interrupts.requested)
     if batch.input_sha256 is not None:  # the file was read twice: hashed, then planned
         check_written(src, await anyio.to_thread.run_sync(src.fingerprint), batch.input_sha256)
     await anyio.to_thread.run_sync(
@@ -178,11 +190,20 @@ async def send(
                 progress,
                 interrupts.enabled,
                 controller,
+                _changes_since(batch, start),
             )
     finally:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(journal.close_writer)
     return reason, stats
+
+
+def _changes_since(batch: Batch, start: Start) -> datetime | None:
+    """For a batch of changes: when it began (a comment found on the ticket must be newer)."""
+    if batch.changes is None:
+        return None
+    created = start.meta.get("created_at")
+    return datetime.fromisoformat(created) if isinstance(created, str) else batch.started_at
 
 
 def _ask(
@@ -235,6 +256,8 @@ async def finish(
     code = exit_code(counts, stop_reason, held_back)
     pending_reason = _pending_reason(options, stop_reason)
     columns = REPORT_COLUMNS + (("source_row",) if batch.source.derived else ())
+    if batch.changes is not None:
+        columns += await anyio.to_thread.run_sync(report_change_columns, journal)
     await anyio.to_thread.run_sync(
         lambda: write_report(journal, batch.report, pending_reason=pending_reason, columns=columns)
     )

@@ -16,8 +16,20 @@ __all__ = ["run"]
 @click.command()
 @click.argument("input", metavar="INPUT")
 @run_options
+@click.option(
+    "--assignee", help="One assignee for every row: a user id (UUID), or 'none' to unassign."
+)
+@click.option("--type", "type", help="One ticket type for every row (the API's list).")
+@click.option(
+    "--comment",
+    help="A comment for every row; {column} fills in the row's value, e.g. "
+    "'Closed after the move: {legacy_id}'. Needs OAuth2 (Bearer) credentials.",
+)
 def run(input: str, yes: bool, **kwargs: Any) -> None:
-    """Set the status of every ticket in INPUT (.csv .tsv .xlsx .parquet .jsonl, or - for stdin).
+    """Change every ticket in INPUT (.csv .tsv .xlsx .parquet .jsonl, or - for stdin).
+
+    Each row may set status, assignee, type and add a comment (columns or options),
+    sent in that order: assignee, type, comment, status last.
 
     Running the same command again after an interruption resumes it.
     """

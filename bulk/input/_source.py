@@ -82,6 +82,8 @@ class Chunk:
     # Only for batches derived from a report (retry, undo):
     source_rows: list[int] | None = None  # the row in the report it came from
     skips: list[str] | None = None  # non-empty: decided not to send, with this reason
+    # Changes besides status (assignee, type, comment, template columns): by wanted name.
+    extras: dict[str, list[str]] | None = None
 
 
 def _norm(name: object) -> str:
@@ -131,6 +133,8 @@ class Source:
         id_column: str | None = None,
         status_column: str | None = None,
         need_status: bool = True,
+        extra_columns: tuple[str, ...] = (),
+        status_optional: bool = False,
     ) -> None:
         self.name = printable(name, 200)
         self.path = path
@@ -140,6 +144,10 @@ class Source:
         self._need_status = need_status
         self.id_column = ""
         self.status_column = ""
+        self._extra_wanted = extra_columns
+        self._status_optional = status_optional  # other changes were asked for on their own
+        # Wanted name -> the input's column, for the extra columns the input has.
+        self.extras: dict[str, str] = {}
         self._sep = ","
         self._encoding = "utf-8-sig"
         self._kind = "frame" if frame is not None else kind_of(path)
@@ -182,7 +190,12 @@ class Source:
     def _wanted(self, header: list[Any]) -> list[int]:
         """Where the id and status columns are in `header`."""
         cells = header_cells(header)
-        return [cells.index(c) for c in (self.id_column, self.status_column) if c]
+        return [cells.index(c) for c in self._kept()]
+
+    def _kept(self) -> list[str]:
+        """The input's columns that are read: id, status, then the extras (a column once)."""
+        kept = [c for c in (self.id_column, self.status_column) if c]
+        return kept + [c for c in dict.fromkeys(self.extras.values()) if c not in kept]
 
     def _csv_records(self) -> Iterator[list[Any]]:
         assert self.path is not None
@@ -256,11 +269,12 @@ class Source:
                 f"{self.name}: no ticket id column (looked for {', '.join(ID_NAMES)}; "
                 f"found {_listing(columns)}); name it with --id-column"
             )
+        self._pick_extras(columns)
         if self._need_status:
             self.status_column = _pick(
                 columns, self._wanted_status, STATUS_NAMES, "status column", self.name
             )
-            if not self.status_column:
+            if not self.status_column and not self.extras and not self._status_optional:
                 raise UsageError(
                     f"{self.name}: no status column (looked for {', '.join(STATUS_NAMES)}; "
                     f"found {_listing(columns)}); name it with --status-column or give --status"
@@ -270,6 +284,13 @@ class Source:
                     f"{self.name}: column {printable(self.id_column, 40)!r} cannot hold both "
                     "the ticket id and the status"
                 )
+
+    def _pick_extras(self, columns: list[str]) -> None:
+        """The change columns (and a comment template's) that the input has; absent ones are not."""
+        for wanted in self._extra_wanted:
+            found = _pick(columns, None, (_norm(wanted),), f"{wanted} column", self.name)
+            if found:
+                self.extras[wanted] = found
 
     def _not_text(self, exc: UnicodeDecodeError) -> UsageError:
         # The decoder's own offset counts from the start of its last block, not the file.
@@ -288,7 +309,7 @@ class Source:
             return file_fingerprint(self.path)
         import pandas as pd
 
-        cols = [c for c in (self.id_column, self.status_column) if c]
+        cols = self._kept()
         hashed = pd.util.hash_pandas_object(self.frame[cols].astype(str), index=False)
         return hashlib.sha256(hashed.to_numpy().tobytes()).hexdigest()
 
@@ -303,7 +324,7 @@ class Source:
         Only the wanted cells of a row are kept, already cut: a 50,000-row chunk
         of an export with long descriptions holds ids and statuses, not the text.
         """
-        wanted = [c for c in (self.id_column, self.status_column) if c]
+        wanted = self._kept()
         if self.frame is not None:
             derived = [c for c in DERIVED_COLUMNS if c in self.frame.columns]
             for start in range(0, len(self.frame), CHUNK_ROWS):
@@ -333,6 +354,7 @@ class Source:
         for columns in self._columns_in_chunks():
             ids = columns[self.id_column]
             statuses = columns[self.status_column] if self.status_column else None
+            extras = {w: columns[c] for w, c in self.extras.items()} or None
             if self.derived:
                 skips = (
                     [clean_cell(v) for v in columns["skip_reason"]]
@@ -340,9 +362,9 @@ class Source:
                     else None
                 )
                 sources = [int(v) for v in columns["source_row"]]
-                yield Chunk(row, ids, statuses, sources, skips)
+                yield Chunk(row, ids, statuses, sources, skips, extras)
             else:
-                yield Chunk(row, ids, statuses)
+                yield Chunk(row, ids, statuses, extras=extras)
             row += len(ids)
 
 
@@ -360,9 +382,14 @@ def open_source(
     id_column: str | None = None,
     status_column: str | None = None,
     need_status: bool = True,
+    extra_columns: tuple[str, ...] = (),
+    status_optional: bool = False,
 ) -> Source:
-    """Check the input exists and find its columns; raise `UsageError` naming the problem."""
-    columns = (id_column, status_column, need_status)
+    """Check the input exists and find its columns; raise `UsageError` naming the problem.
+
+    `extra_columns`: columns read when present (changes besides status, template fields).
+    """
+    columns = (id_column, status_column, need_status, extra_columns, status_optional)
     if not isinstance(source, (str, Path)):
         result = Source("DataFrame", None, source, *columns)
     else:

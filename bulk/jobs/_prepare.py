@@ -70,6 +70,9 @@ def _options(job: Job, report: Path, dry_run: bool) -> RunOptions:
         limit=run.limit,
         deadline=parse_duration(run.deadline) if run.deadline else None,
         dry_run=dry_run,
+        assignee=job.action.assignee,
+        type=job.action.type,
+        comment=job.action.comment,
     )
     if isinstance(job.source, FileSource):
         options.id_column = job.source.id_column

@@ -22,13 +22,21 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .._core._config import parse_duration
 from .._core._exceptions import UsageError
 from .._core._ids import UUID_PATTERN
 from .._core._rates import parse_rate
-from ..plan import checked_status, normalise_status
+from ..plan import checked_changes, checked_status, normalise_status
 
 __all__ = ["ApiSource", "FileSource", "Job", "load_job"]
 
@@ -126,11 +134,31 @@ class Select(_Strict):
 class Action(_Strict):
     status: str | None = None
     map: dict[str, str] | None = None
+    # Changes besides status, the same for every row (checked as `bulk run` checks them).
+    assignee: str | None = None
+    type: str | None = None
+    comment: str | None = None
+
+    @field_validator("assignee", "type", "comment")
+    @classmethod
+    def _change(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        given = {"assignee": None, "type": None, "comment": None} | {info.field_name: value}
+        try:
+            assignee, kind = checked_changes(given["assignee"], given["type"], given["comment"])
+        except UsageError as exc:
+            raise ValueError(str(exc).replace("--", "")) from None
+        return {"assignee": assignee, "type": kind}.get(str(info.field_name), value)
 
     @field_validator("status")
     @classmethod
     def _target(cls, value: str | None) -> str | None:
         return None if value is None else _status(value)
+
+    @property
+    def changes(self) -> bool:
+        return any(v is not None for v in (self.assignee, self.type, self.comment))
 
     @field_validator("map")
     @classmethod
@@ -139,8 +167,13 @@ class Action(_Strict):
 
     @model_validator(mode="after")
     def _one_of(self) -> Action:
-        if (self.status is None) == (self.map is None):
+        if self.status is not None and self.map is not None:
             raise ValueError("give exactly one of 'status' (one target) or 'map' (legacy -> new)")
+        if self.status is None and self.map is None and not self.changes:
+            raise ValueError(
+                "give 'status' (one target), 'map' (legacy -> new), or a change: "
+                "'assignee', 'type', 'comment'"
+            )
         return self
 
 

@@ -4,7 +4,18 @@
 `planned_fingerprint` read a journal file without opening it for writing.
 """
 
+from ._changes import FINAL_STATES, ChangeLog, ChangeState, change_columns
 from ._journal import Journal
 from ._schema import REPORT_COLUMNS, Outcome, planned_fingerprint, read_meta
 
-__all__ = ["REPORT_COLUMNS", "Journal", "Outcome", "planned_fingerprint", "read_meta"]
+__all__ = [
+    "FINAL_STATES",
+    "REPORT_COLUMNS",
+    "ChangeLog",
+    "ChangeState",
+    "Journal",
+    "Outcome",
+    "change_columns",
+    "planned_fingerprint",
+    "read_meta",
+]

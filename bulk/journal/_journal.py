@@ -25,6 +25,7 @@ from .._core._csvsafe import neutralise_sql
 from .._core._exceptions import UsageError
 from .._core._text import printable
 from ..plan import PlannedRow
+from ._changes import CHANGE_REPORT_SQL, CHANGE_TEXT_COLUMNS
 from ._schema import (
     REPORT_COLUMNS,
     SCHEMA,
@@ -270,12 +271,12 @@ class Journal:
         """
         expressions = []
         for column in columns:
-            value = column
+            value = CHANGE_REPORT_SQL.get(column, column)
             if column == "outcome":
                 value = "COALESCE(outcome, 'skipped')"
             elif column == "error":
                 value = "CASE WHEN outcome IS NULL THEN :reason ELSE error END"
-            if neutralise and column in TEXT_COLUMNS:
+            if neutralise and (column in TEXT_COLUMNS or column in CHANGE_TEXT_COLUMNS):
                 value = neutralise_sql(value)
             expressions.append(f"{value} AS {column}")
         query = f"SELECT {', '.join(expressions)} FROM rows ORDER BY row"

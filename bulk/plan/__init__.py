@@ -4,6 +4,18 @@ One `PlannedRow` per input row; checks across rows (duplicates) are the
 journal's, in SQL.
 """
 
+from ._changes import (
+    CHANGE_COLUMNS,
+    KINDS,
+    TYPES,
+    ChangeSpec,
+    PlannedChange,
+    Template,
+    checked_assignee,
+    checked_changes,
+    checked_type,
+    plan_changes,
+)
 from ._checks import (
     STATUSES,
     PlannedRow,
@@ -14,10 +26,20 @@ from ._checks import (
 )
 
 __all__ = [
+    "CHANGE_COLUMNS",
+    "KINDS",
     "STATUSES",
+    "TYPES",
+    "ChangeSpec",
+    "PlannedChange",
     "PlannedRow",
+    "Template",
+    "checked_assignee",
+    "checked_changes",
     "checked_map",
     "checked_status",
+    "checked_type",
     "normalise_status",
+    "plan_changes",
     "plan_chunk",
 ]

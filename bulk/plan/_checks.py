@@ -86,13 +86,18 @@ def plan_chunk(
     status_column: str,
     fixed_status: str | None,
     status_map: dict[str, str] | None = None,
+    *,
+    allow_empty_status: bool = False,
 ) -> Iterator[PlannedRow]:
+    """`allow_empty_status`: an empty status is no status change (a row of other changes)."""
     statuses = chunk.statuses
     for offset, raw_id in enumerate(chunk.ids):
         row = chunk.first_row + offset
         source = chunk.source_rows[offset] if chunk.source_rows else None
         ticket_id = raw_id.strip()
-        raw_status = fixed_status if fixed_status is not None else (statuses or [""])[offset]
+        raw_status = (
+            fixed_status if fixed_status is not None else (statuses[offset] if statuses else "")
+        )
         long_status = raw_status if isinstance(raw_status, LongText) else None
         raw_status = raw_status.strip()
         key: str | None = ticket_id.lower()
@@ -102,6 +107,8 @@ def plan_chunk(
             status = status_map.get(raw_status.lower())
         else:
             status = normalise_status(raw_status)
+        # An empty status with other changes on the row: no status change.
+        status = "" if allow_empty_status and not raw_status else status
         verdict, error = None, None
         if chunk.skips and chunk.skips[offset]:
             verdict, error = "skipped", chunk.skips[offset]
@@ -123,4 +130,6 @@ def plan_chunk(
         elif status is None:
             what = f"{_quote(raw_status)} is not a status" if raw_status else "empty"
             verdict, error = "invalid", f"{status_column}: {what}; allowed: {', '.join(STATUSES)}"
-        yield PlannedRow(row, ticket_id, key, status or raw_status, verdict, error, source)
+        yield PlannedRow(
+            row, ticket_id, key, raw_status if status is None else status, verdict, error, source
+        )

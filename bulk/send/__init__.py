@@ -6,6 +6,8 @@ says retry, fail the row, or stop; the retry policy is shared with the job
 listing.
 """
 
+from ._change_calls import ChangeClient
+from ._changes import ChangeRunner
 from ._classify import classify_exception, classify_response, parse_retry_after
 from ._client import MAX_ANSWER, Answer, TicketClient
 from ._engine import Engine, EngineSettings
@@ -18,6 +20,8 @@ __all__ = [
     "MAX_THROTTLED",
     "Answer",
     "AttemptBudget",
+    "ChangeClient",
+    "ChangeRunner",
     "Engine",
     "EngineSettings",
     "NoProgress",

@@ -182,25 +182,35 @@ class TicketClient:
             await self._session.close()
             self._session = None
 
-    async def _call(self, method: str, url: str | URL, **kwargs: Any) -> dict[str, Any]:
-        """One request; the JSON object of a 200, or a classified `RequestError`.
+    async def _call(
+        self, method: str, url: str | URL, *, expect: int = 200, **kwargs: Any
+    ) -> dict[str, Any]:
+        """One request; the JSON object of the `expect`ed answer ({} for a 204), or a
+        classified `RequestError`.
 
         With OAuth, a 401 (an access token the server ended early) refreshes the token once
         and sends the request once more. That resend takes no slot of the pace: it happens
         only for a token the server refused before its announced expiry.
         """
         if self.auth is None:
-            return await self._request(method, url, kwargs)
+            return await self._request(method, url, kwargs, expect=expect)
         used = await self.auth.authorization()
         try:
-            return await self._request(method, url, kwargs, used)
+            return await self._request(method, url, kwargs, used, expect=expect)
         except CredentialsRejected as exc:
             if exc.http_status != 401:
                 raise
-        return await self._request(method, url, kwargs, await self.auth.after_rejection(used))
+        renewed = await self.auth.after_rejection(used)
+        return await self._request(method, url, kwargs, renewed, expect=expect)
 
     async def _request(
-        self, method: str, url: str | URL, kwargs: dict[str, Any], authorization: str = ""
+        self,
+        method: str,
+        url: str | URL,
+        kwargs: dict[str, Any],
+        authorization: str = "",
+        *,
+        expect: int = 200,
     ) -> dict[str, Any]:
         assert self._session is not None, "use TicketClient as an async context manager"
         if authorization:
@@ -213,8 +223,8 @@ class TicketClient:
                 method, url, allow_redirects=False, **kwargs
             ) as response:
                 code = response.status
-                if code == 200:
-                    return _json_object(await _read(response), response)
+                if code == expect:
+                    return {} if code == 204 else _json_object(await _read(response), response)
                 # A redirect's body is never read: only its Location matters.
                 body = await _error_body(response) if code >= 400 else b""
                 raise classify_response(code, body, response.headers)

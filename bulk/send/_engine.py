@@ -17,9 +17,11 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
+from tenacity import AsyncRetrying
 
 from .._core._exceptions import CredentialsRejected, RequestError, RetriableError
 from ..journal import Journal, Outcome
@@ -30,9 +32,10 @@ from ._stats import Stats
 
 log = logging.getLogger("bulk")
 
-__all__ = ["Engine", "EngineSettings"]
+__all__ = ["Engine", "EngineSettings", "Stopped"]
 
 Send = Callable[[str, str], Awaitable[Answer]]
+T = TypeVar("T")
 _FEED_BATCH = 1000
 _MIN_AUTO = 8
 
@@ -55,8 +58,11 @@ class EngineSettings:
         return self.concurrency or self.max_concurrency
 
 
-class _Stopped(Exception):
+class Stopped(Exception):
     """Raised inside a row's retry loop once the run is stopping."""
+
+
+_Stopped = Stopped
 
 
 class Engine:
@@ -86,6 +92,9 @@ class Engine:
         # of them may hold a row; the limit follows the observed latency.
         self._gate = anyio.CapacityLimiter(settings.concurrency or min(_MIN_AUTO, self.workers))
         self._gated = settings.concurrency is None
+        # What a worker does with a row: by default one status PUT; a batch of
+        # several changes per row puts its own handler here (send/_changes.py).
+        self.handle_row: Callable[[int, str, str], Awaitable[Outcome]] = self._process
 
     def stop(self, reason: str) -> None:
         if self.stop_reason is None:
@@ -157,9 +166,9 @@ class Engine:
                     async with self._gate:
                         if self.stopping:
                             continue
-                        outcome = await self._process(row, ticket_id, status)
+                        outcome = await self.handle_row(row, ticket_id, status)
                 else:  # a fixed pool: the number of workers is the limit
-                    outcome = await self._process(row, ticket_id, status)
+                    outcome = await self.handle_row(row, ticket_id, status)
                 self._journal.record(outcome)
                 if outcome[0] is not None:
                     self._note_final(outcome[0] == "failed")
@@ -198,7 +207,36 @@ class Engine:
         with anyio.move_on_after(seconds):
             await self._stopping.wait()
 
-    async def _attempt(self, row: int, ticket_id: str, status: str, sent: list[int]) -> Answer:
+    async def request(
+        self,
+        row: int,
+        sent: list[int],
+        call: Callable[..., Awaitable[T]],
+        *args: Any,
+        retry: bool = True,
+    ) -> T:
+        """`call(*args)` through the run's pace, and its retry policy unless `retry` is False."""
+        try:
+            return await self._attempt(row, sent, call, *args)
+        except RetriableError as first:
+            if not retry:
+                raise
+            return await self._retry(row, sent, first, call, *args)
+
+    def policy(self) -> AsyncRetrying:
+        """A fresh loop of the run's retry policy, its waits ending when the run stops."""
+        settings = self._settings
+        return retrying(
+            settings.max_attempts,
+            max_throttled=settings.max_throttled,
+            backoff_base=settings.backoff_base,
+            backoff_max=settings.backoff_max,
+            sleep=self._sleep,
+        )
+
+    async def _attempt(
+        self, row: int, sent: list[int], call: Callable[..., Awaitable[T]], *args: Any
+    ) -> T:
         """One paced request; `sent[0]` counts the requests that actually went out."""
         slot = await self._pacer.acquire()
         if self.stopping:
@@ -212,7 +250,7 @@ class Engine:
         stats.requests += 1
         sent_at = time.monotonic()
         try:
-            answer = await self._send(ticket_id, status)
+            answer = await call(*args)
         except RetriableError as exc:
             if exc.http_status == 429:
                 stats.throttled += 1
@@ -224,26 +262,23 @@ class Engine:
         return answer
 
     async def _retry(
-        self, row: int, ticket_id: str, status: str, sent: list[int], first: RetriableError
-    ) -> Answer:
+        self,
+        row: int,
+        sent: list[int],
+        first: RetriableError,
+        call: Callable[..., Awaitable[T]],
+        *args: Any,
+    ) -> T:
         """After a retriable first failure: tenacity's backoff, budget and Retry-After."""
         replay: RetriableError | None = first
-        settings = self._settings
-        policy = retrying(
-            settings.max_attempts,
-            max_throttled=settings.max_throttled,
-            backoff_base=settings.backoff_base,
-            backoff_max=settings.backoff_max,
-            sleep=self._sleep,
-        )
-        async for attempt in policy:
+        async for attempt in self.policy():
             with attempt:
                 if replay is not None:
                     # Tenacity's attempt 1 is the failure that already happened, so
                     # its numbering, waits and budget count the first request too.
                     failed, replay = replay, None
                     raise failed
-                return await self._attempt(row, ticket_id, status, sent)
+                return await self._attempt(row, sent, call, *args)
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
     async def _process(self, row: int, ticket_id: str, status: str) -> Outcome:
@@ -256,9 +291,9 @@ class Engine:
         try:
             # Most rows succeed at once; only a failure pays for the retry machinery.
             try:
-                answer = await self._attempt(row, ticket_id, status, sent)
+                answer = await self._attempt(row, sent, self._send, ticket_id, status)
             except RetriableError as first:
-                answer = await self._retry(row, ticket_id, status, sent, first)
+                answer = await self._retry(row, sent, first, self._send, ticket_id, status)
         except _Stopped:
             pass
         except CredentialsRejected as exc:

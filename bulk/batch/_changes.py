@@ -1,0 +1,101 @@
+"""A batch that changes more than status: its columns, its plan, its credentials check.
+
+Only a batch that asks for an assignee, a type or a comment (an option, or a
+column of the input) takes this path; a status-only batch plans, sends and
+reports exactly as before and pays nothing for it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from .._core._config import Credentials
+from .._core._exceptions import UsageError
+from ..input import Source
+from ..journal import ChangeLog, Journal, change_columns
+from ..plan import CHANGE_COLUMNS, ChangeSpec, plan_changes
+from ._options import RunOptions
+
+__all__ = [
+    "change_spec",
+    "check_comment_credentials",
+    "extra_columns",
+    "plan_with_changes",
+    "report_change_columns",
+]
+
+
+def extra_columns(options: RunOptions) -> tuple[str, ...]:
+    """The input columns to read when present: the change columns and the template's."""
+    template = options.comment_template
+    return CHANGE_COLUMNS + (template.columns if template else ())
+
+
+def change_spec(options: RunOptions, source: Source) -> ChangeSpec | None:
+    """What the batch changes besides status, or None for a status-only batch."""
+    spec = ChangeSpec(
+        assignee=options.assignee,
+        type=options.type,
+        comment=options.comment_template,
+        columns={wanted: wanted for wanted in source.extras},
+    )
+    return spec if spec.any else None
+
+
+def check_comment_credentials(spec: ChangeSpec | None, credentials: Credentials | None) -> None:
+    """The API allows creating a comment only with OAuth2 (Bearer): Basic is refused up front."""
+    comments = spec is not None and (spec.comment is not None or "comment" in spec.columns)
+    if comments and credentials is not None and credentials.scheme == "basic":
+        raise UsageError(
+            "comments need OAuth2 (Bearer) credentials: the Spacebring API allows "
+            "POST /support/tickets/v1/comment only with OAuth2, not with Basic "
+            "(SPACEBRING_CLIENT_ID/SECRET); set SPACEBRING_ACCESS_TOKEN and "
+            "SPACEBRING_NETWORK_ID; nothing was sent"
+        )
+
+
+def plan_with_changes(
+    journal: Journal,
+    source: Source,
+    options: RunOptions,
+    spec: ChangeSpec,
+    check_interrupt: Callable[[threading.Event | None], None],
+    stop: threading.Event | None,
+) -> int:
+    """Plan every row and its changes into the journal; duplicates compare whole change sets."""
+    changes = ChangeLog(journal.path)
+    try:
+        rows = 0
+        for chunk in source.chunks():
+            check_interrupt(stop)
+            planned = list(
+                plan_changes(
+                    chunk,
+                    source.id_column,
+                    source.status_column,
+                    options.status,
+                    spec,
+                    options.status_map,
+                )
+            )
+            journal.add_planned(row for row, _ in planned)
+            changes.add(change for _, row_changes in planned for change in row_changes)
+            rows += len(planned)
+        if rows == 0:
+            raise UsageError(f"{source.name}: no data rows (only a header, or an empty file)")
+        check_interrupt(stop)
+        changes.settle_duplicates()
+    finally:
+        changes.close()
+    journal.settle_duplicates()
+    return rows
+
+
+def report_change_columns(journal: Journal) -> tuple[str, ...]:
+    """The report's columns for the kinds of change this batch asked for."""
+    changes = ChangeLog(journal.path)
+    try:
+        return change_columns(changes.kinds())
+    finally:
+        changes.close()

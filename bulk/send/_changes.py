@@ -1,0 +1,248 @@
+"""A row of several changes, sent in order through the engine's workers, pace and retries.
+
+`ChangeRunner` replaces the engine's one-PUT-per-row handler for a batch
+that changes more than status. Each change not yet final in the journal is
+sent in the order of `bulk.plan.KINDS`; the first that fails fails the row and
+its later changes are recorded `not sent`. Assignee PUT, type PATCH, comment
+DELETE and status PUT are idempotent and take the run's retry policy as is.
+
+A comment POST is not. Its attempt is committed `started` before it goes
+out; when the outcome is unknown (timeout, reset, 5xx, an answer that proves
+nothing, or a crash that left `started`) the ticket is read and its
+activities searched for this very text, a comment of this client since the
+batch began. Found: its id is recorded and nothing is posted. Not found: it is
+posted again, within the same attempt budget. A 429 was refused, not
+applied, so it is simply retried; any other 4xx fails the change.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
+
+import anyio
+
+from .._core._exceptions import (
+    CredentialsRejected,
+    FatalRequestError,
+    RequestError,
+    RetriableError,
+    UnexpectedAnswer,
+)
+from ..journal import FINAL_STATES, ChangeLog, ChangeState, Outcome
+from ._change_calls import Activity, ChangeClient
+from ._engine import Engine, Stopped
+
+__all__ = ["ChangeRunner"]
+
+log = logging.getLogger("bulk")
+
+# Server and client clocks differ; a comment stamped this much before the
+# batch's start still counts as possibly ours (same ticket, same exact text).
+_SKEW = timedelta(minutes=5)
+
+
+class _Done(NamedTuple):
+    state: str
+    previous: str | None = None
+    http_status: int | None = None
+    activity_id: str | None = None
+
+
+def _parse_time(text: str) -> datetime | None:
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return when if when.tzinfo else None
+
+
+class ChangeRunner:
+    """The engine's row handler for batches of several changes per row."""
+
+    def __init__(
+        self, engine: Engine, client: ChangeClient, changes: ChangeLog, batch_began: datetime
+    ) -> None:
+        self._engine = engine
+        self._client = client
+        self._log = changes
+        self._since = batch_began - _SKEW
+        self._author: str | None = None  # our membership, once a 201 has shown it
+        engine.handle_row = self.handle
+
+    async def handle(self, row: int, ticket: str, _status: str) -> Outcome:
+        engine = self._engine
+        began = time.monotonic()
+        sent = [0]
+        changes = await anyio.to_thread.run_sync(self._log.for_row, row)
+        engine.stats.in_flight += 1
+        try:
+            failed = any(c.state == "failed" for c in changes)
+            for change in changes:
+                if change.state in FINAL_STATES:
+                    continue
+                if failed:
+                    await self._finish(row, change, _Done("not sent"), 0)
+                    continue
+                failed = not await self._one(row, ticket, change, sent)
+        except (Stopped, CredentialsRejected) as exc:
+            if isinstance(exc, CredentialsRejected):
+                engine.stop(f"stopped: credentials rejected ({exc.message})")
+            # Not the row's fault: it stays pending and a rerun sends what is left.
+            return Outcome(None, None, None, sent[0], None, None, None, None, row)
+        finally:
+            engine.stats.in_flight -= 1
+        final = await anyio.to_thread.run_sync(self._log.for_row, row)
+        outcome = self._summary(row, final, sent[0], began)
+        engine.stats.done += 1
+        engine.stats.failed += outcome.outcome == "failed"
+        return outcome
+
+    async def _one(self, row: int, ticket: str, change: ChangeState, sent: list[int]) -> bool:
+        """Send one change and journal it; False when it failed."""
+        mine = [0]
+        try:
+            done = await self._apply(row, ticket, change, mine)
+        except CredentialsRejected:
+            sent[0] += mine[0]
+            raise
+        except RequestError as exc:
+            sent[0] += mine[0]
+            detail = exc.message
+            if exc.retriable:
+                detail = f"{detail} (gave up after {mine[0]} attempts)"
+            await self._finish(
+                row, change, _Done("failed", http_status=exc.http_status), mine[0], detail
+            )
+            return False
+        sent[0] += mine[0]
+        await self._finish(row, change, done, mine[0])
+        return True
+
+    async def _finish(
+        self, row: int, change: ChangeState, done: _Done, attempts: int, error: str | None = None
+    ) -> None:
+        await anyio.to_thread.run_sync(
+            lambda: self._log.finish(
+                row,
+                change.seq,
+                done.state,
+                previous=done.previous,
+                http_status=done.http_status,
+                attempts=attempts,
+                error=error,
+                activity_id=done.activity_id,
+            )
+        )
+
+    async def _apply(self, row: int, ticket: str, change: ChangeState, sent: list[int]) -> _Done:
+        engine, client, value = self._engine, self._client, change.value
+        if change.kind == "status":
+            answer = await engine.request(row, sent, client.set_status, ticket, value)
+            state = "unchanged" if answer.previous_status == value else "updated"
+            return _Done(state, answer.previous_status, answer.http_status, answer.activity_id)
+        if change.kind == "assignee":
+            result = await engine.request(row, sent, client.set_assignee, ticket, value)
+            state = "unchanged" if result.previous == value else "updated"
+            return _Done(state, result.previous, result.http_status, result.activity_id)
+        if change.kind == "type":
+            return await self._type(row, ticket, change, sent)
+        if change.kind == "comment":
+            return await self._comment(row, ticket, change, sent)
+        if change.kind == "delete_comment":
+            try:
+                await engine.request(row, sent, client.delete_comment, value)
+            except FatalRequestError as exc:
+                if exc.http_status != 404:
+                    raise
+                # Gone already (an earlier attempt whose answer was lost, or by hand).
+                return _Done("unchanged", http_status=404)
+            return _Done("updated", http_status=204)
+        raise FatalRequestError(f"unknown change {change.kind!r}")
+
+    async def _type(self, row: int, ticket: str, change: ChangeState, sent: list[int]) -> _Done:
+        # The PATCH answers 204 with no body: the type before is read first,
+        # and journaled before the PATCH so a crash after it still knows it.
+        now = await self._engine.request(row, sent, self._client.get_ticket, ticket)
+        previous = change.previous_value
+        if now.type == change.value:
+            return _Done("unchanged" if previous is None else "updated", previous or now.type, 200)
+        if now.type is not None:
+            previous = now.type
+            await anyio.to_thread.run_sync(self._log.note_previous, row, change.seq, previous)
+        await self._engine.request(row, sent, self._client.set_type, ticket, change.value)
+        return _Done("updated", previous, 204)
+
+    async def _comment(self, row: int, ticket: str, change: ChangeState, sent: list[int]) -> _Done:
+        unknown = change.state == "started"  # an earlier run may have posted it
+        last: RequestError | None = None
+        async for attempt in self._engine.policy():
+            with attempt:
+                if unknown:
+                    found = await self._find(row, ticket, change.value, sent)
+                    if found is not None:
+                        log.debug("row %d: comment found after an unknown outcome", row)
+                        return _Done("updated", None, 200, found.id)
+                await anyio.to_thread.run_sync(self._log.begin, row, change.seq)
+                try:
+                    posted = await self._engine.request(
+                        row, sent, self._client.post_comment, ticket, change.value, retry=False
+                    )
+                except RetriableError as exc:
+                    unknown = unknown or exc.http_status != 429  # a 429 was refused
+                    last = exc
+                    raise
+                except UnexpectedAnswer as exc:
+                    # The server answered, but not with proof: it may have posted.
+                    unknown, last = True, exc
+                    raise RetriableError(exc.message, exc.http_status) from None
+                self._author = self._author or posted.author
+                return _Done("updated", None, 201, posted.id)
+        raise AssertionError("unreachable: tenacity re-raises the last error") from last
+
+    async def _find(self, row: int, ticket: str, text: str, sent: list[int]) -> Activity | None:
+        """This client's comment with exactly `text` on the ticket since the batch began."""
+        state = await self._engine.request(row, sent, self._client.get_ticket, ticket)
+        wanted = text.strip()
+        for activity in state.activities:
+            when = _parse_time(activity.created)
+            if (
+                activity.type == "comment"
+                and (activity.text or "").strip() == wanted
+                and when is not None
+                and when >= self._since
+                and (self._author is None or activity.author in (None, self._author))
+            ):
+                return activity
+        return None
+
+    @staticmethod
+    def _summary(row: int, changes: list[ChangeState], attempts: int, began: float) -> Outcome:
+        """The row's outcome from its changes: failed if one failed, updated if one changed."""
+        states = {c.state for c in changes}
+        failed = [c for c in changes if c.state == "failed"]
+        status = next((c for c in changes if c.kind == "status"), None)
+        http = next((c.http_status for c in reversed(changes) if c.http_status), None)
+        error = None
+        if failed:
+            outcome = "failed"
+            error = "; ".join(f"{c.kind}: {c.error}" for c in failed)
+            skipped = [c.kind for c in changes if c.state == "not sent"]
+            if skipped:
+                error += f"; not sent: {', '.join(skipped)}"
+        else:
+            outcome = "updated" if "updated" in states else "unchanged"
+        now = datetime.now(UTC).isoformat(timespec="milliseconds")
+        return Outcome(
+            outcome,
+            status.previous_value if status else None,
+            http,
+            attempts,
+            error,
+            status.activity_id if status else None,
+            int((time.monotonic() - began) * 1000),
+            now,
+            row,
+        )

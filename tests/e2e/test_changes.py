@@ -1,0 +1,232 @@
+"""A row as a set of changes, against the simulator on loopback: order, exactly-once, resume, undo."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+import bulk
+from bulk import Credentials
+from bulk.batch import undo_frame
+from bulk.journal import REPORT_COLUMNS
+from bulk.simulator import (
+    DEMO_ACCESS_TOKEN,
+    DEMO_NETWORK_ID,
+    LoggedRequest,
+    SimConfig,
+    Simulator,
+    SimulatorThread,
+    make_tickets,
+)
+from tests.support import demo_vars, read_report, run_bulk, start_bulk, wait_for, write_csv
+
+USER = "0b6f1c2e-3d4a-4b5c-8d6e-7f8091a2b3c4"
+
+
+@pytest.fixture
+def tickets() -> list[dict[str, Any]]:
+    return make_tickets(120, seed=3, statuses=("new", "inProgress"))
+
+
+@pytest.fixture
+def bearer() -> Credentials:
+    return Credentials.bearer(DEMO_ACCESS_TOKEN, DEMO_NETWORK_ID)
+
+
+def _frame(tickets: list[dict[str, Any]], n: int) -> pd.DataFrame:
+    """Every row closed with a templated comment; a third reassigned, a third re-typed."""
+    rows = []
+    for i, t in enumerate(tickets[:n]):
+        rows.append(
+            {
+                "ticket_id": t["id"],
+                "status": "closed",
+                "assignee": USER if i % 3 == 0 else "",
+                "type": ("cleaning" if t["type"] != "cleaning" else "internet")
+                if i % 3 == 1
+                else "",
+                "legacy_id": f"L-{i}",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _at_least(count: Callable[[], int], n: int) -> bool:
+    return count() >= n
+
+
+def _about(entry: LoggedRequest, ticket_id: str) -> bool:
+    return entry.ticket_id == ticket_id.lower() or ticket_id.encode() in entry.body
+
+
+def _comments_ok(sim: Simulator, frame: pd.DataFrame) -> None:
+    """Each row's comment exactly once, with its own text; no duplicate anywhere."""
+    assert sim.duplicate_comments() == 0
+    for i, ticket_id in enumerate(frame["ticket_id"]):
+        texts = [c["data"]["text"] for c in sim.comments(ticket_id)]
+        assert texts == [f"Closed after the move: L-{i}"], (i, texts)
+
+
+def _applied(sim: Simulator, frame: pd.DataFrame) -> None:
+    for _, row in frame.iterrows():
+        ticket = sim.tickets[row["ticket_id"].lower()]
+        assert ticket["status"] == "closed"
+        if row["assignee"]:
+            assert ticket.get("userRefAssignee") == USER
+        if row["type"]:
+            assert ticket["type"] == row["type"]
+
+
+async def test_a_mixed_batch_applies_every_change_in_order(
+    sim: Simulator, server: str, tickets: list[dict[str, Any]], bearer: Credentials
+) -> None:
+    frame = _frame(tickets, 30)
+    report = await bulk.run_async(
+        frame,
+        credentials=bearer,
+        base_url=server,
+        rate=None,
+        comment="Closed after the move: {legacy_id}",
+        report=Path("mixed.csv"),
+    )
+    assert set(report["outcome"]) == {"updated"}
+    _applied(sim, frame)
+    _comments_ok(sim, frame)
+    # Status last: every ticket's comment came before its status change.
+    for ticket_id in frame["ticket_id"]:
+        sent = [e for e in sim.requests if _about(e, ticket_id)]
+        assert sent[-1].method == "PUT" and sent[-1].path.endswith("/status")
+    assigned = report[frame["assignee"] != ""]
+    assert set(assigned["assignee_outcome"]) == {"updated"}
+    assert set(assigned["previous_assignee"]) <= {"none"} | {
+        str(t.get("userRefAssignee")) for t in tickets
+    }
+    assert report["comment_id"].str.len().eq(36).all()
+    assert list(report.columns[:11]) == list(REPORT_COLUMNS)
+
+
+@pytest.fixture
+def faulty(tickets: list[dict[str, Any]]) -> Simulator:
+    # Writes applied and then their answer lost (dropped or a 5xx), plus plain 5xx.
+    config = SimConfig(rate=None, seed=7, drop_after_rate=0.15, error_after_rate=0.1)
+    return Simulator(config, tickets)
+
+
+async def test_answers_lost_after_the_post_applied_never_duplicate_a_comment(
+    faulty: Simulator, tickets: list[dict[str, Any]], bearer: Credentials
+) -> None:
+    from bulk.simulator import serve
+
+    frame = _frame(tickets, 60)
+    async with serve(faulty) as url:
+        report = await bulk.run_async(
+            frame,
+            credentials=bearer,
+            base_url=url,
+            rate=None,
+            backoff_base=0.001,
+            max_attempts=10,
+            comment="Closed after the move: {legacy_id}",
+            report=Path("faults.csv"),
+        )
+    posts = [e for e in faulty.requests if e.method == "POST"]
+    lost = [e for e in posts if e.status != 201]
+    assert len(lost) >= 3, [e.status for e in posts]  # the faults did hit POSTs
+    assert set(report["outcome"]) == {"updated"}, report[report["outcome"] != "updated"]
+    _applied(faulty, frame)
+    _comments_ok(faulty, frame)
+
+
+def test_kill_9_mid_run_then_resume_leaves_no_duplicate_and_every_row_complete(
+    tickets: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    frame = _frame(tickets, 90)
+    source = tmp_path / "in.csv"
+    frame.to_csv(source, index=False)
+    config = SimConfig(rate=None, seed=5, latency=0.005, drop_after_rate=0.05)
+    sim = Simulator(config, tickets)
+    env = {"SPACEBRING_ACCESS_TOKEN": DEMO_ACCESS_TOKEN, "SPACEBRING_NETWORK_ID": DEMO_NETWORK_ID}
+    args = ["run", str(source), "--comment", "Closed after the move: {legacy_id}"]
+    args += ["--rate", "200", "--report", "out.csv"]
+    journal = tmp_path / "out.journal"
+
+    def done_changes() -> int:
+        try:
+            with sqlite3.connect(journal) as conn:
+                (n,) = conn.execute(
+                    "SELECT COUNT(*) FROM changes WHERE state = 'updated'"
+                ).fetchone()
+            return int(n)
+        except sqlite3.Error:
+            return 0
+
+    with SimulatorThread(sim) as thread:
+        env["SPACEBRING_BASE_URL"] = thread.base_url
+        for at in (20, 90):
+            child = start_bulk(*args, env=env)
+            wait_for(partial(_at_least, done_changes, at), child, f"{at} changes journaled")
+            child.send_signal(signal.SIGKILL)
+            child.communicate()
+        finished = {
+            (r[0], r[1])
+            for r in sqlite3.connect(journal).execute(
+                "SELECT row, seq FROM changes WHERE state = 'updated'"
+            )
+        }
+        before = len(sim.requests)
+        result = run_bulk(*args, env=env)
+        assert result.returncode == 0, result.stderr
+        # Resume never redid a finished change: no PUT/PATCH/POST for one of them.
+        resumed = sim.requests[before:]
+    _applied(sim, frame)
+    _comments_ok(sim, frame)
+    rows = read_report(tmp_path / "out.csv")
+    assert [r["outcome"] for r in rows] == ["updated"] * len(frame)
+    done_rows = {row for row, seq in finished if seq == 4}  # status done: the row is done
+    for entry in resumed:
+        for row in done_rows:
+            assert not _about(entry, frame["ticket_id"][row - 1])
+
+
+async def test_undo_restores_assignee_and_type_and_deletes_comments(
+    sim: Simulator, server: str, tickets: list[dict[str, Any]], bearer: Credentials
+) -> None:
+    frame = _frame(tickets, 12)
+    before = {t["id"]: dict(t) for t in tickets[:12]}
+    await bulk.run_async(
+        frame,
+        credentials=bearer,
+        base_url=server,
+        rate=None,
+        comment="Closed after the move: {legacy_id}",
+        report=Path("x.report.csv"),
+    )
+    undo = undo_frame(Path("x.report.csv"))
+    report = await bulk.run_async(
+        undo, credentials=bearer, base_url=server, rate=None, report=Path("x.undo.csv")
+    )
+    assert set(report["outcome"]) == {"updated"}
+    assert sim.comment_count() == 0
+    for ticket_id, old in before.items():
+        now = sim.tickets[ticket_id.lower()]
+        assert now["status"] == old["status"]
+        assert now["type"] == old["type"]
+        assert now.get("userRefAssignee") == old.get("userRefAssignee")
+
+
+def test_comments_with_basic_credentials_exit_2_before_sending(
+    sim_thread: tuple[Simulator, str], tickets: list[dict[str, Any]]
+) -> None:
+    sim, url = sim_thread
+    source = write_csv(Path("in.csv"), [[t["id"]] for t in tickets[:3]], ["ticket_id"])
+    result = run_bulk("run", str(source), "--comment", "hello", env=demo_vars(url))
+    assert result.returncode == 2
+    assert "OAuth2" in result.stderr and "POST /support/tickets/v1/comment" in result.stderr
+    assert sim.requests == []
