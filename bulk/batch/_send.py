@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 
 import anyio
 
@@ -67,7 +68,7 @@ async def send_all(
     controller: RateController | None = None,
 ) -> str | None:
     """Send every pending row (up to --limit); return why the run stopped early, if it did."""
-    from ..send import TicketClient
+    from ..send import PerSecond, TicketClient
 
     settings = _settings(options)
     client = TicketClient(
@@ -75,7 +76,8 @@ async def send_all(
     )
     async with client:
         pace = controller or rate_controller(options.rate)
-        engine = Engine(journal, client.set_status, pace, settings, stats)
+        seconds = PerSecond(uuid.uuid4().hex, lambda: pace.rate)
+        engine = Engine(journal, seconds.counted(client.set_status), pace, settings, stats)
         progress.start(stats)
         try:
             with anyio.CancelScope() as hard_stop:
@@ -85,6 +87,7 @@ async def send_all(
                     if options.deadline:
                         tg.start_soon(_deadline, engine, options.deadline)
                     tg.start_soon(_tick, progress, stats)
+                    tg.start_soon(seconds.run, journal)
                     await engine.run()
                     tg.cancel_scope.cancel()
             if hard_stop.cancelled_caught:

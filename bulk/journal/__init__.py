@@ -4,7 +4,19 @@
 `planned_fingerprint` read a journal file without opening it for writing.
 """
 
+from ._facts import JournalFacts, read_facts
 from ._journal import Journal
 from ._schema import REPORT_COLUMNS, Outcome, planned_fingerprint, read_meta
+from ._seconds import ANSWER_CLASSES, Second
 
-__all__ = ["REPORT_COLUMNS", "Journal", "Outcome", "planned_fingerprint", "read_meta"]
+__all__ = [
+    "ANSWER_CLASSES",
+    "REPORT_COLUMNS",
+    "Journal",
+    "JournalFacts",
+    "Outcome",
+    "Second",
+    "planned_fingerprint",
+    "read_facts",
+    "read_meta",
+]

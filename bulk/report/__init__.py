@@ -14,6 +14,7 @@ from ._audit import (
     read_audit,
     write_audit,
 )
+from ._page import PAGE_SUFFIX, is_page, page_path, render_again, write_page, write_page_quietly
 from ._render import (
     REPORT_SUFFIXES,
     check_outputs,
@@ -24,6 +25,7 @@ from ._render import (
 
 __all__ = [
     "AUDIT_SUFFIX",
+    "PAGE_SUFFIX",
     "REPORT_SUFFIXES",
     "RunLine",
     "audit_path",
@@ -31,9 +33,14 @@ __all__ = [
     "check_outputs",
     "check_report_path",
     "is_audit",
+    "is_page",
     "list_runs",
+    "page_path",
     "read_audit",
+    "render_again",
     "report_frame",
     "write_audit",
+    "write_page",
+    "write_page_quietly",
     "write_report",
 ]
