@@ -36,7 +36,7 @@ _STACKED = (
     ("network", "no answer", "#6d4c41"),
     ("unexpected", "unexpected answer", "#8e24aa"),
 )
-_STYLE = {
+_STYLE: dict[str, Any] = {
     "svg.fonttype": "none",  # text stays text: smaller, searchable, crisp in print
     "font.family": "sans-serif",
     "font.size": 9,
@@ -82,9 +82,8 @@ def charts(seconds: Sequence[Second]) -> list[Chart]:
 def _bin(run: Sequence[Second]) -> _Binned:
     width = max(1, math.ceil(len(run) / MAX_POINTS))
     start = run[0].at
-    binned = _Binned(
-        [], {name: [] for name, _, _ in _STACKED} | {"throttled": []}, [], [], [], [], width
-    )
+    classes: dict[str, list[float]] = {name: [] for name, _, _ in _STACKED}
+    binned = _Binned([], classes | {"throttled": []}, [], [], [], [], width)
     for i in range(0, len(run), width):
         part = run[i : i + width]
         binned.x.append(part[0].at - start)
@@ -126,7 +125,7 @@ def _svg(figure: Any, salt: str) -> str:
 def _styled(draw: Any) -> Any:
     import matplotlib
 
-    with matplotlib.rc_context(_STYLE):
+    with matplotlib.rc_context(_STYLE):  # type: ignore[arg-type]
         return draw()
 
 
