@@ -87,10 +87,16 @@ class PerSecond:
             cuts = statistics.quantiles(latencies, n=100, method="inclusive")
             p50, p90, p99 = cuts[49], cuts[89], cuts[98]
         rate = self._rate()
+        ok, throttled, server, client, network, unexpected = counts
         return Second(
             self.invocation,
             round(self._clock(), 3),
-            *counts,
+            ok,
+            throttled,
+            server,
+            client,
+            network,
+            unexpected,
             rate,
             round(p50 * 1000, 2),
             round(p90 * 1000, 2),
