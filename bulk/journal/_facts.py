@@ -9,6 +9,7 @@ as a small one (the page names how many more there were).
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,26 +129,34 @@ def _matter(conn: sqlite3.Connection) -> str:
     return f"(outcome IS NULL OR outcome NOT IN ('updated', 'unchanged'){drifted})"
 
 
+# A ticket id (any UUID) in a message: `ticket 1b2c... not found` is one kind of
+# failure however many tickets it names.
+_UUID = re.compile(r"[0-9a-fA-F]{8}-?(?:[0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}")
+
+
+def _shape(error: str | None) -> str:
+    return _UUID.sub("{id}", error or "")
+
+
 def _groups(conn: sqlite3.Connection, outcome: str) -> list[Group]:
+    conn.create_function("shape", 1, _shape, deterministic=True)
     found = conn.execute(
-        """SELECT COALESCE(error, ''), http_status, COUNT(*) OVER (PARTITION BY error, http_status)
-                  AS n, row FROM (
-               SELECT error, http_status, row,
-                      ROW_NUMBER() OVER (PARTITION BY error, http_status ORDER BY row) AS k
+        """SELECT shape, http_status, row FROM (
+               SELECT shape(error) AS shape, http_status, row,
+                      ROW_NUMBER() OVER (PARTITION BY shape(error), http_status ORDER BY row) AS k
                FROM rows WHERE outcome = ?)
-           WHERE k <= ? ORDER BY n DESC, row""",
+           WHERE k <= ? ORDER BY row""",
         (outcome, _EXAMPLES),
     ).fetchall()
     counts = dict(
         ((e, s), n)
         for e, s, n in conn.execute(
-            "SELECT COALESCE(error, ''), http_status, COUNT(*) FROM rows WHERE outcome = ?"
-            " GROUP BY 1, 2",
+            "SELECT shape(error), http_status, COUNT(*) FROM rows WHERE outcome = ? GROUP BY 1, 2",
             (outcome,),
         )
     )
     groups: dict[tuple[str, int | None], Group] = {}
-    for error, status, _, row in found:
+    for error, status, row in found:
         key = (error, status)
         if key not in groups:
             groups[key] = Group(printable(error, 300), status, counts[key], [])

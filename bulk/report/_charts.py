@@ -106,7 +106,10 @@ def _mean(values: Sequence[float | None]) -> float | None:
 def _figure(salt: str) -> tuple[Any, Axes]:
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(9, 2.8), layout="constrained")
+    figure = Figure(figsize=(9, 2.8))
+    # Fixed margins (room for the legend on the right): matplotlib's constrained
+    # layout measured half of a chart's render time (0.35 of 0.7 s).
+    figure.subplots_adjust(left=0.07, right=0.8, bottom=0.16, top=0.96)
     return figure, figure.add_subplot()
 
 
