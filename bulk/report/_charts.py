@@ -95,6 +95,13 @@ def _bin(run: Sequence[Second]) -> _Binned:
         binned.p50.append(_mean([s.p50 for s in part]))
         binned.p90.append(_mean([s.p90 for s in part]))
         binned.p99.append(max((s.p99 for s in part if s.p99 is not None), default=None))
+    # The last bin's right edge: a step drawn "post" needs it, or a run of one
+    # second would draw nothing at all.
+    binned.x.append(binned.x[-1] + width)
+    for counts in binned.per_second.values():
+        counts.append(counts[-1])
+    for series in (binned.rate, binned.p50, binned.p90, binned.p99):
+        series.append(series[-1])
     return binned
 
 
@@ -145,7 +152,8 @@ def _throughput(b: _Binned, salt: str) -> str:
             step="post",
             alpha=0.85,
         )
-        marked = [(x, y) for x, y in zip(b.x, b.per_second["throttled"], strict=True) if y > 0]
+        throttled = b.per_second["throttled"][:-1]  # without the closing edge
+        marked = [(x, y) for x, y in zip(b.x, throttled, strict=False) if y > 0]
         if marked:
             total = round(sum(y for _, y in marked) * b.width)
             ax.scatter(
@@ -175,7 +183,13 @@ def _latency(b: _Binned, salt: str) -> str:
             ("p90", b.p90, "#ef6c00"),
             ("p99", b.p99, "#c62828"),
         ):
-            ax.plot(b.x, [math.nan if v is None else v for v in values], color=colour, label=name)
+            ax.plot(
+                b.x,
+                [math.nan if v is None else v for v in values],
+                color=colour,
+                label=name,
+                marker="o" if len(b.x) <= 3 else None,  # a line of one point is invisible
+            )
         ax.set(xlabel="seconds since start", ylabel="latency (ms)", ylim=(0, None))
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
         return _svg(figure, salt)
