@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import anyio
@@ -28,7 +29,7 @@ from bulk import Credentials
 from bulk.input import open_source
 from bulk.journal import Journal, Outcome
 from bulk.plan import plan_chunk
-from bulk.send import Engine, EngineSettings, Pacer, PerSecond, RateController, TicketClient
+from bulk.send import Answer, Engine, EngineSettings, Pacer, PerSecond, RateController, TicketClient
 from bulk.simulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, make_tickets, write_tickets
 
 
@@ -51,7 +52,7 @@ async def send_all(journal: Journal, url: str, concurrency: int) -> None:
     settings = EngineSettings(concurrency=concurrency)
     async with TicketClient(url, creds, concurrency=concurrency) as client:
         pace = RateController(Pacer(None), None)
-        send = client.set_status
+        send: Callable[[str, str], Awaitable[Answer]] = client.set_status
         seconds = PerSecond("bench", lambda: pace.rate)
         if isinstance(journal, PerSecondJournal):
             send = seconds.counted(send)

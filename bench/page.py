@@ -104,9 +104,11 @@ def load_time(pages: list[Path]) -> list[float]:
             times = []
             for page in pages:
                 driver.get(page.resolve().as_uri())
-                timing = driver.execute_script(
-                    "return performance.getEntriesByType('navigation')[0].loadEventEnd"
-                )
+                timing = 0.0
+                while not timing:  # 0 until the load event has ended
+                    timing = driver.execute_script(
+                        "return performance.getEntriesByType('navigation')[0].loadEventEnd"
+                    )
                 times.append(float(timing) / 1000)
             return times
         finally:
@@ -119,7 +121,7 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [int(n) for n in args.rows.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
-        results = []
+        results: list[dict[str, Any]] = []
         for rows in sizes:
             report = make_run(Path(tmp), rows)
             began = time.perf_counter()
