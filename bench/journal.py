@@ -5,7 +5,11 @@ synchronous=FULL) and once with a journal that drops the outcomes instead of
 writing them; the same simulator process answers both. Prints wall time and
 this process's CPU time (the journal's writer thread included) per row.
 
-    python bench/journal.py [--rows 20000] [--concurrency 64]
+    python bench/journal.py [--rows 20000] [--concurrency 64] [--per-second]
+
+`--per-second` adds a third run: the real journal with the engine's
+per-second counters (bulk.send.PerSecond, one `seconds` row a second), as
+`bulk run` sends.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from bulk import Credentials
 from bulk.input import open_source
 from bulk.journal import Journal, Outcome
 from bulk.plan import plan_chunk
-from bulk.send import Engine, EngineSettings, Pacer, RateController, TicketClient
+from bulk.send import Engine, EngineSettings, Pacer, PerSecond, RateController, TicketClient
 from bulk.simulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, make_tickets, write_tickets
 
 
@@ -38,13 +42,26 @@ class NoCommitJournal(Journal):
         pass
 
 
+class PerSecondJournal(Journal):
+    """The real journal, sent to with the per-second counters on (see send_all)."""
+
+
 async def send_all(journal: Journal, url: str, concurrency: int) -> None:
     creds = Credentials.basic(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET)
     settings = EngineSettings(concurrency=concurrency)
     async with TicketClient(url, creds, concurrency=concurrency) as client:
-        engine = Engine(journal, client.set_status, RateController(Pacer(None), None), settings)
+        pace = RateController(Pacer(None), None)
+        seconds = PerSecond("bench", lambda: pace.rate)
+        counted = isinstance(journal, PerSecondJournal)
+        engine = Engine(
+            journal, client.set_status, pace, settings, None, seconds if counted else None
+        )
         journal.start_writer()
-        await engine.run()
+        async with anyio.create_task_group() as tg:
+            if isinstance(journal, PerSecondJournal):
+                tg.start_soon(seconds.run, journal)
+            await engine.run()
+            tg.cancel_scope.cancel()
         await anyio.to_thread.run_sync(journal.close_writer)
 
 
@@ -68,6 +85,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--url", help="an API (or bench/perf.py --fast-server) already running")
+    parser.add_argument("--per-second", action="store_true", help="also with per-second counters")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -94,6 +112,10 @@ def main() -> None:
                 "journal": measure(Journal, folder, tickets, url, args.concurrency),
                 "no commits": measure(NoCommitJournal, folder, tickets, url, args.concurrency),
             }
+            if args.per_second:
+                results["per-second"] = measure(
+                    PerSecondJournal, folder, tickets, url, args.concurrency
+                )
         finally:
             server.terminate()
             server.wait(timeout=10)

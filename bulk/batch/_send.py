@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -14,6 +16,9 @@ from ..send import ChangeRunner, Engine, EngineSettings, Pacer, Progress, RateCo
 from ._options import RunOptions
 from ._signals import watch_signals
 from ._summary import INTERRUPTED
+
+if TYPE_CHECKING:
+    from ..send import TicketClient
 
 __all__ = ["rate_controller", "send_all"]
 
@@ -57,6 +62,20 @@ def _settings(options: RunOptions) -> EngineSettings:
     )
 
 
+def _run_changes(
+    engine: Engine, client: TicketClient, journal: Journal, changes_since: datetime | None
+) -> ChangeLog | None:
+    """For a batch of changes, hand the engine's rows to a change runner; its log to close."""
+    from ..send import ChangeClient
+
+    if changes_since is None:
+        return None
+    assert isinstance(client, ChangeClient)
+    change_log = ChangeLog(journal.path)
+    ChangeRunner(engine, client, change_log, changes_since)
+    return change_log
+
+
 async def send_all(
     journal: Journal,
     options: RunOptions,
@@ -69,7 +88,7 @@ async def send_all(
     changes_since: datetime | None = None,
 ) -> str | None:
     """Send every pending row (up to --limit); return why the run stopped early, if it did."""
-    from ..send import ChangeClient, TicketClient
+    from ..send import ChangeClient, PerSecond, TicketClient
 
     settings = _settings(options)
     # A batch of changes (changes_since set) sends through the change client and runner.
@@ -78,12 +97,9 @@ async def send_all(
     )
     async with client:
         pace = controller or rate_controller(options.rate)
-        engine = Engine(journal, client.set_status, pace, settings, stats)
-        change_log = None
-        if changes_since is not None:
-            assert isinstance(client, ChangeClient)
-            change_log = ChangeLog(journal.path)
-            ChangeRunner(engine, client, change_log, changes_since)
+        seconds = PerSecond(uuid.uuid4().hex, lambda: pace.rate)
+        engine = Engine(journal, client.set_status, pace, settings, stats, seconds)
+        change_log = _run_changes(engine, client, journal, changes_since)
         progress.start(stats)
         try:
             with anyio.CancelScope() as hard_stop:
@@ -93,6 +109,7 @@ async def send_all(
                     if options.deadline:
                         tg.start_soon(_deadline, engine, options.deadline)
                     tg.start_soon(_tick, progress, stats)
+                    tg.start_soon(seconds.run, journal)
                     await engine.run()
                     tg.cancel_scope.cancel()
             if hard_stop.cancelled_caught:

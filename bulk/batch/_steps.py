@@ -26,7 +26,14 @@ from .._version import __version__
 from ..input import Source
 from ..journal import REPORT_COLUMNS, Journal
 from ..plan import plan_chunk
-from ..report import audit_path, report_frame, write_audit, write_report
+from ..report import (
+    audit_path,
+    read_audit,
+    report_frame,
+    write_audit,
+    write_page_quietly,
+    write_report,
+)
 from ..send import Progress, RateController, Stats
 from ._changes import plan_with_changes, report_change_columns
 from ._options import RunOptions
@@ -287,12 +294,22 @@ async def finish(
         final_rate=stats.final_rate,
         frame=frame,
     )
+    record = _audit_record(batch, journal, start, summary, stats, counts)
     if not options.dry_run:
         if not counts["pending"]:
             await anyio.to_thread.run_sync(lambda: journal.set_meta(complete=True))
-        record = _audit_record(batch, journal, start, summary, stats, counts)
         await anyio.to_thread.run_sync(write_audit, summary.audit, record)
+    summary.page = await anyio.to_thread.run_sync(_page, batch, journal, record, pending_reason)
     return summary
+
+
+def _page(batch: Batch, journal: Journal, record: dict[str, Any], reason: str) -> Path | None:
+    """The run's page; it reads the audit record as written (every invocation's times)."""
+    if not batch.options.dry_run:
+        record = read_audit(audit_path(batch.report)) or record
+    else:  # a dry run writes no audit record: the page shows this one invocation
+        record = {**record, "invocations": [record]}
+    return write_page_quietly(batch.report, journal.path, record, reason)
 
 
 def _audit_record(

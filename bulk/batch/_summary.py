@@ -35,6 +35,7 @@ class RunSummary:
     concurrency: int | None = None
     final_rate: float | None = None
     frame: Any = field(default=None, repr=False)
+    page: Path | None = None  # `<report>.html`, unless it could not be written
 
     @property
     def effective_rate(self) -> float:
@@ -65,6 +66,8 @@ class RunSummary:
         if self.stop_reason:
             out.append(f"stopped early: {self.stop_reason}")
         out.append(f"report: {self.report.resolve()}")
+        if self.page is not None:
+            out.append(f"page: {self.page.resolve()}")
         return out
 
 

@@ -17,6 +17,7 @@ from ._console import setup_logging
 from ._demo import demo
 from ._derived import retry, runs, undo
 from ._jobs import job
+from ._page import report
 from ._run import run
 from ._simulate import simulate
 
@@ -38,8 +39,9 @@ def main(verbose: int, log_format: str) -> None:
     setup_logging(verbose, log_format)
 
 
-# In the order `bulk --help` listed them before the commands had modules of their own.
-for _command in (run, retry, undo, runs, job, simulate, demo):
+# In the order `bulk --help` listed them before the commands had modules of their own
+# (`report`, the page again, beside `runs`).
+for _command in (run, retry, undo, runs, report, job, simulate, demo):
     main.add_command(_command)
 
 

@@ -92,7 +92,8 @@ def runs(folder: Path, limit: int) -> None:
         click.echo(f"no runs recorded under {folder}")
         return
     for line in records:  # every field made printable by the audit module
+        page = f"  page: {line.page}" if line.page else ""
         click.echo(
-            f"{line.ended_at:<19}  exit {line.exit_code:>3}  {line.kind:<5}  "
-            f"{line.counts}  {line.report}"
+            f"{line.ended_at:<19}  exit {line.exit_code:>3}  {line.verdict:<18}  {line.kind:<5}  "
+            f"{line.counts}  {line.report}{page}"
         )

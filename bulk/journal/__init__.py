@@ -5,17 +5,23 @@
 """
 
 from ._changes import FINAL_STATES, ChangeLog, ChangeState, change_columns
+from ._facts import JournalFacts, read_facts
 from ._journal import Journal
 from ._schema import REPORT_COLUMNS, Outcome, planned_fingerprint, read_meta
+from ._seconds import ANSWER_CLASSES, Second
 
 __all__ = [
+    "ANSWER_CLASSES",
     "FINAL_STATES",
     "REPORT_COLUMNS",
     "ChangeLog",
     "ChangeState",
     "Journal",
+    "JournalFacts",
     "Outcome",
+    "Second",
     "change_columns",
     "planned_fingerprint",
+    "read_facts",
     "read_meta",
 ]

@@ -35,6 +35,7 @@ from ._schema import (
     outcomes_sql,
     refuse_unless_ours,
 )
+from ._seconds import INSERT_SECOND, Second
 
 __all__ = ["Journal"]
 
@@ -56,6 +57,7 @@ class Journal:
         self._lock = threading.Lock()
         # deque.append/popleft are atomic: the loop appends, the writer pops.
         self._inbox: deque[int | Outcome] = deque()
+        self._seconds: deque[Second] = deque()  # one a second: see record_second
         self._stopping = threading.Event()
         self._writer: threading.Thread | None = None
         self._failure: BaseException | None = None
@@ -173,6 +175,11 @@ class Journal:
         self._check()
         self._inbox.append(outcome)
 
+    def record_second(self, second: Second) -> None:
+        """The engine's counters of one second, inserted by the writer at its next look."""
+        self._check()
+        self._seconds.append(second)
+
     def _check(self) -> None:
         if self._failure is not None:
             raise RuntimeError(f"journal write failed: {self._failure}") from self._failure
@@ -206,6 +213,8 @@ class Journal:
                     if outcomes:
                         conn.execute(outcomes_sql(len(outcomes)), list(chain(*outcomes)))
                     conn.execute("COMMIT")
+                while self._seconds:  # one row a second, on its own (autocommit)
+                    conn.execute(INSERT_SECOND, self._seconds.popleft())
                 if time.monotonic() - synced >= _SYNC_EVERY or stopping:
                     # In WAL mode with synchronous=NORMAL a checkpoint syncs the
                     # log: this bounds what a power cut can take back.

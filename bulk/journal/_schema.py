@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 from .._core._exceptions import UsageError
 from .._core._files import refuse_foreign
 from .._core._text import printable
+from ._seconds import SECONDS_TABLE
 
 __all__ = [
     "REPORT_COLUMNS",
@@ -35,7 +36,8 @@ __all__ = [
 # header: bulk opens, and `--fresh` deletes, only files that carry it.
 _APPLICATION_ID = 0x62756C6B
 _SQLITE_MAGIC = b"SQLite format 3\x00"
-SCHEMA = f"""
+SCHEMA = (
+    f"""
 PRAGMA application_id = {_APPLICATION_ID};
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS rows (
@@ -55,6 +57,8 @@ CREATE TABLE IF NOT EXISTS rows (
     source_row INTEGER              -- retry/undo: the row of the report it came from
 );
 """
+    + SECONDS_TABLE
+)
 
 
 class Outcome(NamedTuple):

@@ -15,6 +15,7 @@ from ._audit import (
     recorded_base_url,
     write_audit,
 )
+from ._page import PAGE_SUFFIX, is_page, page_path, render_again, write_page, write_page_quietly
 from ._render import (
     REPORT_SUFFIXES,
     check_outputs,
@@ -25,6 +26,7 @@ from ._render import (
 
 __all__ = [
     "AUDIT_SUFFIX",
+    "PAGE_SUFFIX",
     "REPORT_SUFFIXES",
     "RunLine",
     "audit_path",
@@ -32,10 +34,15 @@ __all__ = [
     "check_outputs",
     "check_report_path",
     "is_audit",
+    "is_page",
     "list_runs",
+    "page_path",
     "read_audit",
     "recorded_base_url",
+    "render_again",
     "report_frame",
     "write_audit",
+    "write_page",
+    "write_page_quietly",
     "write_report",
 ]

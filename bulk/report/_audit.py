@@ -106,6 +106,8 @@ class RunLine:
     kind: str
     counts: str  # `failed=1 updated=4`
     report: str
+    verdict: str = "?"  # `done`, `done with failures`, `stopped`, ...
+    page: str = ""  # the run's page beside the record, when there is one
 
 
 def _run_line(record: dict[str, Any], path: Path) -> RunLine:
@@ -122,12 +124,25 @@ def _run_line(record: dict[str, Any], path: Path) -> RunLine:
     derived = record.get("derived_from")
     kind = derived.get("kind") if isinstance(derived, dict) else None
     code = record.get("exit_code")
+    from ._page import PAGE_SUFFIX, is_page  # the page module imports this one
+    from ._verdict import verdict
+
+    clean = {
+        str(k): v
+        for k, v in (outcomes if isinstance(outcomes, dict) else {}).items()
+        if isinstance(v, int)
+    }
+    pending = counts.get("pending") if isinstance(counts, dict) else None
+    judged = verdict(record, clean, pending if isinstance(pending, int) else 0)
+    page = path.with_name(path.name.removesuffix(AUDIT_SUFFIX) + PAGE_SUFFIX)
     return RunLine(
         ended_at=text(str(record.get("ended_at") or "")[:19], 19),
         exit_code=str(code) if isinstance(code, int) else "?",
         kind=text(kind, 10) if kind is not None else "run",
         counts=shown,
         report=text(record.get("report"), 200) if record.get("report") else printable(path, 200),
+        verdict=judged.title,
+        page=printable(page, 200) if is_page(page) else "",
     )
 
 

@@ -20,6 +20,7 @@ from .._core._files import beside, refuse_link, replacing, same_file
 from .._core._text import printable
 from ..journal import REPORT_COLUMNS, Journal
 from ._audit import audit_path, is_audit
+from ._page import is_page, page_path
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -50,7 +51,7 @@ def check_outputs(report: Path, input_path: Path | None, dry_run: bool) -> None:
     regular file; an existing report or audit record must be bulk's own.
     """
     journal = beside(report, ".journal")
-    outputs = {"report": report}
+    outputs = {"report": report, "page": page_path(report)}
     if not dry_run:  # a dry run keeps its journal in a private folder, and no lock or audit
         outputs |= {
             "journal": journal,
@@ -72,6 +73,7 @@ def check_outputs(report: Path, input_path: Path | None, dry_run: bool) -> None:
     for what, path, ours in (
         ("a report", report, _is_report),
         ("an audit record", audit_path(report), is_audit),
+        ("a page", page_path(report), is_page),
     ):
         if path.is_file() and path.stat().st_size and not ours(path):
             raise UsageError(

@@ -13,6 +13,7 @@ from ._client import MAX_ANSWER, Answer, TicketClient
 from ._engine import Engine, EngineSettings
 from ._pacing import Pacer, RateController
 from ._retry import MAX_THROTTLED, AttemptBudget, WaitRetryAfter, retrying
+from ._seconds import PerSecond
 from ._stats import NoProgress, Progress, Stats
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "EngineSettings",
     "NoProgress",
     "Pacer",
+    "PerSecond",
     "Progress",
     "RateController",
     "Stats",

@@ -28,6 +28,7 @@ from ..journal import Journal, Outcome
 from ._client import Answer
 from ._pacing import RateController
 from ._retry import MAX_THROTTLED, retrying
+from ._seconds import PerSecond
 from ._stats import Stats
 
 log = logging.getLogger("bulk")
@@ -73,8 +74,10 @@ class Engine:
         pacer: RateController,
         settings: EngineSettings,
         stats: Stats | None = None,
+        seconds: PerSecond | None = None,
     ) -> None:
         self._journal = journal
+        self._seconds = seconds
         self._send = send
         self._pacer = pacer
         self._settings = settings
@@ -235,30 +238,47 @@ class Engine:
         )
 
     async def _attempt(
-        self, row: int, sent: list[int], call: Callable[..., Awaitable[T]], *args: Any
+        self,
+        row: int,
+        sent: list[int],
+        call: Callable[..., Awaitable[T]],
+        *args: Any,
+        again: bool = False,
     ) -> T:
-        """One paced request; `sent[0]` counts the requests that actually went out."""
+        """One paced request; `sent[0]` counts the requests that actually went out.
+
+        `again` marks a retry of the same call (a row of several changes sends several
+        calls, and only a repeated one is a retry).
+        """
         slot = await self._pacer.acquire()
         if self.stopping:
             raise _Stopped
         stats = self.stats
         if sent[0] == 0:
             self._journal.mark_started(row)
-        else:
+        if again:
             stats.retries += 1
         sent[0] += 1
         stats.requests += 1
         sent_at = time.monotonic()
+        seconds = self._seconds
         try:
             answer = await call(*args)
-        except RetriableError as exc:
+        except RequestError as exc:
+            if seconds is not None:
+                seconds.refused(exc, time.monotonic() - sent_at)
+            if not isinstance(exc, RetriableError):
+                raise
             if exc.http_status == 429:
                 stats.throttled += 1
                 self._pacer.on_throttled(exc.retry_after, sent_at=slot)
             log.debug("row %d: attempt %d: %s (will retry)", row, sent[0], exc.message)
             raise
+        took = time.monotonic() - sent_at
+        if seconds is not None:
+            seconds.answered(took)
         self._pacer.on_success()
-        self._observe_latency(time.monotonic() - sent_at)
+        self._observe_latency(took)
         return answer
 
     async def _retry(
@@ -278,7 +298,7 @@ class Engine:
                     # its numbering, waits and budget count the first request too.
                     failed, replay = replay, None
                     raise failed
-                return await self._attempt(row, sent, call, *args)
+                return await self._attempt(row, sent, call, *args, again=True)
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
     async def _process(self, row: int, ticket_id: str, status: str) -> Outcome:

@@ -1,0 +1,177 @@
+"""What a run's page shows, read from its journal: counts, groups, the rows that matter.
+
+Read-only (a second connection, `mode=ro`), so a page can be rendered again
+at any time, also beside a journal another process holds open. Every query
+is bounded: a million-row journal gives the same few hundred lines of facts
+as a small one (the page names how many more there were).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._core._exceptions import UsageError
+from .._core._text import printable
+from ._schema import refuse_unless_ours
+from ._seconds import Second, read_seconds
+
+__all__ = ["MAX_GROUPS", "MAX_ROWS", "JournalFacts", "read_facts"]
+
+MAX_ROWS = 2000  # rows listed in the page's table; the report has them all
+MAX_GROUPS = 30  # error messages (and reasons, and transitions) listed
+_EXAMPLES = 5  # example rows per error message
+# Rows that matter first: what went wrong before what was only held back.
+_ORDER = "CASE COALESCE(outcome, 'skipped') WHEN 'failed' THEN 0 WHEN 'invalid' THEN 1 ELSE 2 END"
+
+
+@dataclass
+class Group:
+    """Rows that share an error (or reason): how many, an HTTP status, a few row numbers."""
+
+    message: str
+    http_status: int | None
+    count: int
+    examples: list[int]
+
+
+@dataclass
+class JournalFacts:
+    outcomes: dict[str, int]  # final outcomes; rows not final are in `pending`
+    pending: int
+    requests: int
+    retries: int
+    http_status: dict[int, int]
+    failures: list[Group]
+    invalid: list[Group]
+    transitions: list[tuple[str, str, int]]  # previous -> target, rows (updated only)
+    rows: list[dict[str, Any]]  # the rows that matter, at most MAX_ROWS
+    rows_total: int  # how many rows matter in all
+    seconds: list[Second]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(self.outcomes.values()) + self.pending
+
+
+def read_facts(path: Path, pending_reason: str = "not sent") -> JournalFacts:
+    """The facts of the journal at `path` (exit 2 when it is missing or not bulk's)."""
+    refuse_unless_ours(path)
+    if not path.is_file():
+        raise UsageError(f"{printable(path, 200)}: no journal here; nothing to render")
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise UsageError(f"{printable(path, 200)}: cannot open the journal ({exc})") from None
+    try:
+        return _read(conn, pending_reason)
+    except sqlite3.Error as exc:
+        raise UsageError(f"{printable(path, 200)}: cannot read the journal ({exc})") from None
+    finally:
+        conn.close()
+
+
+def _read(conn: sqlite3.Connection, pending_reason: str) -> JournalFacts:
+    outcomes = {k: v for k, v in conn.execute("SELECT outcome, COUNT(*) FROM rows GROUP BY 1")}
+    pending = outcomes.pop(None, 0)
+    requests, retries = conn.execute(
+        "SELECT COALESCE(SUM(attempts), 0), COALESCE(SUM(MAX(attempts - 1, 0)), 0) FROM rows"
+    ).fetchone()
+    statuses = dict(
+        conn.execute(
+            "SELECT http_status, COUNT(*) FROM rows WHERE http_status IS NOT NULL GROUP BY 1"
+        )
+    )
+    matter = _matter(conn)
+    (rows_total,) = conn.execute(f"SELECT COUNT(*) FROM rows WHERE {matter}").fetchone()
+    return JournalFacts(
+        outcomes=outcomes,
+        pending=pending,
+        requests=requests,
+        retries=retries,
+        http_status=statuses,
+        failures=_groups(conn, "failed"),
+        invalid=_groups(conn, "invalid"),
+        transitions=[
+            (printable(a, 40), printable(b, 40), n)
+            for a, b, n in conn.execute(
+                "SELECT COALESCE(previous_status, '?'), target_status, COUNT(*) FROM rows"
+                " WHERE outcome = 'updated' GROUP BY 1, 2 ORDER BY 3 DESC LIMIT ?",
+                (MAX_GROUPS,),
+            )
+        ],
+        rows=_rows(conn, matter, pending_reason),
+        rows_total=rows_total,
+        seconds=read_seconds(conn),
+        meta=_meta(conn),
+    )
+
+
+def _meta(conn: sqlite3.Connection) -> dict[str, Any]:
+    meta = {}
+    for key, value in conn.execute("SELECT key, value FROM meta"):
+        try:
+            meta[key] = json.loads(value)
+        except ValueError:
+            continue  # not bulk's shape: the page shows what it can without it
+    return meta
+
+
+def _matter(conn: sqlite3.Connection) -> str:
+    """The rows a person must look at: not final, or neither updated nor unchanged, or drifted."""
+    columns = {r[1] for r in conn.execute("PRAGMA table_info(rows)")}
+    drifted = " OR verified LIKE 'drifted%'" if "verified" in columns else ""
+    return f"(outcome IS NULL OR outcome NOT IN ('updated', 'unchanged'){drifted})"
+
+
+# A ticket id (any UUID) in a message: `ticket 1b2c... not found` is one kind of
+# failure however many tickets it names.
+_UUID = re.compile(r"[0-9a-fA-F]{8}-?(?:[0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}")
+
+
+def _shape(error: str | None) -> str:
+    return _UUID.sub("{id}", error or "")
+
+
+def _groups(conn: sqlite3.Connection, outcome: str) -> list[Group]:
+    conn.create_function("shape", 1, _shape, deterministic=True)
+    found = conn.execute(
+        """SELECT shape, http_status, row FROM (
+               SELECT shape(error) AS shape, http_status, row,
+                      ROW_NUMBER() OVER (PARTITION BY shape(error), http_status ORDER BY row) AS k
+               FROM rows WHERE outcome = ?)
+           WHERE k <= ? ORDER BY row""",
+        (outcome, _EXAMPLES),
+    ).fetchall()
+    counts = dict(
+        ((e, s), n)
+        for e, s, n in conn.execute(
+            "SELECT shape(error), http_status, COUNT(*) FROM rows WHERE outcome = ? GROUP BY 1, 2",
+            (outcome,),
+        )
+    )
+    groups: dict[tuple[str, int | None], Group] = {}
+    for error, status, row in found:
+        key = (error, status)
+        if key not in groups:
+            groups[key] = Group(printable(error, 300), status, counts[key], [])
+        groups[key].examples.append(row)
+    ordered = sorted(groups.values(), key=lambda g: (-g.count, g.examples[0]))
+    return ordered[:MAX_GROUPS]
+
+
+def _rows(conn: sqlite3.Connection, matter: str, pending_reason: str) -> list[dict[str, Any]]:
+    cursor = conn.execute(
+        "SELECT row, ticket_id, target_status, COALESCE(outcome, 'skipped') AS outcome,"
+        " previous_status, http_status, attempts,"
+        " CASE WHEN outcome IS NULL THEN ? ELSE error END AS error"
+        f" FROM rows WHERE {matter} ORDER BY {_ORDER}, row LIMIT ?",
+        (pending_reason, MAX_ROWS),
+    )
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, values, strict=True)) for values in cursor]
