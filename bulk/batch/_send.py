@@ -67,7 +67,7 @@ async def send_all(
     controller: RateController | None = None,
 ) -> str | None:
     """Send every pending row (up to --limit); return why the run stopped early, if it did."""
-    from ..send import TicketClient
+    from ..send import Reader, TicketClient, resolving
 
     settings = _settings(options)
     client = TicketClient(
@@ -75,7 +75,10 @@ async def send_all(
     )
     async with client:
         pace = controller or rate_controller(options.rate)
-        engine = Engine(journal, client.set_status, pace, settings, stats)
+        # A 400 is resolved by one read of the ticket, in the same budget.
+        reader = Reader(client, pace, max_attempts=options.max_attempts)
+        put = resolving(client.set_status, reader)
+        engine = Engine(journal, put, pace, settings, stats)
         progress.start(stats)
         try:
             with anyio.CancelScope() as hard_stop:

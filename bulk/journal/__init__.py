@@ -5,6 +5,15 @@
 """
 
 from ._journal import Journal
+from ._reads import SNAPSHOT_COLUMNS, ReadRecord
 from ._schema import REPORT_COLUMNS, Outcome, planned_fingerprint, read_meta
 
-__all__ = ["REPORT_COLUMNS", "Journal", "Outcome", "planned_fingerprint", "read_meta"]
+__all__ = [
+    "REPORT_COLUMNS",
+    "SNAPSHOT_COLUMNS",
+    "Journal",
+    "Outcome",
+    "ReadRecord",
+    "planned_fingerprint",
+    "read_meta",
+]

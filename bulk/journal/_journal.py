@@ -25,12 +25,15 @@ from .._core._csvsafe import neutralise_sql
 from .._core._exceptions import UsageError
 from .._core._text import printable
 from ..plan import PlannedRow
+from ._reads import Reads
 from ._schema import (
     REPORT_COLUMNS,
     SCHEMA,
     TEXT_COLUMNS,
+    WOULD_SQL,
     Outcome,
     connect,
+    migrate,
     outcomes_sql,
     refuse_unless_ours,
 )
@@ -42,7 +45,7 @@ _POLL = 0.01  # seconds between the writer's looks at the inbox (and commits)
 _SYNC_EVERY = 1.0  # seconds between syncs of the log to disk
 
 
-class Journal:
+class Journal(Reads):
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -50,6 +53,7 @@ class Journal:
         try:
             self._conn = connect(path)
             self._conn.executescript(SCHEMA)
+            migrate(self._conn)
         except sqlite3.Error as exc:
             raise UsageError(f"{printable(path, 200)}: cannot open the journal ({exc})") from None
         self._lock = threading.Lock()
@@ -273,6 +277,8 @@ class Journal:
             value = column
             if column == "outcome":
                 value = "COALESCE(outcome, 'skipped')"
+            elif column == "would":
+                value = f"({WOULD_SQL})"
             elif column == "error":
                 value = "CASE WHEN outcome IS NULL THEN :reason ELSE error END"
             if neutralise and column in TEXT_COLUMNS:

@@ -6,16 +6,18 @@ says retry, fail the row, or stop; the retry policy is shared with the job
 listing.
 """
 
-from ._classify import classify_exception, classify_response, parse_retry_after
+from ._classify import classify_exception, classify_response, is_ambiguous, parse_retry_after
 from ._client import MAX_ANSWER, Answer, TicketClient
 from ._engine import Engine, EngineSettings
 from ._pacing import Pacer, RateController
+from ._read import PAGE_SIZE, Read, Reader, TicketState, resolving, ticket_state
 from ._retry import MAX_THROTTLED, AttemptBudget, WaitRetryAfter, retrying
 from ._stats import NoProgress, Progress, Stats
 
 __all__ = [
     "MAX_ANSWER",
     "MAX_THROTTLED",
+    "PAGE_SIZE",
     "Answer",
     "AttemptBudget",
     "Engine",
@@ -24,11 +26,17 @@ __all__ = [
     "Pacer",
     "Progress",
     "RateController",
+    "Read",
+    "Reader",
     "Stats",
     "TicketClient",
+    "TicketState",
     "WaitRetryAfter",
     "classify_exception",
     "classify_response",
+    "is_ambiguous",
     "parse_retry_after",
+    "resolving",
     "retrying",
+    "ticket_state",
 ]

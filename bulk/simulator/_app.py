@@ -26,6 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ._agent import Agent
 from ._config import SimConfig
 from ._limits import RateLimiter, Schedule
 from ._paging import BadQuery, read_query, select_page
@@ -94,6 +95,7 @@ class Simulator:
         self.background: Counter[str] = self._limits.background
         self._schedule = Schedule()
         self._rng = random.Random(self.config.seed)
+        self.agent = Agent(self.config.seed)
         # Handlers run on the server loop while tests may read from another thread.
         self._lock = threading.Lock()
         for ticket in tickets or ():
@@ -121,6 +123,11 @@ class Simulator:
             counts = Counter(r.status for r in self.requests if r.status)
         return dict(sorted(counts.items()))
 
+    def reopen(self, share: float) -> list[str]:
+        """The agent reopens `share` of the tickets PUTs changed, now; their ids."""
+        with self._lock:
+            return self.agent.reopen(self.tickets, share)
+
     def app(self) -> web.Application:
         # Fixed rate-limit windows are counted from here, when serving starts.
         self._limits.started = self._clock()
@@ -147,6 +154,9 @@ class Simulator:
         now = self._clock()
         self._schedule.apply(self.config, now)
         cfg = self.config
+        share = self.agent.due(cfg.agent_reopen, now)
+        if share is not None:
+            self.reopen(share)
         identity = self._identity(request)
         if identity is None:
             return _error(401, "unauthorized", "Missing or invalid credentials")
@@ -225,6 +235,8 @@ class Simulator:
         if not UUID_RE.match(ticket_id):
             return _error(400, "badRequest", f"Invalid ticket id {ticket_id!r}: expected a UUID")
         if ticket_id.lower() not in self.tickets:
+            if self.config.unknown_400:
+                return _error(400, "badRequest", f"Unknown ticket {ticket_id}")
             return _error(404, "notFound", f"Ticket {ticket_id} not found")
         return None
 
@@ -243,6 +255,8 @@ class Simulator:
         now = iso(datetime.now(UTC))
         with self._lock:
             ticket = self.tickets[key]
+            if ticket["status"] == new and self.config.same_status_400:
+                return _error(400, "badRequest", f"Ticket already has status {new}")
             activity = {
                 "id": str(uuid.uuid4()),
                 "createDate": now,
@@ -252,6 +266,7 @@ class Simulator:
             }
             if ticket["status"] != new:
                 ticket.update(status=new, statusUpdateDate=now, updateDate=now)
+                self.agent.note_change(key)
             self._activities.setdefault(key, []).append(activity)
             return _json(200, {"activity": activity, "ticket": ticket})
 
