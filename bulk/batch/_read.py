@@ -12,12 +12,14 @@ found, no longer ours for an undo), and written beside the report as
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import anyio
 
@@ -30,7 +32,7 @@ from ..send import RateController, Read, Reader, TicketClient, TicketState
 from ._options import checked_location
 from ._prepare import Batch
 
-__all__ = ["Reading", "locations_of", "read_before", "snapshot_path", "verify_after"]
+__all__ = ["Reading", "locations_of", "read_before", "session", "verify_after"]
 
 log = logging.getLogger("bulk")
 
@@ -48,8 +50,18 @@ class Reading:
     settled: dict[str, int] = field(default_factory=dict)
 
 
-def snapshot_path(batch: Batch) -> str:
-    return str(beside(batch.report, ".snapshot.csv"))
+def session(batch: Batch, workers: int) -> contextlib.AbstractAsyncContextManager[Any]:
+    """The run's one HTTP session, for its reads and writes alike (None: a dry run's).
+
+    One session, not one per step: a new one opens its connections afresh, and
+    requests delayed by that arrive bunched, which a strict window refuses.
+    """
+    options = batch.options
+    if batch.credentials is None or (options.dry_run and not options.preview):
+        return contextlib.nullcontext(None)
+    return TicketClient(
+        batch.base_url, batch.credentials, concurrency=workers, timeout=options.timeout
+    )
 
 
 def _now() -> str:
@@ -88,14 +100,6 @@ def should_read(batch: Batch, locations: tuple[str, ...], undo: bool) -> bool:
     # By listing, reading costs a request per 100 tickets (~1% more); one GET a
     # ticket would double the requests to save only the rows already done.
     return bool(locations) or undo
-
-
-def _client(batch: Batch) -> TicketClient:
-    assert batch.credentials is not None
-    workers = batch.options.concurrency or 8
-    return TicketClient(
-        batch.base_url, batch.credentials, concurrency=workers, timeout=batch.options.timeout
-    )
 
 
 def _reader(batch: Batch, client: TicketClient, controller: RateController) -> Reader:
@@ -156,31 +160,32 @@ async def _read_into(
     return pages
 
 
-async def read_before(batch: Batch, journal: Journal, controller: RateController) -> Reading | None:
+async def read_before(
+    batch: Batch, journal: Journal, controller: RateController, client: TicketClient | None
+) -> Reading | None:
     """Read the batch's tickets (unless this run does not read); settle what needs no write."""
     expected = _expected(batch)
     if expected and not (await anyio.to_thread.run_sync(journal.meta)).get("expected_set"):
         await anyio.to_thread.run_sync(journal.set_expected, expected)
         await anyio.to_thread.run_sync(lambda: journal.set_meta(expected_set=True))
     locations = locations_of(batch)
-    if not should_read(batch, locations, bool(expected)):
+    if client is None or not should_read(batch, locations, bool(expected)):
         return None
     at = _now()
     reading = Reading()
-    async with _client(batch) as client:
-        reader = _reader(batch, client, controller)
-        try:
-            record: Record = lambda reads: journal.record_reads(reads, at)  # noqa: E731
-            reading.pages = await _read_into(reader, journal, locations, record, verify=False)
-        except CredentialsRejected as exc:
-            raise UsageError(
-                f"stopped: credentials rejected while reading ({exc.message}); nothing was sent",
-                exit_code=ExitCode.STOPPED,
-            ) from None
-        except UnexpectedAnswer as exc:
-            raise ListingUnreadable(f"{exc.message}; stopped, nothing sent") from None
-        finally:
-            reading.requests = reader.requests
+    reader = _reader(batch, client, controller)
+    try:
+        record: Record = lambda reads: journal.record_reads(reads, at)  # noqa: E731
+        reading.pages = await _read_into(reader, journal, locations, record, verify=False)
+    except CredentialsRejected as exc:
+        raise UsageError(
+            f"stopped: credentials rejected while reading ({exc.message}); nothing was sent",
+            exit_code=ExitCode.STOPPED,
+        ) from None
+    except UnexpectedAnswer as exc:
+        raise ListingUnreadable(f"{exc.message}; stopped, nothing sent") from None
+    finally:
+        reading.requests = reader.requests
     if not batch.options.dry_run:
         if batch.options.force and expected:
             log.warning("--force: reverting every ticket, even those changed since the batch")
@@ -189,8 +194,7 @@ async def read_before(batch: Batch, journal: Journal, controller: RateController
         )
     await anyio.to_thread.run_sync(write_snapshot, journal, batch)
     log.info(
-        "read %s ticket(s) before writing in %d request(s)%s",
-        "the batch's",
+        "read before writing: %d request(s)%s",
         reading.requests,
         f" ({reading.pages} listing pages)" if reading.pages else "",
     )
@@ -198,22 +202,25 @@ async def read_before(batch: Batch, journal: Journal, controller: RateController
 
 
 async def verify_after(
-    batch: Batch, journal: Journal, controller: RateController, locations: tuple[str, ...]
+    batch: Batch,
+    journal: Journal,
+    controller: RateController,
+    client: TicketClient,
+    locations: tuple[str, ...],
 ) -> Reading:
     """Re-read what the run changed or skipped; fill `verified`. Resumable: only the unverified."""
     reading = Reading()
     controller.set_sleep(anyio.sleep)  # the engine's wait ends at once once it has stopped
-    async with _client(batch) as client:
-        reader = _reader(batch, client, controller)
-        try:
-            reading.pages = await _read_into(
-                reader, journal, locations, journal.record_verified, verify=True
-            )
-        except (CredentialsRejected, UnexpectedAnswer) as exc:
-            # The writes are done; what could not be verified stays so, for a rerun.
-            log.warning("verify stopped: %s; the rest is not verified", exc.message)
-        finally:
-            reading.requests = reader.requests
+    reader = _reader(batch, client, controller)
+    try:
+        reading.pages = await _read_into(
+            reader, journal, locations, journal.record_verified, verify=True
+        )
+    except (CredentialsRejected, UnexpectedAnswer) as exc:
+        # The writes are done; what could not be verified stays so, for a rerun.
+        log.warning("verify stopped: %s; the rest is not verified", exc.message)
+    finally:
+        reading.requests = reader.requests
     return reading
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import anyio
@@ -9,12 +10,20 @@ import anyio
 from .._core._config import Credentials
 from .._core._rates import AUTO, DOCUMENTED_RATE, Rate
 from ..journal import Journal
-from ..send import Engine, EngineSettings, Pacer, Progress, RateController, Stats
+from ..send import (
+    Engine,
+    EngineSettings,
+    Pacer,
+    Progress,
+    RateController,
+    Stats,
+    TicketClient,
+)
 from ._options import RunOptions
 from ._signals import watch_signals
 from ._summary import INTERRUPTED
 
-__all__ = ["rate_controller", "send_all"]
+__all__ = ["rate_controller", "send_all", "settings"]
 
 log = logging.getLogger("bulk")
 
@@ -45,7 +54,7 @@ def _duration_text(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
-def _settings(options: RunOptions) -> EngineSettings:
+def settings(options: RunOptions) -> EngineSettings:
     return EngineSettings(
         concurrency=options.concurrency,
         max_attempts=options.max_attempts,
@@ -65,20 +74,23 @@ async def send_all(
     progress: Progress,
     handle_signals: bool,
     controller: RateController | None = None,
+    client: TicketClient | None = None,
 ) -> str | None:
     """Send every pending row (up to --limit); return why the run stopped early, if it did."""
-    from ..send import Reader, TicketClient, resolving
+    from ..send import Reader, resolving
 
-    settings = _settings(options)
-    client = TicketClient(
-        base_url, credentials, concurrency=settings.workers, timeout=options.timeout
-    )
-    async with client:
+    engine_settings = settings(options)
+    own = client is None  # the run's session when it has one (reads and writes share it)
+    if client is None:
+        client = TicketClient(
+            base_url, credentials, concurrency=engine_settings.workers, timeout=options.timeout
+        )
+    async with client if own else contextlib.nullcontext(client):
         pace = controller or rate_controller(options.rate)
         # A 400 is resolved by one read of the ticket, in the same budget.
         reader = Reader(client, pace, max_attempts=options.max_attempts)
         put = resolving(client.set_status, reader)
-        engine = Engine(journal, put, pace, settings, stats)
+        engine = Engine(journal, put, pace, engine_settings, stats)
         progress.start(stats)
         try:
             with anyio.CancelScope() as hard_stop:

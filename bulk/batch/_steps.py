@@ -27,7 +27,7 @@ from ..input import Source
 from ..journal import REPORT_COLUMNS, Journal
 from ..plan import plan_chunk
 from ..report import audit_path, report_frame, write_audit, write_report
-from ..send import Progress, RateController, Stats
+from ..send import Progress, RateController, Stats, TicketClient
 from ._options import RunOptions
 from ._prepare import Batch, check_written
 from ._preview import preview_lines
@@ -160,6 +160,7 @@ async def send(
     progress: Progress,
     confirm: Callable[[int, str], bool] | None,
     controller: RateController | None = None,
+    client: TicketClient | None = None,
 ) -> tuple[str | None, Stats]:
     """Send what is pending (unless a dry run, unconfirmed, or interrupted); why it stopped."""
     options, pending = batch.options, start.counts["pending"]
@@ -188,6 +189,7 @@ async def send(
                 progress,
                 interrupts.enabled,
                 controller,
+                client,
             )
     finally:
         with anyio.CancelScope(shield=True):
