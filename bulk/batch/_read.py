@@ -97,6 +97,8 @@ def should_read(batch: Batch, locations: tuple[str, ...], undo: bool) -> bool:
         return False
     if options.read is not None:
         return options.read
+    if batch.input_sha256 is not None:
+        return False  # a job's batch: its listing just read them and kept only the changes
     # By listing, reading costs a request per 100 tickets (~1% more); one GET a
     # ticket would double the requests to save only the rows already done.
     return bool(locations) or undo

@@ -209,7 +209,12 @@ def _checked_page(data: dict[str, Any]) -> tuple[list[TicketState], str | None]:
         raise ValueError("'tickets' is not a list")
     if len(tickets) > PAGE_SIZE:
         raise ValueError(f"{len(tickets)} tickets on a page of at most {PAGE_SIZE}")
-    states = [ticket_state(t) for t in tickets]
+    # A listing brings other tickets than the batch's: one that fails the checks
+    # is left out (a ticket of the batch missing from the listing is read alone).
+    states = []
+    for ticket in tickets:
+        with contextlib.suppress(ValueError):
+            states.append(ticket_state(ticket))
     token = data.get("nextPageToken")
     if token is not None and (not isinstance(token, str) or len(token) > MAX_TOKEN):
         raise ValueError("'nextPageToken' is not a string of a cursor's size")

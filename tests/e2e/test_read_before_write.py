@@ -116,6 +116,7 @@ async def test_verify_finds_the_agents_changes_and_exits_1(
 def test_undo_reverts_only_what_is_still_ours(
     tmp_path: Path, tickets: list[dict[str, Any]], force: bool
 ) -> None:
+    tickets = tickets[:200]
     sim = Simulator(SimConfig(rate=None, seed=3), tickets)
     before = {t["id"]: t["status"] for t in tickets}
     with SimulatorThread(sim) as thread:
@@ -153,7 +154,7 @@ async def test_ambiguous_400s_are_resolved_by_reading(
     path = _input(tmp_path, tickets[:40], (UNKNOWN,))
     async with serve(sim) as url:
         report = await run_async(
-            path, status="closed", base_url=url, credentials=creds, read=False, **FAST
+            path, status="closed", base_url=url, credentials=creds, rate=None, read=False, **FAST
         )
     by_id = {r.ticket_id: r for r in report.itertuples()}
     for ticket in tickets[:40]:
@@ -171,9 +172,10 @@ async def test_ambiguous_400s_are_resolved_by_reading(
 def test_a_killed_run_resumed_against_400s_ends_without_failures(
     tmp_path: Path, tickets: list[dict[str, Any]]
 ) -> None:
-    sim = Simulator(SimConfig(rate=200.0, same_status_400=True), tickets)
+    tickets = tickets[:400]
+    sim = Simulator(SimConfig(rate=400.0, same_status_400=True), tickets)
     path = write_csv(tmp_path / "in.csv", [(t,) for t in _ids(tickets)], ("ticket_id",))
-    args = ("run", str(path), "--status", "closed", "--rate", "200", "--no-read")
+    args = ("run", str(path), "--status", "closed", "--rate", "400", "--no-read")
     with SimulatorThread(sim) as thread:
         env = demo_vars(thread.base_url)
         child = start_bulk(*args, env=env)
@@ -190,8 +192,8 @@ def test_a_killed_run_resumed_against_400s_ends_without_failures(
 def test_preview_on_the_command_line_prints_the_command_and_keeps_the_pace(
     tmp_path: Path, tickets: list[dict[str, Any]]
 ) -> None:
-    sim = Simulator(SimConfig(rate=100.0, window="sliding"), tickets[:150])
-    path = _input(tmp_path, tickets[:150])
+    sim = Simulator(SimConfig(rate=100.0, window="sliding"), tickets[:80])
+    path = _input(tmp_path, tickets[:80])
     with SimulatorThread(sim) as thread:
         env = demo_vars(thread.base_url)
         shown = run_bulk(
