@@ -114,7 +114,8 @@ def classify_response(status: int, body: bytes, headers: Mapping[str, str]) -> R
     if status in (401, 403):
         return CredentialsRejected(message, status)
     if status == 404 or (status == 400 and _UNKNOWN_TICKET.search(message)):
-        return NotFound(f"not found: {message}", status)
+        shown = message if "not found" in message.lower() else f"not found: {message}"
+        return NotFound(shown, status)
     return FatalRequestError(message, status)
 
 
