@@ -19,6 +19,7 @@ from ._core._exceptions import (
     FatalRequestError,
     JobLocked,
     ListingUnreadable,
+    NotFound,
     RequestError,
     RetriableError,
     UnexpectedAnswer,
@@ -29,7 +30,7 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from ._core._config import Credentials
-    from .batch import RunOptions, RunSummary, execute, run, run_async
+    from .batch import RunOptions, RunSummary, execute, preview, run, run_async
 
 __all__ = [
     "BulkError",
@@ -39,6 +40,7 @@ __all__ = [
     "FatalRequestError",
     "JobLocked",
     "ListingUnreadable",
+    "NotFound",
     "RequestError",
     "RetriableError",
     "RunOptions",
@@ -47,6 +49,7 @@ __all__ = [
     "UsageError",
     "__version__",
     "execute",
+    "preview",
     "run",
     "run_async",
 ]
@@ -56,6 +59,7 @@ _LAZY = {
     "RunOptions": ".batch",
     "RunSummary": ".batch",
     "execute": ".batch",
+    "preview": ".batch",
     "run": ".batch",
     "run_async": ".batch",
 }

@@ -26,6 +26,7 @@ __all__ = [
     "FatalRequestError",
     "JobLocked",
     "ListingUnreadable",
+    "NotFound",
     "RequestError",
     "RetriableError",
     "UnexpectedAnswer",
@@ -98,6 +99,10 @@ class RetriableError(RequestError):
 
 class FatalRequestError(RequestError):
     """Retrying cannot fix it (400, 404, 409, 422, ...): the row fails."""
+
+
+class NotFound(FatalRequestError):
+    """The ticket is unknown to the API (a 404, or a 400 saying so): the row fails, "not found"."""
 
 
 class CredentialsRejected(FatalRequestError):

@@ -5,7 +5,7 @@ through the same story.
 """
 
 from ._derived import derived_report_path, read_report, retry_frame, undo_frame
-from ._library import run, run_async
+from ._library import preview, run, run_async
 from ._options import RunOptions, default_report
 from ._send import rate_controller
 from ._story import execute
@@ -23,6 +23,7 @@ __all__ = [
     "derived_target",
     "execute",
     "exit_code",
+    "preview",
     "rate_controller",
     "read_report",
     "retry_frame",

@@ -83,6 +83,10 @@ def undo_frame(report: Path) -> pd.DataFrame:
     reason = ("left alone: outcome was " + frame["outcome"]).where(~changed, "")
     no_previous = (frame["outcome"] == "updated") & (previous == "")
     reason = reason.mask(no_previous, "left alone: the report has no previous status")
-    return frame.assign(target_status=previous.where(changed, ""), skip_reason=reason)[
-        ["ticket_id", "target_status", "row", "skip_reason"]
-    ].rename(columns={"row": "source_row"})
+    # The status the batch set: the undo reverts a ticket only while it still holds it.
+    expected = frame["target_status"].where(changed, "")
+    return frame.assign(
+        target_status=previous.where(changed, ""), skip_reason=reason, expected_status=expected
+    )[["ticket_id", "target_status", "row", "skip_reason", "expected_status"]].rename(
+        columns={"row": "source_row"}
+    )

@@ -16,7 +16,7 @@ from ._story import execute
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["run", "run_async"]
+__all__ = ["preview", "run", "run_async"]
 
 
 async def run_async(
@@ -64,3 +64,16 @@ def run(
     if failure:
         raise failure[0]
     return result[0]
+
+
+def preview(
+    source: str | Path | pd.DataFrame,
+    *,
+    credentials: Credentials | None = None,
+    **options: Any,
+) -> pd.DataFrame:
+    """A dry run that reads: the report with `current_status` and `would` per row; no write.
+
+    `report.attrs["summary"].preview` holds the change set's summary line.
+    """
+    return run(source, credentials=credentials, preview=True, **options)

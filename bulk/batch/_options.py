@@ -6,12 +6,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .._core._exceptions import UsageError
+from .._core._ids import UUID_PATTERN
 from .._core._rates import parse_rate
+from .._core._text import printable
 from ..input import Source
 from ..plan import Template, checked_changes, checked_map, checked_status
 from ..report import check_report_path
 
-__all__ = ["RunOptions", "default_report"]
+__all__ = ["RunOptions", "checked_location", "default_report"]
+
+
+def checked_location(value: object, where: str) -> str:
+    """A location id (a UUID, any case) in canonical form, or a usage error naming `where`."""
+    text = str(value).strip().lower()
+    if not UUID_PATTERN.fullmatch(text):
+        raise UsageError(f"{where}: {printable(value, 60)!r} is not a location id (a UUID)")
+    return text
 
 
 @dataclass
@@ -43,6 +53,13 @@ class RunOptions:
     def comment_template(self) -> Template | None:
         return None if self.comment is None else Template.parse(self.comment)
 
+    # Reading before writing (README "Seeing before changing").
+    preview: bool = False  # a dry run that reads: what would change, nothing written
+    read: bool | None = None  # None: read first when the locations are known (or an undo)
+    verify: bool = False  # re-read what the run changed or skipped
+    locations: tuple[str, ...] = ()  # list these locations to read (100 tickets a request)
+    force: bool = False  # undo: revert tickets even if changed since the batch
+
     def check(self) -> None:
         """Raise `UsageError` (exit 2) for an option no run could use; normalise the rest."""
         try:
@@ -60,6 +77,16 @@ class RunOptions:
         if self.report is not None:
             self.report = Path(self.report)
             check_report_path(self.report)
+        self._check_reading()
+
+    def _check_reading(self) -> None:
+        self.locations = tuple(checked_location(v, "--location") for v in self.locations)
+        if self.preview:
+            if self.read is False:
+                raise UsageError("--preview reads the tickets; it cannot go with --no-read")
+            self.dry_run = True
+        if self.verify and self.dry_run:
+            raise UsageError("--verify re-reads what a run changed; a dry run changes nothing")
 
     def _check_numbers(self) -> None:
         if self.concurrency is not None and self.concurrency < 1:

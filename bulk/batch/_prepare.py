@@ -81,8 +81,12 @@ async def prepare(
     changes = change_spec(options, src)
     fingerprint = await anyio.to_thread.run_sync(src.fingerprint)
     check_written(src, fingerprint, input_sha256)
-    target = resolve_target(options.base_url, credentials, need_credentials=not options.dry_run)
-    log.info(target.describe(dry_run=options.dry_run))
+    reads = options.preview or not options.dry_run
+    target = resolve_target(options.base_url, credentials, need_credentials=reads)
+    if options.preview:
+        log.info(f"preview: reading from {target.route()}; no change will be sent")
+    else:
+        log.info(target.describe(dry_run=options.dry_run))
     for warning in target.warnings:
         log.warning(warning)
     check_comment_credentials(changes, target.credentials)

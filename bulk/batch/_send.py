@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 import anyio
 
 from .._core._config import Credentials
 from .._core._rates import AUTO, DOCUMENTED_RATE, Rate
 from ..journal import ChangeLog, Journal
-from ..send import ChangeRunner, Engine, EngineSettings, Pacer, Progress, RateController, Stats
+from ..send import (
+    ChangeRunner,
+    Engine,
+    EngineSettings,
+    Pacer,
+    PerSecond,
+    Progress,
+    RateController,
+    Stats,
+    TicketClient,
+)
 from ._options import RunOptions
 from ._signals import watch_signals
 from ._summary import INTERRUPTED
 
-if TYPE_CHECKING:
-    from ..send import TicketClient
-
-__all__ = ["rate_controller", "send_all"]
+__all__ = ["rate_controller", "send_all", "settings"]
 
 log = logging.getLogger("bulk")
 
@@ -51,7 +58,7 @@ def _duration_text(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
-def _settings(options: RunOptions) -> EngineSettings:
+def settings(options: RunOptions) -> EngineSettings:
     return EngineSettings(
         concurrency=options.concurrency,
         max_attempts=options.max_attempts,
@@ -60,6 +67,22 @@ def _settings(options: RunOptions) -> EngineSettings:
         max_failure_rate=options.max_failure_rate,
         limit=options.limit,
     )
+
+
+def _engine(
+    journal: Journal,
+    client: TicketClient,
+    pace: RateController,
+    options: RunOptions,
+    stats: Stats,
+    seconds: PerSecond,
+) -> Engine:
+    from ..send import Reader, resolving
+
+    # A 400 is resolved by one read of the ticket, in the same budget.
+    reader = Reader(client, pace, max_attempts=options.max_attempts)
+    put = resolving(client.set_status, reader)
+    return Engine(journal, put, pace, settings(options), stats, seconds)
 
 
 def _run_changes(
@@ -86,19 +109,24 @@ async def send_all(
     handle_signals: bool,
     controller: RateController | None = None,
     changes_since: datetime | None = None,
+    client: TicketClient | None = None,
 ) -> str | None:
-    """Send every pending row (up to --limit); return why the run stopped early, if it did."""
-    from ..send import ChangeClient, PerSecond, TicketClient
+    """Send every pending row (up to --limit); return why the run stopped early, if it did.
 
-    settings = _settings(options)
-    # A batch of changes (changes_since set) sends through the change client and runner.
-    client = (TicketClient if changes_since is None else ChangeClient)(
-        base_url, credentials, concurrency=settings.workers, timeout=options.timeout
-    )
-    async with client:
+    A batch of changes (`changes_since` set) sends through the change runner.
+    """
+    from ..send import ChangeClient
+
+    engine_settings = settings(options)
+    own = client is None  # the run's session when it has one (reads and writes share it)
+    if client is None:
+        client = ChangeClient(
+            base_url, credentials, concurrency=engine_settings.workers, timeout=options.timeout
+        )
+    async with client if own else contextlib.nullcontext(client):
         pace = controller or rate_controller(options.rate)
         seconds = PerSecond(uuid.uuid4().hex, lambda: pace.rate)
-        engine = Engine(journal, client.set_status, pace, settings, stats, seconds)
+        engine = _engine(journal, client, pace, options, stats, seconds)
         change_log = _run_changes(engine, client, journal, changes_since)
         progress.start(stats)
         try:

@@ -34,15 +34,17 @@ from ..report import (
     write_page_quietly,
     write_report,
 )
-from ..send import Progress, RateController, Stats
+from ..send import Progress, RateController, Stats, TicketClient
 from ._changes import plan_with_changes, report_change_columns
 from ._options import RunOptions
 from ._prepare import Batch, check_written
+from ._preview import preview_lines
+from ._read import Reading
 from ._send import send_all
 from ._signals import Interrupts
 from ._summary import INTERRUPTED, RunSummary, exit_code
 
-__all__ = ["Start", "finish", "plan_or_resume", "send"]
+__all__ = ["Start", "finish", "plan_or_resume", "recount", "send"]
 
 log = logging.getLogger("bulk")
 
@@ -55,6 +57,13 @@ class Start:
     counts: dict[str, Any]
     already_final: int = 0
     resent: int = 0  # in flight when an earlier run was interrupted: sent again
+    reading: Reading | None = None  # what reading before writing did, if this run read
+    verifying: Reading | None = None  # what --verify did
+
+
+async def recount(journal: Journal, start: Start) -> None:
+    """The counts again, once reading has settled rows that need no write."""
+    start.counts = await anyio.to_thread.run_sync(journal.counts)
 
 
 async def plan_or_resume(batch: Batch, journal: Journal, interrupts: Interrupts) -> Start:
@@ -170,6 +179,7 @@ async def send(
     progress: Progress,
     confirm: Callable[[int, str], bool] | None,
     controller: RateController | None = None,
+    client: TicketClient | None = None,
 ) -> tuple[str | None, Stats]:
     """Send what is pending (unless a dry run, unconfirmed, or interrupted); why it stopped."""
     options, pending = batch.options, start.counts["pending"]
@@ -177,7 +187,8 @@ async def send(
     if interrupts.requested.is_set():
         return INTERRUPTED, stats  # after planning: nothing sent, the report is written
     if options.dry_run:
-        _describe_dry_run(start.counts, options, batch.base_url)
+        if not options.preview:
+            _describe_dry_run(start.counts, options, batch.base_url)
         return None, stats
     if not pending:
         return None, stats
@@ -198,6 +209,7 @@ async def send(
                 interrupts.enabled,
                 controller,
                 _changes_since(batch, start),
+                client,
             )
     finally:
         with anyio.CancelScope(shield=True):
@@ -259,6 +271,7 @@ async def finish(
     """Write the report (and the audit record, unless a dry run); sum the run up."""
     options, (stop_reason, stats) = batch.options, sent
     counts = await anyio.to_thread.run_sync(journal.counts)
+    counts |= await anyio.to_thread.run_sync(journal.read_counts)
     held_back = options.dry_run or (options.limit is not None and stop_reason is None)
     code = exit_code(counts, stop_reason, held_back)
     pending_reason = _pending_reason(options, stop_reason)
@@ -293,6 +306,9 @@ async def finish(
         concurrency=stats.concurrency,
         final_rate=stats.final_rate,
         frame=frame,
+        reads_this_run=_reads(start),
+        read_counts={k: counts[k] for k in ("read", "verified", "drifted", "left_alone")},
+        preview=await preview_lines(journal, batch, start) if options.preview else [],
     )
     record = _audit_record(batch, journal, start, summary, stats, counts)
     if not options.dry_run:
@@ -336,6 +352,8 @@ def _audit_record(
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},
         "counts": counts,
         "requests_this_run": stats.requests,
+        "reads_this_run": summary.reads_this_run,
+        "left_alone": _left_alone(counts, start),
         "retries_this_run": stats.retries,
         "throttled_this_run": stats.throttled,
         "concurrency": stats.concurrency,
@@ -344,4 +362,20 @@ def _audit_record(
         "stop_reason": summary.stop_reason,
         "derived_from": batch.derived_from,
         "exit_code": summary.exit_code,
+    }
+
+
+def _reads(start: Start) -> int:
+    return sum(r.requests for r in (start.reading, start.verifying) if r is not None)
+
+
+def _left_alone(counts: dict[str, Any], start: Start) -> dict[str, Any] | None:
+    """An undo's tickets not reverted, and why (the audit says so)."""
+    settled = start.reading.settled if start.reading else {}
+    if not counts.get("left_alone") and not settled.get("changed since the batch"):
+        return None
+    return {
+        "rows": counts.get("left_alone", 0),
+        "why": "changed since the batch (or unreadable): only tickets still at the status "
+        "the batch set are reverted; --force overrides",
     }

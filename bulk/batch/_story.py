@@ -14,8 +14,10 @@ from .._core._config import Credentials
 from ..send import NoProgress, Progress, RateController
 from ._options import RunOptions
 from ._prepare import opened, prepare
+from ._read import locations_of, read_before, session, verify_after
+from ._send import rate_controller, settings
 from ._signals import Interrupts
-from ._steps import finish, plan_or_resume, send
+from ._steps import finish, plan_or_resume, recount, send
 from ._summary import RunSummary
 
 if TYPE_CHECKING:
@@ -51,7 +53,20 @@ async def execute(
         batch = await prepare(source, options, credentials, derived_from, input_sha256)
         async with opened(batch) as journal:
             start = await plan_or_resume(batch, journal, interrupts)
-            progress = progress or NoProgress()
-            sent = await send(batch, journal, start, interrupts, progress, confirm, controller)
+            # One budget for the reads and the writes of this run.
+            controller = controller or rate_controller(options.rate)
+            async with session(batch, settings(options).workers) as client:
+                start.reading = await read_before(batch, journal, controller, client)
+                if start.reading is not None:
+                    await recount(journal, start)
+                progress = progress or NoProgress()
+                sent = await send(
+                    batch, journal, start, interrupts, progress, confirm, controller, client
+                )
+                if options.verify and sent[0] is None and not interrupts.requested.is_set():
+                    interrupts.then = "finishing the report, then stopping"
+                    start.verifying = await verify_after(
+                        batch, journal, controller, client, locations_of(batch)
+                    )
             interrupts.then = "finishing the report, then stopping"
             return await finish(batch, journal, start, sent, interrupts, collect)

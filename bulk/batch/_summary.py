@@ -36,6 +36,9 @@ class RunSummary:
     final_rate: float | None = None
     frame: Any = field(default=None, repr=False)
     page: Path | None = None  # `<report>.html`, unless it could not be written
+    reads_this_run: int = 0  # GETs and listing pages (reading before and after writing)
+    read_counts: dict[str, int] = field(default_factory=dict)  # read, verified, drifted, ...
+    preview: list[str] = field(default_factory=list)  # --preview: the real change set
 
     @property
     def effective_rate(self) -> float:
@@ -61,6 +64,7 @@ class RunSummary:
         if self.throttled:
             rate = f"{self.final_rate:.1f}/s" if self.final_rate else "unpaced"
             out.append(f"throttled (429): {self.throttled}  pace at the end: {rate}")
+        out += self._reading_lines()
         if self.already_final:
             out.append(f"resumed: {self.already_final} rows were already final")
         if self.stop_reason:
@@ -68,6 +72,18 @@ class RunSummary:
         out.append(f"report: {self.report.resolve()}")
         if self.page is not None:
             out.append(f"page: {self.page.resolve()}")
+        return self.preview + out
+
+    def _reading_lines(self) -> list[str]:
+        counts, out = self.read_counts, []
+        if counts.get("read") and not self.dry_run:
+            out.append(f"read first: {counts['read']} tickets ({self.reads_this_run} reads)")
+        if counts.get("left_alone"):
+            out.append(
+                f"left alone: {counts['left_alone']} changed since the batch (see the report)"
+            )
+        if counts.get("verified"):
+            out.append(f"verified: {counts['verified']}  drifted: {counts.get('drifted', 0)}")
         return out
 
 
@@ -80,6 +96,7 @@ def exit_code(counts: Mapping[str, Any], stop_reason: str | None, held_back: boo
     if stop_reason:
         return ExitCode.STOPPED
     bad = counts["outcomes"].get("failed", 0) + counts["outcomes"].get("invalid", 0)
+    bad += counts.get("drifted", 0)  # --verify: a ticket no longer holds what the run set
     if bad or (counts["pending"] and not held_back):
         return ExitCode.ROWS
     return ExitCode.OK

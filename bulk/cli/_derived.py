@@ -67,13 +67,20 @@ def retry(earlier: Path, only: str, yes: bool, **kwargs: Any) -> None:
 
 @click.command()
 @click.argument("earlier", metavar="REPORT", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Revert tickets even if they changed since the batch (their later status is lost).",
+)
 @derived_options
 def undo(earlier: Path, yes: bool, **kwargs: Any) -> None:
     """Put every ticket that REPORT changed back to its previous status.
 
-    Rows that were unchanged, failed, invalid or skipped are left alone and
-    listed as such. The changes go to the API the batch went to, unless
-    --base-url names another. Try it with --dry-run first.
+    Each ticket is read first: only those still at the status the batch set
+    are reverted; the others are skipped (changed since the batch), unless
+    --force. The changes go to the API the batch went to, unless --base-url
+    names another. Rows that were unchanged, failed, invalid or skipped are left
+    alone and listed as such. Try it with --dry-run first.
     """
     from ..batch import undo_frame
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,41 @@ import click
 from ._common import execute_batch, run_options
 
 __all__ = ["run"]
+
+
+def read_options(f: Any) -> Any:
+    """Reading before (and after) writing: README "Seeing before changing"."""
+    options = [
+        click.option(
+            "--preview",
+            is_flag=True,
+            help="A dry run that reads: what would change, per row and in sum; no write.",
+        ),
+        click.option(
+            "--read/--no-read",
+            default=None,
+            help="Read the tickets first and skip those already at the target "
+            "(default: when the locations are known).",
+        ),
+        click.option(
+            "--verify", is_flag=True, help="Re-read what the run changed; a drift exits 1."
+        ),
+        click.option(
+            "--location",
+            "locations",
+            multiple=True,
+            metavar="ID",
+            help="A location of the batch's tickets (repeatable): read by listing, 100 a request.",
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _real_command() -> str:
+    """This command line without --preview: what runs the previewed batch for real."""
+    return shlex.join(["bulk", *(a for a in sys.argv[1:] if a != "--preview")])
 
 
 @click.command()
@@ -25,6 +61,7 @@ __all__ = ["run"]
     help="A comment for every row; {column} fills in the row's value, e.g. "
     "'Closed after the move: {legacy_id}'. Needs OAuth2 (Bearer) credentials.",
 )
+@read_options
 def run(input: str, yes: bool, **kwargs: Any) -> None:
     """Change every ticket in INPUT (.csv .tsv .xlsx .parquet .jsonl, or - for stdin).
 
@@ -51,4 +88,6 @@ def run(input: str, yes: bool, **kwargs: Any) -> None:
     finally:
         if spooled is not None:
             spooled.unlink(missing_ok=True)
+    if options.preview and input != "-":
+        click.echo(f"to run it: {_real_command()}")
     sys.exit(code)

@@ -110,6 +110,16 @@ def _schedule(
 )
 @click.option("--slow-seconds", default=5.0, show_default=True)
 @click.option("--seed", type=int, help="Seed for repeatable faults.")
+@click.option(
+    "--same-status-400", is_flag=True, help="Answer a PUT of the status a ticket has with 400."
+)
+@click.option("--unknown-400", is_flag=True, help="Answer an unknown ticket with 400, not 404.")
+@click.option(
+    "--agent-reopen",
+    metavar="SHARE@SECOND",
+    help="An agent reopens SHARE of the tickets PUTs changed, SECOND s after the first "
+    "request, e.g. 0.05@30.",
+)
 def simulate(
     host: str,
     port: int,
@@ -118,6 +128,7 @@ def simulate(
     rate: str,
     rate_after: tuple[str, ...],
     revoke_after: float | None,
+    agent_reopen: str | None,
     **faults: Any,
 ) -> None:
     """Serve the Spacebring ticket API from memory on this machine, for trying batches.
@@ -128,6 +139,12 @@ def simulate(
     from .. import simulator as sim
 
     schedule, shown = _schedule(rate_after, revoke_after)
+    try:
+        agent = None if agent_reopen is None else sim.parse_agent(agent_reopen)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--agent-reopen'") from None
+    if agent is not None:
+        shown.append(f"after {agent[1]:g} s an agent reopens {agent[0]:.0%} of the changed tickets")
     if Path(tickets).is_file():
         loaded = sim.load_tickets(tickets)
     elif tickets.isdigit():
@@ -137,7 +154,9 @@ def simulate(
     if write_tickets:
         sim.write_tickets(loaded, write_tickets)
         click.echo(f"tickets written to {write_tickets}")
-    config = sim.SimConfig(rate=_server_rate(rate, "'--rate'"), schedule=schedule, **faults)
+    config = sim.SimConfig(
+        rate=_server_rate(rate, "'--rate'"), schedule=schedule, agent_reopen=agent, **faults
+    )
     server = sim.Simulator(config, loaded)
 
     def ready(url: str) -> None:

@@ -313,6 +313,37 @@ class Source:
         hashed = pd.util.hash_pandas_object(self.frame[cols].astype(str), index=False)
         return hashlib.sha256(hashed.to_numpy().tobytes()).hexdigest()
 
+    # -- one more column's distinct values (a location column) -------------------
+    def distinct(self, names: tuple[str, ...], most: int) -> tuple[str, dict[str, int]] | None:
+        """The first column named one of `names` and its distinct non-empty cells, each with
+        the first row holding it (None: no such column); at most `most` values are kept.
+        An .xlsx is streamed with only the id and status cells, so it has none."""
+        columns = [str(c) for c in self._columns()] if self._kind != "xlsx" else []
+        found = [c for n in names for c in columns if _norm(c) == n]
+        if not found:
+            return None
+        column, values = found[0], dict[str, int]()
+        with self._reading():
+            for row, cell in enumerate(self._cells(column), 1):
+                value = clean_cell(cell).strip()
+                if value and value not in values and len(values) < most:
+                    values[value] = row
+        return column, values
+
+    def _cells(self, column: str) -> Iterator[Any]:
+        if self.frame is not None:
+            yield from self.frame[column].tolist()
+        elif self._kind == "parquet":
+            import pyarrow.parquet as pq
+
+            assert self.path is not None
+            yield from pq.read_table(self.path, columns=[column]).column(0).to_pylist()
+        else:
+            records = self._records()
+            where = header_cells(next(records)).index(column)
+            for record in records:
+                yield record[where] if where < len(record) else ""
+
     # -- chunks ----------------------------------------------------------------
     def chunks(self) -> Iterator[Chunk]:
         with self._reading():

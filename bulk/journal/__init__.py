@@ -7,6 +7,7 @@
 from ._changes import FINAL_STATES, ChangeLog, ChangeState, change_columns
 from ._facts import JournalFacts, read_facts
 from ._journal import Journal
+from ._reads import SNAPSHOT_COLUMNS, ReadRecord
 from ._schema import REPORT_COLUMNS, Outcome, planned_fingerprint, read_meta
 from ._seconds import ANSWER_CLASSES, Second
 
@@ -14,11 +15,13 @@ __all__ = [
     "ANSWER_CLASSES",
     "FINAL_STATES",
     "REPORT_COLUMNS",
+    "SNAPSHOT_COLUMNS",
     "ChangeLog",
     "ChangeState",
     "Journal",
     "JournalFacts",
     "Outcome",
+    "ReadRecord",
     "Second",
     "change_columns",
     "planned_fingerprint",

@@ -26,12 +26,15 @@ from .._core._exceptions import UsageError
 from .._core._text import printable
 from ..plan import PlannedRow
 from ._changes import CHANGE_REPORT_SQL, CHANGE_TEXT_COLUMNS
+from ._reads import Reads
 from ._schema import (
     REPORT_COLUMNS,
     SCHEMA,
     TEXT_COLUMNS,
+    WOULD_SQL,
     Outcome,
     connect,
+    migrate,
     outcomes_sql,
     refuse_unless_ours,
 )
@@ -44,7 +47,7 @@ _POLL = 0.01  # seconds between the writer's looks at the inbox (and commits)
 _SYNC_EVERY = 1.0  # seconds between syncs of the log to disk
 
 
-class Journal:
+class Journal(Reads):
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -52,6 +55,7 @@ class Journal:
         try:
             self._conn = connect(path)
             self._conn.executescript(SCHEMA)
+            migrate(self._conn)
         except sqlite3.Error as exc:
             raise UsageError(f"{printable(path, 200)}: cannot open the journal ({exc})") from None
         self._lock = threading.Lock()
@@ -283,6 +287,8 @@ class Journal:
             value = CHANGE_REPORT_SQL.get(column, column)
             if column == "outcome":
                 value = "COALESCE(outcome, 'skipped')"
+            elif column == "would":
+                value = f"({WOULD_SQL})"
             elif column == "error":
                 value = "CASE WHEN outcome IS NULL THEN :reason ELSE error END"
             if neutralise and (column in TEXT_COLUMNS or column in CHANGE_TEXT_COLUMNS):

@@ -22,10 +22,13 @@ from .._core._text import printable
 from ._seconds import SECONDS_TABLE
 
 __all__ = [
+    "ADDED_COLUMNS",
     "REPORT_COLUMNS",
     "TEXT_COLUMNS",
+    "WOULD_SQL",
     "Outcome",
     "connect",
+    "migrate",
     "outcomes_sql",
     "planned_fingerprint",
     "read_meta",
@@ -54,10 +57,31 @@ CREATE TABLE IF NOT EXISTS rows (
     elapsed_ms INTEGER,
     finished_at TEXT,
     started INTEGER NOT NULL DEFAULT 0, -- dispatched and not yet final
-    source_row INTEGER              -- retry/undo: the row of the report it came from
+    source_row INTEGER,             -- retry/undo: the row of the report it came from
+    -- Reading before writing (NULL until read): what the ticket was, and when.
+    current_status TEXT,            -- NULL after a read: not found (or read_error)
+    update_date TEXT,
+    status_update_date TEXT,
+    location_ref TEXT,
+    read_at TEXT,
+    read_error TEXT,                -- the read failed: why
+    expected_status TEXT,           -- undo: the status the batch set, which must still hold
+    verified TEXT                   -- --verify: 'yes' or 'drifted: now X'
 );
 """
     + SECONDS_TABLE
+)
+# Columns added after the first release, with their types: a journal written
+# before them gains them on opening (ALTER TABLE ADD COLUMN keeps every row).
+ADDED_COLUMNS = (
+    ("current_status", "TEXT"),
+    ("update_date", "TEXT"),
+    ("status_update_date", "TEXT"),
+    ("location_ref", "TEXT"),
+    ("read_at", "TEXT"),
+    ("read_error", "TEXT"),
+    ("expected_status", "TEXT"),
+    ("verified", "TEXT"),
 )
 
 
@@ -80,7 +104,21 @@ class Outcome(NamedTuple):
 
 
 # Columns holding text from the input or the server (candidates for CSV injection).
-TEXT_COLUMNS = frozenset({"ticket_id", "target_status", "previous_status", "error", "activity_id"})
+TEXT_COLUMNS = frozenset(
+    {"ticket_id", "target_status", "previous_status", "error", "activity_id"}
+    | {"current_status", "status_update_date", "read_at", "would", "verified"}
+)
+# What a read says would happen to a row (the report's `would`; NULL: not read).
+WOULD_SQL = """CASE WHEN outcome = 'invalid' THEN 'invalid'
+    WHEN read_at IS NULL THEN NULL
+    WHEN read_error IS NOT NULL THEN 'not read: ' || read_error
+    WHEN current_status IS NULL THEN 'not found'
+    WHEN expected_status IS NOT NULL AND current_status != expected_status
+        THEN 'changed since the batch'
+    WHEN current_status = target_status THEN 'already at target'
+    ELSE 'would update' END"""
+# The report's columns; those after `finished_at` came with reading before
+# writing (CONTRACT: new columns are added after the existing ones).
 REPORT_COLUMNS = (
     "row",
     "ticket_id",
@@ -93,6 +131,11 @@ REPORT_COLUMNS = (
     "activity_id",
     "elapsed_ms",
     "finished_at",
+    "current_status",
+    "status_update_date",
+    "read_at",
+    "would",
+    "verified",
 )
 
 
@@ -111,6 +154,14 @@ def outcomes_sql(n: int) -> str:
         " activity_id = v.column6, elapsed_ms = v.column7, finished_at = v.column8, started = 0"
         f" FROM (VALUES {values}) AS v WHERE rows.row = v.column9"
     )
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Give a journal from an earlier version the columns added since (all nullable)."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(rows)")}
+    for name, kind in ADDED_COLUMNS:
+        if name not in have:
+            conn.execute(f"ALTER TABLE rows ADD COLUMN {name} {kind}")
 
 
 def connect(path: Path) -> sqlite3.Connection:

@@ -8,10 +8,11 @@ listing.
 
 from ._change_calls import ChangeClient
 from ._changes import ChangeRunner
-from ._classify import classify_exception, classify_response, parse_retry_after
+from ._classify import classify_exception, classify_response, is_ambiguous, parse_retry_after
 from ._client import MAX_ANSWER, Answer, TicketClient
 from ._engine import Engine, EngineSettings
 from ._pacing import Pacer, RateController
+from ._read import PAGE_SIZE, Read, Reader, TicketState, resolving, ticket_state
 from ._retry import MAX_THROTTLED, AttemptBudget, WaitRetryAfter, retrying
 from ._seconds import PerSecond
 from ._stats import NoProgress, Progress, Stats
@@ -19,6 +20,7 @@ from ._stats import NoProgress, Progress, Stats
 __all__ = [
     "MAX_ANSWER",
     "MAX_THROTTLED",
+    "PAGE_SIZE",
     "Answer",
     "AttemptBudget",
     "ChangeClient",
@@ -30,11 +32,17 @@ __all__ = [
     "PerSecond",
     "Progress",
     "RateController",
+    "Read",
+    "Reader",
     "Stats",
     "TicketClient",
+    "TicketState",
     "WaitRetryAfter",
     "classify_exception",
     "classify_response",
+    "is_ambiguous",
     "parse_retry_after",
+    "resolving",
     "retrying",
+    "ticket_state",
 ]

@@ -19,7 +19,7 @@ from .._core._text import clean_text
 from ..plan import TYPES
 from ._client import TicketClient
 
-__all__ = ["Activity", "ChangeClient", "ChangeResult", "TicketState"]
+__all__ = ["Activity", "ChangeClient", "ChangeResult", "TicketDetails"]
 
 
 class ChangeResult(NamedTuple):
@@ -36,7 +36,7 @@ class Activity(NamedTuple):
     author: str | None  # the membership that acted
 
 
-class TicketState(NamedTuple):
+class TicketDetails(NamedTuple):
     assignee: str | None  # a user id, or "none"
     type: str | None
     activities: list[Activity]
@@ -107,13 +107,13 @@ class ChangeClient(TicketClient):
             headers={"Content-Type": "application/json"},
         )
 
-    async def get_ticket(self, ticket_id: str) -> TicketState:
+    async def details(self, ticket_id: str) -> TicketDetails:
         data = await self._call("GET", self._url(_checked_id(ticket_id, "ticket")))
         ticket = _ticket(data, ticket_id, 200)
         raw = data.get("activities")
         activities = [a for a in map(_activity, raw if isinstance(raw, list) else []) if a]
         kind = ticket.get("type")
-        return TicketState(_assignee_of(ticket), kind if kind in TYPES else None, activities)
+        return TicketDetails(_assignee_of(ticket), kind if kind in TYPES else None, activities)
 
     async def set_assignee(self, ticket_id: str, user: str) -> ChangeResult:
         """PUT the assignee (`none` unassigns); idempotent."""

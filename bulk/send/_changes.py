@@ -165,7 +165,7 @@ class ChangeRunner:
     async def _type(self, row: int, ticket: str, change: ChangeState, sent: list[int]) -> _Done:
         # The PATCH answers 204 with no body: the type before is read first,
         # and journaled before the PATCH so a crash after it still knows it.
-        now = await self._engine.request(row, sent, self._client.get_ticket, ticket)
+        now = await self._engine.request(row, sent, self._client.details, ticket)
         previous = change.previous_value
         if now.type == change.value:
             return _Done("unchanged" if previous is None else "updated", previous or now.type, 200)
@@ -204,7 +204,7 @@ class ChangeRunner:
 
     async def _find(self, row: int, ticket: str, text: str, sent: list[int]) -> Activity | None:
         """This client's comment with exactly `text` on the ticket since the batch began."""
-        state = await self._engine.request(row, sent, self._client.get_ticket, ticket)
+        state = await self._engine.request(row, sent, self._client.details, ticket)
         wanted = text.strip()
         for activity in state.activities:
             when = _parse_time(activity.created)

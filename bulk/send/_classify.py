@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import re
 import time
 from collections.abc import Mapping
 
@@ -18,6 +19,7 @@ from yarl import URL
 from .._core._exceptions import (
     CredentialsRejected,
     FatalRequestError,
+    NotFound,
     RequestError,
     RetriableError,
     UnexpectedAnswer,
@@ -28,6 +30,7 @@ __all__ = [
     "MAX_RETRY_AFTER",
     "classify_exception",
     "classify_response",
+    "is_ambiguous",
     "parse_retry_after",
 ]
 
@@ -110,7 +113,23 @@ def classify_response(status: int, body: bytes, headers: Mapping[str, str]) -> R
         return RetriableError(message, status, parse_retry_after(headers.get("Retry-After")))
     if status in (401, 403):
         return CredentialsRejected(message, status)
+    if status == 404 or (status == 400 and _UNKNOWN_TICKET.search(message)):
+        shown = message if "not found" in message.lower() else f"not found: {message}"
+        return NotFound(shown, status)
     return FatalRequestError(message, status)
+
+
+# The published spec documents only 400 for the ticket calls, so a server may
+# say "unknown ticket" with a 400 as well as a 404: both read as not found.
+_UNKNOWN_TICKET = re.compile(
+    r"not ?found|unknown ticket|no such ticket|does not exist|doesn't exist", re.IGNORECASE
+)
+
+
+def is_ambiguous(error: RequestError) -> bool:
+    """A 400 that is not "not found": the API may refuse a status the ticket already has
+    (undocumented), so only reading the ticket tells a harmless re-send from a real refusal."""
+    return error.http_status == 400 and not isinstance(error, NotFound)
 
 
 def classify_exception(exc: BaseException) -> RequestError:

@@ -261,6 +261,14 @@ class TicketClient:
         )
         return _status_answer(data, ticket_id, status)
 
+    async def get_ticket(self, ticket_id: str) -> dict[str, Any]:
+        """`GET /support/tickets/v1/{id}`, as the server sent it; the reader checks its shape."""
+        if not UUID_PATTERN.fullmatch(ticket_id):
+            raise FatalRequestError(f"refusing to read: {ticket_id!r} is not a canonical UUID")
+        return await self._call(
+            "GET", URL(f"{self._base}/support/tickets/v1/{ticket_id}", encoded=True)
+        )
+
     async def list_page(
         self, location: str, *, order: str, limit: int = 100, token: str | None = None
     ) -> dict[str, Any]:

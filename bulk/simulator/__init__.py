@@ -30,7 +30,7 @@ from ._config import (
     SimConfig,
 )
 from ._oauth import TOKEN_PATH
-from ._options import parse_schedule
+from ._options import parse_agent, parse_schedule
 from ._paging import DEFAULT_LIMIT, DEFAULT_ORDER, MAX_LIMIT, ORDERS
 from ._serve import SimulatorThread, demo_env, run_forever, serve
 from ._tickets import (
@@ -68,6 +68,7 @@ __all__ = [
     "demo_env",
     "load_tickets",
     "make_tickets",
+    "parse_agent",
     "parse_schedule",
     "run_forever",
     "serve",

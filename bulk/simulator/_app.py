@@ -26,6 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ._agent import Agent
 from ._changes import ChangeRoutes
 from ._config import SimConfig
 from ._http import IDENTITY
@@ -96,6 +97,7 @@ class Simulator(ChangeRoutes):
         self.background: Counter[str] = self._limits.background
         self._schedule = Schedule()
         self._rng = random.Random(self.config.seed)
+        self.agent = Agent(self.config.seed)
         # Handlers run on the server loop while tests may read from another thread.
         self._lock = threading.Lock()
         for ticket in tickets or ():
@@ -122,6 +124,11 @@ class Simulator(ChangeRoutes):
         with self._lock:
             counts = Counter(r.status for r in self.requests if r.status)
         return dict(sorted(counts.items()))
+
+    def reopen(self, share: float) -> list[str]:
+        """The agent reopens `share` of the tickets PUTs changed, now; their ids."""
+        with self._lock:
+            return self.agent.reopen(self.tickets, share)
 
     def app(self) -> web.Application:
         # Fixed rate-limit windows are counted from here, when serving starts.
@@ -153,6 +160,9 @@ class Simulator(ChangeRoutes):
         cfg = self.config
         if request.path == TOKEN_PATH:
             return await handler(request)
+        share = self.agent.due(cfg.agent_reopen, now)
+        if share is not None:
+            self.reopen(share)
         identity = self._identity(request)
         if identity is None:
             return _error(401, "unauthorized", "Missing or invalid credentials")
@@ -249,6 +259,8 @@ class Simulator(ChangeRoutes):
         if not UUID_RE.match(ticket_id):
             return _error(400, "badRequest", f"Invalid ticket id {ticket_id!r}: expected a UUID")
         if ticket_id.lower() not in self.tickets:
+            if self.config.unknown_400:
+                return _error(400, "badRequest", f"Unknown ticket {ticket_id}")
             return _error(404, "notFound", f"Ticket {ticket_id} not found")
         return None
 
@@ -267,6 +279,8 @@ class Simulator(ChangeRoutes):
         now = iso(datetime.now(UTC))
         with self._lock:
             ticket = self.tickets[key]
+            if ticket["status"] == new and self.config.same_status_400:
+                return _error(400, "badRequest", f"Ticket already has status {new}")
             activity = {
                 "id": str(uuid.uuid4()),
                 "createDate": now,
@@ -276,6 +290,7 @@ class Simulator(ChangeRoutes):
             }
             if ticket["status"] != new:
                 ticket.update(status=new, statusUpdateDate=now, updateDate=now)
+                self.agent.note_change(key)
             self._activities.setdefault(key, []).append(activity)
             return _json(200, {"activity": activity, "ticket": ticket})
 

@@ -69,6 +69,12 @@ class SimConfig:
     refresh_fails: bool = False
     user_id: str = DEMO_USER_ID
     seed: int | None = None  # makes the fault choices repeatable
+    # Answers the real API may give (its spec documents only 400 for these calls):
+    same_status_400: bool = False  # a PUT of the status the ticket already has: 400
+    unknown_400: bool = False  # an unknown ticket: 400 (saying so) instead of 404
+    # (share, second): `second` s after the first request, an agent reopens that share of
+    # the tickets PUTs had changed (see _agent.py); None: nobody else touches the tickets.
+    agent_reopen: tuple[float, float] | None = None
     # (seconds after the first request, {field: value}): each applied once, when its time has
     # come, e.g. [(30, {"rate": 5}), (60, {"client_secret": "revoked"})].
     schedule: list[tuple[float, dict[str, Any]]] = field(default_factory=list)

@@ -7,7 +7,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["parse_schedule"]
+__all__ = ["parse_agent", "parse_schedule"]
 
 # (seconds after the first request, {SimConfig field: value}), in time order.
 _Changes = list[tuple[float, dict[str, Any]]]
@@ -49,3 +49,15 @@ def _seconds_and_rate(spec: str) -> tuple[float, str]:
     if not sep or not math.isfinite(seconds) or seconds < 0:
         raise ValueError(f"{spec!r}: expected SECONDS:RATE, e.g. 30:5")
     return seconds, value
+
+
+def parse_agent(spec: str) -> tuple[float, float]:
+    """`--agent-reopen SHARE@SECOND` (e.g. `0.05@30`) as (share, second); ValueError if not."""
+    share_text, sep, when = spec.partition("@")
+    try:
+        share, seconds = float(share_text), float(when)
+    except ValueError:
+        share = seconds = math.nan
+    if not sep or not 0 <= share <= 1 or not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"{spec!r}: expected SHARE@SECOND, a share from 0 to 1, e.g. 0.05@30")
+    return share, seconds

@@ -1,0 +1,236 @@
+"""Reading before writing, and verifying after: the steps around sending.
+
+Which tickets to read and how: by listing when the locations are known
+(`--location`, a location column, a job's API source), 100 tickets a
+request; by one GET a ticket for the rest. Every read takes its slot from the
+run's one `RateController`, so reads and writes together keep the pace.
+What was read is kept in the journal (a rerun reads only what it has not),
+settled there into outcomes that need no write (already at target, not
+found, no longer ours for an undo), and written beside the report as
+`<report>.snapshot.csv`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+
+from .._core._csvsafe import csv_cell
+from .._core._exceptions import CredentialsRejected, ListingUnreadable, UnexpectedAnswer, UsageError
+from .._core._exit import ExitCode
+from .._core._files import beside, replacing
+from ..journal import SNAPSHOT_COLUMNS, Journal, ReadRecord
+from ..send import ChangeClient, RateController, Read, Reader, TicketClient, TicketState
+from ._options import checked_location
+from ._prepare import Batch
+
+__all__ = ["Reading", "locations_of", "read_before", "session", "verify_after"]
+
+log = logging.getLogger("bulk")
+
+_LOCATION_COLUMNS = ("locationref", "location", "location_ref", "location_id")
+_MOST_LOCATIONS = 1000  # distinct values of a location column listed; past it, one GET each
+_BATCH = 1000  # rows read per round of GETs (and journal write)
+
+
+@dataclass
+class Reading:
+    """What the reads of one step did."""
+
+    requests: int = 0
+    pages: int = 0
+    settled: dict[str, int] = field(default_factory=dict)
+
+
+def session(batch: Batch, workers: int) -> contextlib.AbstractAsyncContextManager[Any]:
+    """The run's one HTTP session, for its reads and writes alike (None: a dry run's).
+
+    One session, not one per step: a new one opens its connections afresh, and
+    requests delayed by that arrive bunched, which a strict window refuses.
+    """
+    options = batch.options
+    if batch.credentials is None or (options.dry_run and not options.preview):
+        return contextlib.nullcontext(None)
+    # The change client: a batch of changes sends through the same session.
+    return ChangeClient(
+        batch.base_url, batch.credentials, concurrency=workers, timeout=options.timeout
+    )
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def locations_of(batch: Batch) -> tuple[str, ...]:
+    """--location, and the distinct cells of the input's location column (checked UUIDs)."""
+    found = list(batch.options.locations)
+    column = batch.source.distinct(_LOCATION_COLUMNS, _MOST_LOCATIONS)
+    if column is not None:
+        name, values = column
+        for value, row in values.items():
+            where = f"{batch.source.name}, row {row}, column {name!r}"
+            found.append(checked_location(value, where))
+    return tuple(dict.fromkeys(found))
+
+
+def _expected(batch: Batch) -> list[tuple[int, str]]:
+    """An undo's rows and the status its batch set, which must still hold (README)."""
+    frame = batch.source.frame
+    if frame is None or "expected_status" not in frame.columns:
+        return []
+    return [(i, str(s)) for i, s in enumerate(frame["expected_status"].tolist(), 1) if s]
+
+
+def should_read(batch: Batch, locations: tuple[str, ...], undo: bool) -> bool:
+    """Read first: for a preview; when asked; else when listing is cheap, or for an undo."""
+    options = batch.options
+    if options.preview:
+        return True
+    if options.dry_run:
+        return False
+    if options.read is not None:
+        return options.read
+    if batch.input_sha256 is not None:
+        return False  # a job's batch: its listing just read them and kept only the changes
+    # By listing, reading costs a request per 100 tickets (~1% more); one GET a
+    # ticket would double the requests to save only the rows already done.
+    return bool(locations) or undo
+
+
+def _reader(batch: Batch, client: TicketClient, controller: RateController) -> Reader:
+    options = batch.options
+    return Reader(
+        client,
+        controller,
+        max_attempts=options.max_attempts,
+        backoff_base=options.backoff_base,
+        backoff_max=options.backoff_max,
+        concurrency=options.concurrency or 8,
+    )
+
+
+Record = Callable[[list[ReadRecord]], None]
+
+
+def _records(states: list[TicketState]) -> list[ReadRecord]:
+    return [
+        (s.ticket_id, s.status, s.update_date, s.status_update_date, s.location, None)
+        for s in states
+    ]
+
+
+def _record(read: Read) -> ReadRecord:
+    s = read.state
+    if s is None:
+        return (read.ticket_id, None, None, None, None, read.error)
+    return (s.ticket_id, s.status, s.update_date, s.status_update_date, s.location, None)
+
+
+def _collect(reads: list[ReadRecord]) -> Callable[[Read], Awaitable[None]]:
+    async def found(read: Read) -> None:
+        reads.append(_record(read))
+
+    return found
+
+
+async def _read_into(
+    reader: Reader, journal: Journal, locations: tuple[str, ...], record: Record, verify: bool
+) -> int:
+    """List the locations, then GET what they did not hold; the pages listed."""
+    pages = 0
+    for location in locations:
+
+        async def listed(states: list[TicketState]) -> None:
+            await anyio.to_thread.run_sync(record, _records(states))
+
+        pages += await reader.list_location(location, listed)
+    after = 0
+    while rows := await anyio.to_thread.run_sync(
+        functools.partial(journal.to_read, after, _BATCH, verify=verify)
+    ):
+        after = rows[-1][0]
+        reads: list[ReadRecord] = []
+        await reader.read_each(dict.fromkeys(key for _, key in rows), _collect(reads))
+        await anyio.to_thread.run_sync(record, reads)
+    return pages
+
+
+async def read_before(
+    batch: Batch, journal: Journal, controller: RateController, client: TicketClient | None
+) -> Reading | None:
+    """Read the batch's tickets (unless this run does not read); settle what needs no write."""
+    expected = _expected(batch)
+    if expected and not (await anyio.to_thread.run_sync(journal.meta)).get("expected_set"):
+        await anyio.to_thread.run_sync(journal.set_expected, expected)
+        await anyio.to_thread.run_sync(lambda: journal.set_meta(expected_set=True))
+    locations = locations_of(batch)
+    if client is None or not should_read(batch, locations, bool(expected)):
+        return None
+    at = _now()
+    reading = Reading()
+    reader = _reader(batch, client, controller)
+    try:
+        record: Record = lambda reads: journal.record_reads(reads, at)  # noqa: E731
+        reading.pages = await _read_into(reader, journal, locations, record, verify=False)
+    except CredentialsRejected as exc:
+        raise UsageError(
+            f"stopped: credentials rejected while reading ({exc.message}); nothing was sent",
+            exit_code=ExitCode.STOPPED,
+        ) from None
+    except UnexpectedAnswer as exc:
+        raise ListingUnreadable(f"{exc.message}; stopped, nothing sent") from None
+    finally:
+        reading.requests = reader.requests
+    if not batch.options.dry_run:
+        if batch.options.force and expected:
+            log.warning("--force: reverting every ticket, even those changed since the batch")
+        reading.settled = await anyio.to_thread.run_sync(
+            lambda: journal.settle_reads(_now(), force=batch.options.force)
+        )
+    await anyio.to_thread.run_sync(write_snapshot, journal, batch)
+    log.info(
+        "read before writing: %d request(s)%s",
+        reading.requests,
+        f" ({reading.pages} listing pages)" if reading.pages else "",
+    )
+    return reading
+
+
+async def verify_after(
+    batch: Batch,
+    journal: Journal,
+    controller: RateController,
+    client: TicketClient,
+    locations: tuple[str, ...],
+) -> Reading:
+    """Re-read what the run changed or skipped; fill `verified`. Resumable: only the unverified."""
+    reading = Reading()
+    controller.set_sleep(anyio.sleep)  # the engine's wait ends at once once it has stopped
+    reader = _reader(batch, client, controller)
+    try:
+        reading.pages = await _read_into(
+            reader, journal, locations, journal.record_verified, verify=True
+        )
+    except (CredentialsRejected, UnexpectedAnswer) as exc:
+        # The writes are done; what could not be verified stays so, for a rerun.
+        log.warning("verify stopped: %s; the rest is not verified", exc.message)
+    finally:
+        reading.requests = reader.requests
+    return reading
+
+
+def write_snapshot(journal: Journal, batch: Batch) -> None:
+    """Every read ticket of the batch, as read, beside the report (a baseline export)."""
+    with replacing(beside(batch.report, ".snapshot.csv"), newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(SNAPSHOT_COLUMNS)
+        for rows in journal.snapshot_rows():
+            writer.writerows([[csv_cell(v) for v in row] for row in rows])

@@ -1,0 +1,150 @@
+"""What reading before (and after) writing keeps in the journal, and the rules it settles.
+
+Reads are recorded by ticket (a listing brings tickets, not rows) on the rows
+still to be decided, so a rerun reads only what was not read yet. The rules
+that turn a read into an outcome, without a request, live here in SQL:
+not found fails the row, a ticket an undo no longer owns is left alone, and
+one already at its target is `unchanged`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from ._schema import WOULD_SQL
+
+__all__ = ["SNAPSHOT_COLUMNS", "ReadRecord", "Reads"]
+
+# (ticket_key, status or None, updateDate, statusUpdateDate, locationRef, read error)
+ReadRecord = tuple[str, str | None, str | None, str | None, str | None, str | None]
+
+SNAPSHOT_COLUMNS = (
+    "row",
+    "ticket_id",
+    "locationRef",
+    "status",
+    "updateDate",
+    "statusUpdateDate",
+    "read_at",
+    "read_error",
+    "target_status",
+)
+
+_TO_READ = "outcome IS NULL AND ticket_key IS NOT NULL AND read_at IS NULL"
+_TO_VERIFY = "outcome IN ('updated', 'unchanged') AND verified IS NULL"
+_CHANGED_SINCE = "changed since the batch (now ' || current_status || ', at ' || COALESCE(status_update_date, 'an unknown time') || ')"
+
+
+class Reads:
+    """The journal's reading part; `Journal` holds the connection and its lock."""
+
+    _conn: sqlite3.Connection
+    _lock: threading.Lock
+
+    def to_read(self, after_row: int, limit: int, *, verify: bool = False) -> list[tuple[int, str]]:
+        """(row, ticket key) of rows still to read (before sending), or to verify (after)."""
+        where = _TO_VERIFY if verify else _TO_READ
+        with self._lock:
+            return self._conn.execute(
+                f"SELECT row, ticket_key FROM rows WHERE row > ? AND {where} ORDER BY row LIMIT ?",
+                (after_row, limit),
+            ).fetchall()
+
+    def record_reads(self, reads: Iterable[ReadRecord], at: str) -> None:
+        """Keep what was read of these tickets on their rows not yet decided nor read."""
+        with self._lock:
+            self._conn.executemany(
+                "UPDATE rows SET current_status = ?, update_date = ?, status_update_date = ?,"
+                " location_ref = ?, read_error = ?, read_at = ?"
+                f" WHERE ticket_key = ? AND {_TO_READ}",
+                [(s, u, su, loc, err, at, key) for key, s, u, su, loc, err in reads],
+            )
+
+    def record_verified(self, reads: Iterable[ReadRecord]) -> None:
+        """`yes` where the ticket holds the row's target, else `drifted: now X`."""
+        with self._lock:
+            self._conn.executemany(
+                "UPDATE rows SET verified = CASE WHEN ?1 = target_status THEN 'yes'"
+                " WHEN ?1 IS NULL THEN 'drifted: not found' ELSE 'drifted: now ' || ?1 END"
+                f" WHERE ticket_key = ?2 AND {_TO_VERIFY}",
+                [(status, key) for key, status, *_, err in reads if err is None],
+            )
+
+    def set_expected(self, pairs: Iterable[tuple[int, str]]) -> None:
+        """(row, status): an undo reverts the row only while its ticket still has `status`."""
+        with self._lock:
+            self._conn.executemany(
+                "UPDATE rows SET expected_status = ? WHERE row = ?", [(s, r) for r, s in pairs]
+            )
+
+    def settle_reads(self, at: str, *, force: bool = False) -> dict[str, int]:
+        """Decide, without a request, the read rows a write cannot help; how many by rule."""
+        rules = {
+            "not found": (
+                "outcome = 'failed', error = 'not found (read before writing)'",
+                "read_error IS NULL AND current_status IS NULL",
+            ),
+            "changed since the batch": (
+                f"outcome = 'skipped', error = '{_CHANGED_SINCE}'",
+                "expected_status IS NOT NULL AND current_status != expected_status",
+            ),
+            "unreadable": (
+                "outcome = 'skipped', error = 'left alone: could not read the ticket to "
+                "check it is unchanged since the batch (' || read_error || ')'",
+                "expected_status IS NOT NULL AND read_error IS NOT NULL",
+            ),
+            "already at target": (
+                "outcome = 'unchanged', previous_status = current_status, error = NULL",
+                "read_error IS NULL AND current_status = target_status",
+            ),
+        }
+        if force:  # --force: an undo reverts whatever the ticket holds now
+            del rules["changed since the batch"], rules["unreadable"]
+        settled: dict[str, int] = {}
+        with self._lock:
+            c = self._conn
+            c.execute("BEGIN")
+            for name, (assign, condition) in rules.items():
+                cursor = c.execute(
+                    f"UPDATE rows SET {assign}, finished_at = ?"
+                    " WHERE outcome IS NULL AND read_at IS NOT NULL AND " + condition,
+                    (at,),
+                )
+                settled[name] = cursor.rowcount
+            c.execute("COMMIT")
+        return settled
+
+    def would_counts(self) -> list[tuple[str | None, str | None, str, int]]:
+        """(would, current status, target, rows) of the rows not yet decided."""
+        with self._lock:
+            return self._conn.execute(
+                f"SELECT ({WOULD_SQL}) AS would, current_status, target_status, COUNT(*)"
+                " FROM rows WHERE outcome IS NULL OR outcome = 'invalid'"
+                " GROUP BY would, current_status, target_status"
+            ).fetchall()
+
+    def read_counts(self) -> dict[str, Any]:
+        """Rows read, drifted, verified and left alone (for the summary and the audit)."""
+        with self._lock:
+            read, verified, drifted, left = self._conn.execute(
+                "SELECT COALESCE(SUM(read_at IS NOT NULL), 0),"
+                " COALESCE(SUM(verified IS NOT NULL), 0),"
+                " COALESCE(SUM(verified LIKE 'drifted%'), 0),"
+                " COALESCE(SUM(outcome = 'skipped' AND (error LIKE 'changed since the batch%'"
+                " OR error LIKE 'left alone: could not read%')), 0) FROM rows"
+            ).fetchone()
+        return {"read": read, "verified": verified, "drifted": drifted, "left_alone": left}
+
+    def snapshot_rows(self, batch: int = 10_000) -> Iterable[list[tuple[Any, ...]]]:
+        """The read rows, in input order, in `SNAPSHOT_COLUMNS`."""
+        with self._lock:
+            cursor = self._conn.execute(
+                "SELECT row, ticket_id, location_ref, current_status, update_date,"
+                " status_update_date, read_at, read_error, target_status"
+                " FROM rows WHERE read_at IS NOT NULL ORDER BY row"
+            )
+            while rows := cursor.fetchmany(batch):
+                yield rows

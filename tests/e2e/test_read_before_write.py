@@ -1,0 +1,213 @@
+"""Reading before writing, end to end against the simulator on loopback: preview, skipping
+what is already done, verify, undo of only what is still ours, and ambiguous 400s."""
+
+from __future__ import annotations
+
+import math
+import signal
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import bulk
+from bulk import Credentials, run_async
+from bulk.simulator import LOCATIONS, SimConfig, Simulator, SimulatorThread, make_tickets, serve
+
+from ..support import FAST, demo_vars, read_report, run_bulk, start_bulk, wait_for, write_csv
+
+MIXED = ("new", "inProgress", "solved", "closed")
+UNKNOWN = "0badc0de-0000-4000-8000-000000000000"
+
+
+@pytest.fixture
+def tickets() -> list[dict[str, Any]]:
+    return make_tickets(600, seed=7, statuses=MIXED)
+
+
+def _ids(tickets: list[dict[str, Any]]) -> list[str]:
+    return [t["id"] for t in tickets]
+
+
+def _methods(sim: Simulator) -> Counter[str]:
+    return Counter(r.method for r in sim.requests)
+
+
+def _input(tmp_path: Path, tickets: list[dict[str, Any]], extra: tuple[str, ...] = ()) -> Path:
+    return write_csv(tmp_path / "in.csv", [(t,) for t in [*_ids(tickets), *extra]], ("ticket_id",))
+
+
+def test_preview_reads_by_listing_and_matches_the_truth(
+    tmp_path: Path,
+    sim_thread: tuple[Simulator, str],
+    creds: Credentials,
+    tickets: list[dict[str, Any]],
+) -> None:
+    sim, server = sim_thread
+    path = _input(tmp_path, tickets, (UNKNOWN,))
+    report = bulk.preview(
+        path, status="closed", base_url=server, credentials=creds, locations=list(LOCATIONS)
+    )
+    summary = report.attrs["summary"]
+    assert _methods(sim)["PUT"] == 0  # nothing written
+    per_location = Counter(t["locationRef"] for t in tickets)
+    listed = [r for r in sim.requests if r.method == "GET" and r.ticket_id is None]
+    assert len(listed) <= sum(math.ceil(n / 100) for n in per_location.values()) + len(LOCATIONS)
+    gets = [r.ticket_id for r in sim.requests if r.ticket_id]
+    assert gets == [UNKNOWN]  # only the ticket no location held was read alone
+    truth = Counter(t["status"] for t in tickets)
+    would = Counter(report["would"])
+    assert would["already at target"] == truth["closed"]
+    assert would["would update"] == len(tickets) - truth["closed"]
+    assert would["not found"] == 1
+    assert list(report["current_status"][: len(tickets)]) == [t["status"] for t in tickets]
+    line = summary.preview[0]
+    assert f"{len(tickets) - truth['closed']:,} will change (" in line
+    assert f"new→closed {truth['new']}" in line
+    assert f"{truth['closed']} already closed; 1 not found" in line
+    assert "at 10/s" in line
+    snapshot = read_report(Path(str(summary.report).replace(".csv", ".snapshot.csv")))
+    assert len(snapshot) == len(tickets) + 1
+
+
+async def test_a_run_that_reads_sends_only_what_is_not_done(
+    tmp_path: Path, sim: Simulator, server: str, creds: Credentials, tickets: list[dict[str, Any]]
+) -> None:
+    path = _input(tmp_path, tickets)
+    done = {t["id"] for t in tickets if t["status"] == "closed"}
+    report = await run_async(
+        path,
+        status="closed",
+        base_url=server,
+        credentials=creds,
+        rate=None,
+        locations=LOCATIONS,
+        verify=True,
+    )
+    assert set(sim.sent_ids()) == {t["id"] for t in tickets} - done
+    skipped = report[report["ticket_id"].isin(done)]
+    assert set(skipped["outcome"]) == {"unchanged"}
+    assert set(skipped["attempts"]) == {0}
+    assert skipped["read_at"].str.len().min() > 0
+    assert set(report["verified"]) == {"yes"}
+    assert report.attrs["summary"].exit_code == 0
+
+
+async def test_verify_finds_the_agents_changes_and_exits_1(
+    tmp_path: Path, sim: Simulator, server: str, creds: Credentials, tickets: list[dict[str, Any]]
+) -> None:
+    path = _input(tmp_path, tickets)
+    options: dict[str, Any] = {"status": "closed", "base_url": server, "credentials": creds}
+    first = await run_async(path, rate=None, read=False, **options)
+    assert first.attrs["summary"].exit_code == 0
+    reopened = set(sim.reopen(0.05))
+    assert reopened
+    # Resumable: the same report, now verified (by GET: no location is known).
+    again = await run_async(path, rate=None, verify=True, **options)
+    drifted = again[again["verified"].str.startswith("drifted")]
+    assert set(drifted["ticket_id"]) == reopened
+    assert set(drifted["verified"]) == {"drifted: now new"}
+    assert again.attrs["summary"].exit_code == 1
+    assert again.attrs["summary"].read_counts["drifted"] == len(reopened)
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_undo_reverts_only_what_is_still_ours(
+    tmp_path: Path, tickets: list[dict[str, Any]], force: bool
+) -> None:
+    tickets = tickets[:200]
+    sim = Simulator(SimConfig(rate=None, seed=3), tickets)
+    before = {t["id"]: t["status"] for t in tickets}
+    with SimulatorThread(sim) as thread:
+        env = demo_vars(thread.base_url)
+        path = _input(tmp_path, tickets)
+        done = run_bulk("run", str(path), "--status", "closed", "--rate", "unlimited", env=env)
+        assert done.returncode == 0, done.stderr
+        reopened = set(sim.reopen(0.05))
+        report = tmp_path / "reports" / "in.report.csv"
+        args = ["undo", str(report), "--rate", "unlimited"] + (["--force"] if force else [])
+        undone = run_bulk(*args, env=env)
+    assert undone.returncode == 0, undone.stderr
+    rows = {r["ticket_id"]: r for r in read_report(tmp_path / "reports" / "in.undo.csv")}
+    changed = {k for k, v in before.items() if v != "closed"}
+    for ticket_id in changed:
+        if ticket_id in reopened and not force:
+            assert sim.status_of(ticket_id) == "new"  # the agent's work stands
+            assert rows[ticket_id]["outcome"] == "skipped"
+            assert rows[ticket_id]["error"].startswith("changed since the batch (now new, at ")
+        else:
+            assert sim.status_of(ticket_id) == before[ticket_id]
+    if force:
+        assert "--force" in undone.stderr
+    else:
+        assert f"left alone: {len(reopened)} changed since the batch" in undone.stdout
+        audit = (tmp_path / "reports" / "in.undo.run.json").read_text()
+        assert '"left_alone"' in audit
+
+
+@pytest.mark.parametrize("unknown_400", [False, True])
+async def test_ambiguous_400s_are_resolved_by_reading(
+    tmp_path: Path, tickets: list[dict[str, Any]], creds: Credentials, unknown_400: bool
+) -> None:
+    sim = Simulator(SimConfig(rate=None, same_status_400=True, unknown_400=unknown_400), tickets)
+    path = _input(tmp_path, tickets[:40], (UNKNOWN,))
+    async with serve(sim) as url:
+        report = await run_async(
+            path, status="closed", base_url=url, credentials=creds, rate=None, read=False, **FAST
+        )
+    by_id = {r.ticket_id: r for r in report.itertuples()}
+    for ticket in tickets[:40]:
+        row = by_id[ticket["id"]]
+        expected = "unchanged" if ticket["status"] == "closed" else "updated"
+        assert row.outcome == expected
+        if expected == "unchanged":
+            assert row.http_status == 400  # the read, not the 400, decided
+    missing = by_id[UNKNOWN]
+    assert missing.outcome == "failed"
+    assert "not found" in str(missing.error)
+    assert missing.http_status == (400 if unknown_400 else 404)
+
+
+def test_a_killed_run_resumed_against_400s_ends_without_failures(
+    tmp_path: Path, tickets: list[dict[str, Any]]
+) -> None:
+    tickets = tickets[:400]
+    sim = Simulator(SimConfig(rate=400.0, same_status_400=True), tickets)
+    path = write_csv(tmp_path / "in.csv", [(t,) for t in _ids(tickets)], ("ticket_id",))
+    args = ("run", str(path), "--status", "closed", "--rate", "400", "--no-read")
+    with SimulatorThread(sim) as thread:
+        env = demo_vars(thread.base_url)
+        child = start_bulk(*args, env=env)
+        wait_for(lambda: len(sim.sent_ids()) > 150, child, "150 PUTs")
+        child.send_signal(signal.SIGKILL)
+        child.communicate()
+        resumed = run_bulk(*args, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    rows = read_report(tmp_path / "reports" / "in.report.csv")
+    assert not [r for r in rows if r["outcome"] == "failed"]
+    assert {sim.status_of(t) for t in _ids(tickets)} == {"closed"}
+
+
+def test_preview_on_the_command_line_prints_the_command_and_keeps_the_pace(
+    tmp_path: Path, tickets: list[dict[str, Any]]
+) -> None:
+    sim = Simulator(SimConfig(rate=100.0, window="sliding"), tickets[:80])
+    path = _input(tmp_path, tickets[:80])
+    with SimulatorThread(sim) as thread:
+        env = demo_vars(thread.base_url)
+        shown = run_bulk(
+            "run", str(path), "--status", "closed", "--preview", "--rate", "100", env=env
+        )
+        assert shown.returncode == 0, shown.stderr
+        assert "will change" in shown.stdout
+        assert f"to run it: bulk run {path} --status closed --rate 100" in shown.stdout
+        previewed = len(sim.requests)
+        real = run_bulk("run", str(path), "--status", "closed", "--read", "--rate", "100", env=env)
+    assert real.returncode == 0, real.stderr
+    # The real run's GETs and PUTs, in one budget: never a 429, never past the limit.
+    own = sim.requests[previewed:]
+    assert {r.method for r in own} == {"GET", "PUT"}
+    assert not [r for r in own if r.status == 429]
+    times = sorted(r.at for r in own)
+    assert max(sum(1 for t in times[i:] if t - s < 1.0) for i, s in enumerate(times)) <= 100
