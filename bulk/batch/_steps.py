@@ -59,6 +59,21 @@ class Start:
     resent: int = 0  # in flight when an earlier run was interrupted: sent again
     reading: Reading | None = None  # what reading before writing did, if this run read
     verifying: Reading | None = None  # what --verify did
+    confirmed: bool = True  # False: the terminal's answer was no, so nothing is sent
+
+
+def confirm_first(
+    batch: Batch, start: Start, interrupts: Interrupts, confirm: Callable[[int, str], bool] | None
+) -> bool:
+    """Ask (at a terminal, where the host or size calls for it) before the run's first request.
+
+    Before the reads too: a read carries the credentials as a write does, so a
+    host the user did not mean must not get one before the answer.
+    """
+    options, pending = batch.options, start.counts["pending"]
+    if confirm is None or options.dry_run or not pending or interrupts.requested.is_set():
+        return True
+    return _ask(confirm, interrupts, min(pending, options.limit or pending), batch.base_url)
 
 
 async def recount(journal: Journal, start: Start) -> None:
@@ -177,7 +192,6 @@ async def send(
     start: Start,
     interrupts: Interrupts,
     progress: Progress,
-    confirm: Callable[[int, str], bool] | None,
     controller: RateController | None = None,
     client: TicketClient | None = None,
 ) -> tuple[str | None, Stats]:
@@ -192,8 +206,7 @@ async def send(
         return None, stats
     if not pending:
         return None, stats
-    asked = min(pending, options.limit or pending)
-    if confirm is not None and not _ask(confirm, interrupts, asked, batch.base_url):
+    if not start.confirmed:
         return "stopped: not confirmed", stats
     assert batch.credentials is not None
     journal.start_writer()

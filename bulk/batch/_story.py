@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +18,7 @@ from ._prepare import opened, prepare
 from ._read import locations_of, read_before, session, verify_after
 from ._send import rate_controller, settings
 from ._signals import Interrupts
-from ._steps import finish, plan_or_resume, recount, send
+from ._steps import confirm_first, finish, plan_or_resume, recount, send
 from ._summary import RunSummary
 
 if TYPE_CHECKING:
@@ -55,15 +56,16 @@ async def execute(
             start = await plan_or_resume(batch, journal, interrupts)
             # One budget for the reads and the writes of this run.
             controller = controller or rate_controller(options.rate)
-            async with session(batch, settings(options).workers) as client:
+            start.confirmed = confirm_first(batch, start, interrupts, confirm)
+            opening = session(batch, settings(options).workers)
+            async with opening if start.confirmed else contextlib.nullcontext(None) as client:
                 start.reading = await read_before(batch, journal, controller, client)
                 if start.reading is not None:
                     await recount(journal, start)
                 progress = progress or NoProgress()
-                sent = await send(
-                    batch, journal, start, interrupts, progress, confirm, controller, client
-                )
-                if options.verify and sent[0] is None and not interrupts.requested.is_set():
+                sent = await send(batch, journal, start, interrupts, progress, controller, client)
+                verify = options.verify and sent[0] is None and not interrupts.requested.is_set()
+                if verify and client is not None:
                     interrupts.then = "finishing the report, then stopping"
                     start.verifying = await verify_after(
                         batch, journal, controller, client, locations_of(batch)
