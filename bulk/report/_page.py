@@ -97,7 +97,7 @@ def render_again(report: Path) -> Path:
 def render(facts: JournalFacts, record: Mapping[str, Any] | None, report: Path) -> str:
     import jinja2
 
-    from ._charts import charts
+    from ._charts import MIN_SECONDS, charts
 
     template_dir = resources.files("bulk.report") / "templates"
     script = (template_dir / "page.js").read_text(encoding="utf-8")
@@ -120,6 +120,8 @@ def render(facts: JournalFacts, record: Mapping[str, Any] | None, report: Path) 
         run_tiles=_run_tiles(facts, record),
         charts=charts(facts.seconds),
         has_seconds=bool(facts.seconds),
+        min_seconds=MIN_SECONDS,
+        invocations=len({second.invocation for second in facts.seconds}),
         facts=facts,
         rows=[_row(r) for r in facts.rows],
         outcome_names=sorted({r["outcome"] for r in facts.rows}),

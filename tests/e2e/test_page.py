@@ -63,12 +63,17 @@ def test_every_request_is_in_the_per_second_counters(runs: dict[str, Run], name:
 def test_charts_one_pair_per_invocation(runs: dict[str, Run]) -> None:
     assert len(PageView(runs["clean"].page).charts) == 2
     resumed = PageView(runs["resumed"].page)
-    assert len(journal_facts(runs["resumed"].journal)["seconds"]) == 2
+    assert len(journal_facts(runs["resumed"].journal)["seconds"]) == 2  # two invocations
     titles = resumed.charts
     assert len(titles) == 4
     assert titles[0].startswith("Throughput (invocation 1") and "invocation 2" in titles[2]
     assert resumed.html.count("<svg") == 4
     assert "invocations</dt><dd>2</dd>" in resumed.html
+
+
+def test_a_run_too_short_to_chart_says_so(runs: dict[str, Run]) -> None:
+    page = PageView(runs["failures"].page)  # an unpaced run of 108 rows: well under 3 s
+    assert page.charts == [] and 'id="too-short"' in page.html
 
 
 def test_failures_grouped_by_error_with_status_and_examples(runs: dict[str, Run]) -> None:
