@@ -16,7 +16,6 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
@@ -24,6 +23,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from .._core._exceptions import CredentialsRejected, RequestError, RetriableError
 from ..journal import Journal, Outcome
 from ._client import Answer
+from ._clock import utc_stamp
 from ._pacing import RateController
 from ._retry import MAX_THROTTLED, retrying
 from ._stats import Stats
@@ -270,7 +270,7 @@ class Engine:
             stats.in_flight -= 1
         attempts = sent[0]
         elapsed = int((time.monotonic() - began) * 1000)
-        now = datetime.now(UTC).isoformat(timespec="milliseconds")
+        now = utc_stamp()
         if answer is not None:
             stats.done += 1
             outcome = "unchanged" if answer.previous_status == status else "updated"
