@@ -5,7 +5,10 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
+from bulk import Credentials
+from bulk.send import TicketClient
 from bulk.send._clock import utc_stamp
+from bulk.simulator import Simulator
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -35,3 +38,22 @@ def test_finished_at_now_reads_the_clock() -> None:
     after = datetime.now(UTC)
     assert before - timedelta(milliseconds=1) <= stamp <= after
     assert stamp.tzinfo is not None and stamp.utcoffset() == timedelta(0)
+
+
+async def test_the_status_put_sends_the_same_headers_as_before(
+    server: str, creds: Credentials, sim: Simulator
+) -> None:
+    # The body now carries its own Content-Type instead of a per-request
+    # `headers=`; what reaches the server must not change.
+    ticket = next(t for t, v in sim.tickets.items() if v["status"] == "new")
+    async with TicketClient(server, creds) as client:
+        answer = await client.set_status(ticket, "closed")
+    assert answer.http_status == 200 and sim.status_of(ticket) == "closed"
+    (request,) = sim.requests
+    assert request.body == b'{"ticket":{"status":"closed"}}'
+    assert request.headers["content-type"] == "application/json"
+    assert request.headers["content-length"] == str(len(request.body))
+    assert request.headers["accept"] == "application/json"
+    assert request.headers["accept-encoding"] == "identity"
+    assert request.headers["authorization"] == "Basic [redacted]"
+    assert "transfer-encoding" not in request.headers
