@@ -8,6 +8,7 @@ from types import TracebackType
 from typing import Any
 
 import aiohttp
+from aiohttp.payload import BytesPayload
 from yarl import URL
 
 from .._core._config import Credentials
@@ -33,6 +34,7 @@ __all__ = ["MAX_ANSWER", "Answer", "TicketClient"]
 # client, tests/test_hostile_server.py); now it peaks at 47 MB.
 MAX_ANSWER = 1 << 20
 _CHUNK = 1 << 16
+_JSON = "application/json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,8 +258,12 @@ class TicketClient:
             "PUT",
             # Already safe (a checked UUID): encoded=True spares yarl re-parsing it.
             URL(f"{self._base}/support/tickets/v1/{ticket_id}/status", encoded=True),
-            data=b'{"ticket":{"status":"' + status.encode() + b'"}}',
-            headers={"Content-Type": "application/json"},
+            # The body as a payload that carries its own Content-Type: a per-request
+            # `headers=` is merged into a new CIMultiDict with the session's on every
+            # call (aiohttp's _prepare_headers). Same header on the wire.
+            data=BytesPayload(
+                b'{"ticket":{"status":"' + status.encode() + b'"}}', content_type=_JSON
+            ),
         )
         return _status_answer(data, ticket_id, status)
 

@@ -16,7 +16,6 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import anyio
@@ -26,6 +25,7 @@ from tenacity import AsyncRetrying
 from .._core._exceptions import CredentialsRejected, RequestError, RetriableError
 from ..journal import Journal, Outcome
 from ._client import Answer
+from ._clock import utc_stamp
 from ._pacing import RateController
 from ._retry import MAX_THROTTLED, retrying
 from ._seconds import PerSecond
@@ -325,7 +325,7 @@ class Engine:
             stats.in_flight -= 1
         attempts = sent[0]
         elapsed = int((time.monotonic() - began) * 1000)
-        now = datetime.now(UTC).isoformat(timespec="milliseconds")
+        now = utc_stamp()
         if answer is not None:
             stats.done += 1
             outcome = "unchanged" if answer.previous_status == status else "updated"
