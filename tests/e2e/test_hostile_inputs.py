@@ -1,34 +1,36 @@
 """Hostile input files and unsafe output paths, as a user meets them: the real CLI.
 
-Each corpus case writes its files into a folder of its own, runs `bulk run`
-as a subprocess against a simulator of its own (so the requests it received
-are exactly this case's) and checks the exit status, the number of requests,
-the affected rows of the report, and what reached the terminal. The cases run
-a few at a time: each is a separate process and a separate server, and most
-of a case's time is the interpreter starting.
+Each corpus case writes its files into a folder of its own, runs the `bulk run`
+command (in this process, through click's runner) against a simulator of its
+own (so the requests it received are exactly this case's) and checks the exit
+status, the number of requests, the affected rows of the report, and what
+reached the terminal. The memory cases below run bulk as a child process, to
+measure its peak.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
-import subprocess
+import traceback
 import zipfile
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
 import pytest
+from click.testing import CliRunner
 
 from bulk._core._text import KEEP
+from bulk.cli import main
 from bulk.input._xlsx import read_rows
 from bulk.simulator import SimConfig, Simulator, SimulatorThread, make_tickets
 
-from ..support import demo_vars, read_report, run_bulk, run_bulk_measured
+from ..support import demo_vars, read_report, run_bulk_measured
 
 IDS = [t["id"] for t in make_tickets(4, seed=11, statuses=("new",))]
 A, B, C, D = IDS
@@ -615,41 +617,53 @@ class Result:
 
 
 def run_case(case: Case, folder: Path) -> Result:
+    """`bulk run` on the case's files, in this process (CliRunner) against a simulator of its own.
+
+    In-process: a case in a child process spent most of its second starting the
+    interpreter (60 cases: about 60 s of CPU, a third of the suite). What the
+    CLI prints, its exit status and the requests it sent are the same; an
+    exception that escaped would be a traceback, so it is put into `stderr`.
+    """
     args = case.make(folder) + list(case.args)
     if "--report" not in args:
         args += ["--report", "out.csv"]
     before = {name: (folder / name).read_bytes() for name in case.keep}
     sim = Simulator(SimConfig(rate=None), make_tickets(4, seed=11, statuses=("new",)))
-    with SimulatorThread(sim) as server:
-        try:
-            out = run_bulk(
-                "run", *args, "--rate", "unlimited",
-                cwd=folder,
-                env=demo_vars(server.base_url),
-                errors="backslashreplace",
-                # Generous: a case takes about a second; the quadratic sniffer took 64 s.
-                timeout=30,
-            )  # fmt: skip
-        except subprocess.TimeoutExpired:
-            return Result(folder, -1, "", "timed out after 30 s", len(sim.requests), before)
-    return Result(folder, out.returncode, out.stdout, out.stderr, len(sim.requests), before)
+    with SimulatorThread(sim) as server, _inside(folder):
+        unset: dict[str, str | None] = {k: None for k in os.environ if k.startswith("SPACEBRING_")}
+        out = CliRunner().invoke(
+            main, ["run", *args, "--rate", "unlimited"], env=unset | demo_vars(server.base_url)
+        )
+    stderr = out.stderr
+    if out.exception is not None and not isinstance(out.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(out.exception))
+    return Result(folder, out.exit_code, out.stdout, stderr, len(sim.requests), before)
+
+
+@contextlib.contextmanager
+def _inside(folder: Path) -> Iterator[None]:
+    back = Path.cwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(back)
 
 
 @pytest.fixture(scope="module")
 def results(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, Result]]:
-    """Every selected case's run, four at a time (each is a process and a server of its own)."""
+) -> dict[str, Result]:
+    """Every selected case's run, one after another (each changes the working directory)."""
     wanted = set()
     for item in request.session.items:
         if isinstance(item, pytest.Function) and item.originalname == "test_corpus":
             case = item.callspec.params["case"]
             assert isinstance(case, Case)
             wanted.add(case.name)
-    cases = [c for c in CORPUS if c.name in wanted]
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        runs = {c.name: pool.submit(run_case, c, tmp_path_factory.mktemp(c.name)) for c in cases}
-        yield {name: run.result() for name, run in runs.items()}
+    return {
+        c.name: run_case(c, tmp_path_factory.mktemp(c.name)) for c in CORPUS if c.name in wanted
+    }
 
 
 def _report(folder: Path) -> list[dict[str, str]]:
