@@ -74,7 +74,7 @@ def retry(earlier: Path, only: str, yes: bool, **kwargs: Any) -> None:
 )
 @derived_options
 def undo(earlier: Path, yes: bool, **kwargs: Any) -> None:
-    """Put every ticket that REPORT changed back to its previous status.
+    """Put back what REPORT changed: statuses, assignees and types; delete its comments.
 
     Each ticket is read first: only those still at the status the batch set
     are reverted; the others are skipped (changed since the batch), unless
