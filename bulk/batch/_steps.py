@@ -71,8 +71,11 @@ def confirm_first(
     host the user did not mean must not get one before the answer.
     """
     options, pending = batch.options, start.counts["pending"]
-    if confirm is None or options.dry_run or not pending or interrupts.requested.is_set():
+    if confirm is None or not pending or interrupts.requested.is_set():
         return True
+    if options.dry_run:
+        # A preview reads (rows 0: nothing will be changed); a plain dry run sends nothing.
+        return not options.preview or _ask(confirm, interrupts, 0, batch.base_url)
     return _ask(confirm, interrupts, min(pending, options.limit or pending), batch.base_url)
 
 
@@ -200,14 +203,14 @@ async def send(
     stats = Stats(total=pending if options.limit is None else min(pending, options.limit))
     if interrupts.requested.is_set():
         return INTERRUPTED, stats  # after planning: nothing sent, the report is written
+    if not start.confirmed:
+        return "stopped: not confirmed", stats
     if options.dry_run:
         if not options.preview:
-            _describe_dry_run(start.counts, options, batch.base_url)
+            _describe_dry_run(start.counts, options, batch.base_url, _kinds(batch))
         return None, stats
     if not pending:
         return None, stats
-    if not start.confirmed:
-        return "stopped: not confirmed", stats
     assert batch.credentials is not None
     journal.start_writer()
     try:
@@ -227,6 +230,7 @@ async def send(
     finally:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(journal.close_writer)
+            await anyio.to_thread.run_sync(journal.add_retries, stats.retries)
     return reason, stats
 
 
@@ -245,7 +249,9 @@ def _ask(
         return confirm(rows, base_url)
 
 
-def _describe_dry_run(counts: Mapping[str, Any], options: RunOptions, base_url: str) -> None:
+def _describe_dry_run(
+    counts: Mapping[str, Any], options: RunOptions, base_url: str, changes: list[str]
+) -> None:
     pending = counts["pending"]
     if options.limit is not None:
         pending = min(pending, options.limit)
@@ -255,12 +261,28 @@ def _describe_dry_run(counts: Mapping[str, Any], options: RunOptions, base_url: 
         timing = f", about {pending / rate:.0f}s at {rate:g}/s"
         if options.rate == AUTO:
             timing += " (--rate auto starts there)"
+    if changes:
+        # Several calls a row (and reads for type and comments): the timing is a floor.
+        log.info(
+            "dry run: would send the changes of %d rows to %s (%s, then the status where asked)"
+            "%s or more; nothing sent",
+            pending,
+            base_url,
+            ", ".join(changes),
+            timing,
+        )
+        return
     log.info(
         "dry run: would send %d requests (PUT %s/support/tickets/v1/{id}/status)%s; nothing sent",
         pending,
         base_url,
         timing,
     )
+
+
+def _kinds(batch: Batch) -> list[str]:
+    """The kinds of change a batch of several changes asks for (empty: status only)."""
+    return [] if batch.changes is None else list(batch.changes.kinds)
 
 
 def _pending_reason(options: RunOptions, stop_reason: str | None) -> str:
@@ -321,7 +343,9 @@ async def finish(
         frame=frame,
         reads_this_run=_reads(start),
         read_counts={k: counts[k] for k in ("read", "verified", "drifted", "left_alone")},
-        preview=await preview_lines(journal, batch, start) if options.preview else [],
+        preview=await preview_lines(journal, batch, start)
+        if options.preview and start.confirmed
+        else [],
     )
     record = _audit_record(batch, journal, start, summary, stats, counts)
     if not options.dry_run:

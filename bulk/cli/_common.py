@@ -45,6 +45,7 @@ def _confirmer(yes: bool, batch_url: str | None = None) -> Any:
     """Ask at a terminal before sending; `batch_url`: the run goes elsewhere than that batch did."""
 
     def confirm(rows: int, base_url: str) -> bool:
+        """`rows` 0: a preview, which only reads (the credentials go to the host all the same)."""
         import signal
         from urllib.parse import urlsplit
 
@@ -62,9 +63,8 @@ def _confirmer(yes: bool, batch_url: str | None = None) -> Any:
         # leaving the prompt waiting: at the prompt, Ctrl-C answers at once.
         previous = signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
-            return click.confirm(
-                f"bulk: send {rows} status changes to {host}{other}?", default=False, err=True
-            )
+            what = f"change {rows} tickets at" if rows else "read the batch's tickets from"
+            return click.confirm(f"bulk: {what} {host}{other}?", default=False, err=True)
         except click.Abort:  # Ctrl-C or end of input at the prompt: no
             click.echo("", err=True)
             return False

@@ -82,6 +82,9 @@ def _read(conn: sqlite3.Connection, pending_reason: str) -> JournalFacts:
     requests, retries = conn.execute(
         "SELECT COALESCE(SUM(attempts), 0), COALESCE(SUM(MAX(attempts - 1, 0)), 0) FROM rows"
     ).fetchone()
+    counted = conn.execute("SELECT value FROM meta WHERE key = 'retries'").fetchone()
+    if counted is not None:  # the engine's count (Journal.counts says why)
+        retries = int(counted[0])
     statuses = dict(
         conn.execute(
             "SELECT http_status, COUNT(*) FROM rows WHERE http_status IS NOT NULL GROUP BY 1"

@@ -72,6 +72,15 @@ class Journal(Reads):
             rows = self._conn.execute("SELECT key, value FROM meta").fetchall()
         return {k: json.loads(v) for k, v in rows}
 
+    def add_retries(self, retries: int) -> None:
+        """Add one run's retries to the batch's count (kept across resumes)."""
+        with self._lock:
+            self._conn.execute(
+                "INSERT INTO meta VALUES ('retries', ?) ON CONFLICT(key) DO UPDATE"
+                " SET value = CAST(value AS INTEGER) + excluded.value",
+                (retries,),
+            )
+
     def set_meta(self, **values: Any) -> None:
         with self._lock:
             self._conn.executemany(
@@ -257,6 +266,11 @@ class Journal(Reads):
                 " FROM rows"
             ).fetchone()
         pending = outcomes.pop(None, 0)
+        counted = self.meta().get("retries")
+        if isinstance(counted, int):
+            # Counted by the engine: a row of several changes sends several calls,
+            # and only a repeat of the same call is a retry (attempts - 1 is not).
+            retries = counted
         return {
             "rows": sum(outcomes.values()) + pending,
             "outcomes": outcomes,

@@ -120,6 +120,16 @@ class ChangeSpec(NamedTuple):
     columns: dict[str, str] = {}  # noqa: RUF012 (a NamedTuple default, never mutated) change/template name -> input column
 
     @property
+    def kinds(self) -> list[str]:
+        """The kinds of change besides status asked for, in the order they are sent."""
+        fixed = {"assignee": self.assignee, "type": self.type, "comment": self.comment}
+        return [
+            kind
+            for kind in ("assignee", "type", "comment")
+            if fixed[kind] is not None or kind in self.columns
+        ]
+
+    @property
     def any(self) -> bool:
         fixed = (self.assignee, self.type, self.comment)
         return any(v is not None for v in fixed) or any(c in self.columns for c in CHANGE_COLUMNS)

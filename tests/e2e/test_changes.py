@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
 from collections.abc import Callable
@@ -9,6 +10,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pandas as pd
 import pytest
 
@@ -110,6 +112,9 @@ async def test_a_mixed_batch_applies_every_change_in_order(
     }
     assert report["comment_id"].str.len().eq(36).all()
     assert list(report.columns[: len(REPORT_COLUMNS)]) == list(REPORT_COLUMNS)
+    # No fault: several calls a row, and not one of them a retry.
+    audit = json.loads(await anyio.Path("mixed.run.json").read_text())
+    assert audit["counts"]["retries"] == 0 and audit["counts"]["requests"] > 2 * len(frame)
 
 
 @pytest.fixture

@@ -185,7 +185,7 @@ def test_an_explicit_other_base_url_is_asked_at_a_terminal(
     finally:
         os.close(primary)
     text = seen.decode(errors="replace")
-    question = f"send {TICKETS} status changes to {b.host}, not {a.host} where the batch went?"
+    question = f"change {TICKETS} tickets at {b.host}, not {a.host} where the batch went?"
     assert question in text
     assert process.returncode == 3, text
     assert len(a.sim.requests) == sent and b.sim.requests == []

@@ -416,9 +416,14 @@ def read_available(fd: int) -> bytes:
         return b""
 
 
+@pytest.mark.parametrize(
+    ("extra", "question"),
+    [((), "change 1 tickets at"), (("--preview",), "read the batch's tickets from")],
+)
 def test_terminal_prompt_for_another_host_declined_sends_nothing(
-    tmp_path: Path, sim_thread: tuple[Simulator, str]
+    tmp_path: Path, sim_thread: tuple[Simulator, str], extra: tuple[str, ...], question: str
 ) -> None:
+    # A preview only reads, but a read carries the credentials as a write does.
     server, _ = sim_thread
     # A non-default host that stays on this machine: Linux delivers 0.0.0.0 to
     # loopback, where this listener would count any connection bulk made.
@@ -439,7 +444,7 @@ def test_terminal_prompt_for_another_host_declined_sends_nothing(
     env = child_env(basic_env(f"https://0.0.0.0:{port}") | {"COLUMNS": "200"})
     primary, secondary = pty.openpty()
     process = subprocess.Popen(
-        [*BULK, "run", str(path)],
+        [*BULK, "run", str(path), *extra],
         env=env,
         stdin=secondary,
         stdout=secondary,
@@ -449,7 +454,7 @@ def test_terminal_prompt_for_another_host_declined_sends_nothing(
     seen = b""
     try:
         deadline = time.monotonic() + 30
-        while b"status changes to" not in seen and time.monotonic() < deadline:
+        while question.encode() not in seen and time.monotonic() < deadline:
             seen += read_available(primary)
         os.write(primary, b"n\n")
         process.wait(timeout=30)
@@ -458,7 +463,7 @@ def test_terminal_prompt_for_another_host_declined_sends_nothing(
         os.close(primary)
         listener.close()
     text = seen.decode(errors="replace")
-    assert f"send 1 status changes to 0.0.0.0:{port}, not api.spacebring.com?" in text
+    assert f"{question} 0.0.0.0:{port}, not api.spacebring.com?" in text
     assert process.returncode == 3, text
     assert "not confirmed" in text
     assert accepted == [] and server.requests == []
