@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from .._core._exceptions import UsageError
 from ..plan import normalise_status
-from ._undo_changes import UNDO_COLUMNS, changes_undo_frame
+from ._undo_changes import UNDO_COLUMNS, changes_undo_frame, with_locations
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -75,6 +75,10 @@ def retry_frame(report: Path, only: frozenset[str]) -> pd.DataFrame:
 
 def undo_frame(report: Path) -> pd.DataFrame:
     """Every row of the report: changed tickets go back, the rest are listed as left alone."""
+    return with_locations(_undo_frame(report), report)
+
+
+def _undo_frame(report: Path) -> pd.DataFrame:
     frame = read_report(report)
     if any(c in frame.columns for c in UNDO_COLUMNS):
         return changes_undo_frame(frame)

@@ -35,6 +35,8 @@ async def preview_lines(journal: Journal, batch: Batch, start: Start) -> list[st
     for would, current, target, rows in groups:
         if would == "would update":
             changes[f"{current}→{target}"] += rows
+        elif would == "would update (status already at target)":
+            changes[f"other changes, already {target}"] += rows
         elif would == "already at target":
             already[target] += rows
         elif would is not None:

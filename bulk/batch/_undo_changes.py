@@ -5,18 +5,24 @@ that failed at its comment may still have had its assignee changed. Each
 change column is judged alone: an `updated` assignee or type goes back to
 the value recorded before it (`none`: unassigned again), an added comment is
 deleted by its id, and the status goes back as a status-only undo does.
+Like a status-only undo it reads first: a ticket whose status is no longer
+the one the batch left is skipped as changed since the batch (`--force`
+reverts it anyway).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .._core._files import beside
+from .._core._ids import UUID_PATTERN
 from ..plan import normalise_status
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["UNDO_COLUMNS", "changes_undo_frame"]
+__all__ = ["UNDO_COLUMNS", "changes_undo_frame", "with_locations"]
 
 UNDO_COLUMNS = (
     "assignee_outcome",
@@ -49,12 +55,52 @@ def changes_undo_frame(frame: pd.DataFrame) -> pd.DataFrame:
     reason = (
         "left alone: nothing applied that can be undone (outcome " + frame["outcome"] + ")"
     ).where(nothing, "")
+    # The status the batch left (a row not failed reached its status, last):
+    # the undo reads first and reverts the row only while the ticket holds it.
+    ended = frame["outcome"].isin(("updated", "unchanged")) & ~nothing
+    expected = target.where(ended, "")
     return frame.assign(
         target_status=status,
         assignee=assignee,
         type=kind,
         delete_comment=comment,
         skip_reason=reason,
+        expected_status=expected,
     )[
-        ["ticket_id", "target_status", "assignee", "type", "delete_comment", "row", "skip_reason"]
+        [
+            "ticket_id",
+            "target_status",
+            "assignee",
+            "type",
+            "delete_comment",
+            "row",
+            "skip_reason",
+            "expected_status",
+        ]
     ].rename(columns={"row": "source_row"})
+
+
+def with_locations(frame: pd.DataFrame, report: Path) -> pd.DataFrame:
+    """The undo's rows with the location each ticket was read in (the batch's snapshot).
+
+    With a `location_ref` column the undo reads by listing, 100 tickets a
+    request, as the batch did, instead of one GET a ticket. The snapshot is
+    only a hint: a cell that is not a UUID is dropped (that ticket is read
+    alone), and one no longer right just leaves the ticket to a GET.
+    """
+    import pandas as pd
+
+    snapshot = beside(report, ".snapshot.csv")
+    if not snapshot.is_file():
+        return frame
+    try:
+        seen = pd.read_csv(
+            snapshot, dtype=str, keep_default_na=False, usecols=["row", "locationRef"]
+        )
+    except (ValueError, OSError):  # not a snapshot of bulk's: every ticket is read alone
+        return frame
+    valid = seen["locationRef"].map(lambda v: bool(UUID_PATTERN.fullmatch(v.strip().lower())))
+    where = dict(zip(seen["row"][valid], seen["locationRef"][valid].str.strip(), strict=True))
+    located = frame["source_row"].astype(str).map(where).fillna("")
+    located = located.where(frame["skip_reason"] == "", "")  # a row left alone is not read
+    return frame.assign(location_ref=located) if (located != "").any() else frame

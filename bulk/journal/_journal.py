@@ -25,7 +25,7 @@ from .._core._csvsafe import neutralise_sql
 from .._core._exceptions import UsageError
 from .._core._text import printable
 from ..plan import PlannedRow
-from ._changes import CHANGE_REPORT_SQL, CHANGE_TEXT_COLUMNS
+from ._changes import CHANGE_REPORT_SQL, CHANGE_SCHEMA, CHANGE_TEXT_COLUMNS
 from ._reads import Reads
 from ._schema import (
     REPORT_COLUMNS,
@@ -42,6 +42,10 @@ from ._seconds import INSERT_SECOND, Second
 
 __all__ = ["Journal"]
 
+# The changes table too, even for a status-only batch (then empty): the read
+# rules and the report's `would` ask whether a row changes more than status.
+_SCHEMA = SCHEMA + CHANGE_SCHEMA
+
 _BATCH = 2000  # rows per statement: 9 parameters each, under SQLite's 32,766
 _POLL = 0.01  # seconds between the writer's looks at the inbox (and commits)
 _SYNC_EVERY = 1.0  # seconds between syncs of the log to disk
@@ -54,7 +58,7 @@ class Journal(Reads):
         refuse_unless_ours(path)
         try:
             self._conn = connect(path)
-            self._conn.executescript(SCHEMA)
+            self._conn.executescript(_SCHEMA)
             migrate(self._conn)
         except sqlite3.Error as exc:
             raise UsageError(f"{printable(path, 200)}: cannot open the journal ({exc})") from None
@@ -96,7 +100,7 @@ class Journal(Reads):
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{self.path}{suffix}").unlink(missing_ok=True)
             self._conn = connect(self.path)
-            self._conn.executescript(SCHEMA)
+            self._conn.executescript(_SCHEMA)
             # Planning needs no durability: the plan counts only once `planned`
             # is set in meta, after settle_duplicates(); a crash before that
             # plans again. Skipping the fsyncs makes a million rows several

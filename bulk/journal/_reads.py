@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from ._schema import WOULD_SQL
+from ._schema import OTHER_CHANGES_SQL, WOULD_SQL
 
 __all__ = ["SNAPSHOT_COLUMNS", "ReadRecord", "Reads"]
 
@@ -36,6 +36,16 @@ SNAPSHOT_COLUMNS = (
 _TO_READ = "outcome IS NULL AND ticket_key IS NOT NULL AND read_at IS NULL"
 _TO_VERIFY = "outcome IN ('updated', 'unchanged') AND verified IS NULL"
 _CHANGED_SINCE = "changed since the batch (now ' || current_status || ', at ' || COALESCE(status_update_date, 'an unknown time') || ')"
+
+
+# A row with other changes whose ticket already has the target status: only
+# its status change is settled (`unchanged`, the status read as its previous);
+# the row stays to send its assignee, type and comment.
+_STATUS_AT_TARGET = f"""UPDATE changes SET state = 'unchanged', attempted_at = ?,
+    previous_value = (SELECT current_status FROM rows WHERE rows.row = changes.row)
+    WHERE kind = 'status' AND state IS NULL AND row IN (SELECT row FROM rows
+        WHERE outcome IS NULL AND read_at IS NOT NULL AND read_error IS NULL
+        AND current_status = target_status AND {OTHER_CHANGES_SQL})"""
 
 
 class Reads:
@@ -98,7 +108,7 @@ class Reads:
             ),
             "already at target": (
                 "outcome = 'unchanged', previous_status = current_status, error = NULL",
-                "read_error IS NULL AND current_status = target_status",
+                f"read_error IS NULL AND current_status = target_status AND NOT {OTHER_CHANGES_SQL}",
             ),
         }
         if force:  # --force: an undo reverts whatever the ticket holds now
@@ -114,6 +124,7 @@ class Reads:
                     (at,),
                 )
                 settled[name] = cursor.rowcount
+            settled["status already at target"] = c.execute(_STATUS_AT_TARGET, (at,)).rowcount
             c.execute("COMMIT")
         return settled
 

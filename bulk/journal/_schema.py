@@ -108,15 +108,24 @@ TEXT_COLUMNS = frozenset(
     {"ticket_id", "target_status", "previous_status", "error", "activity_id"}
     | {"current_status", "status_update_date", "read_at", "would", "verified"}
 )
+# A row that changes more than its status (assignee, type, comment): a status
+# already at its target settles that change alone, not the row.
+OTHER_CHANGES_SQL = "EXISTS (SELECT 1 FROM changes c WHERE c.row = rows.row AND c.kind != 'status')"
 # What a read says would happen to a row (the report's `would`; NULL: not read).
-WOULD_SQL = """CASE WHEN outcome = 'invalid' THEN 'invalid'
+WOULD_SQL = (
+    """CASE WHEN outcome = 'invalid' THEN 'invalid'
     WHEN read_at IS NULL THEN NULL
     WHEN read_error IS NOT NULL THEN 'not read: ' || read_error
     WHEN current_status IS NULL THEN 'not found'
     WHEN expected_status IS NOT NULL AND current_status != expected_status
         THEN 'changed since the batch'
-    WHEN current_status = target_status THEN 'already at target'
+    WHEN current_status = target_status AND NOT """
+    + OTHER_CHANGES_SQL
+    + """
+        THEN 'already at target'
+    WHEN current_status = target_status THEN 'would update (status already at target)'
     ELSE 'would update' END"""
+)
 # The report's columns; those after `finished_at` came with reading before
 # writing (CONTRACT: new columns are added after the existing ones).
 REPORT_COLUMNS = (

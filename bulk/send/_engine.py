@@ -114,6 +114,11 @@ class Engine:
         return self._pacer.rate
 
     @property
+    def send_status(self) -> Send:
+        """The status PUT rows send (with its 400 resolved by a read): a change runner's too."""
+        return self._send
+
+    @property
     def concurrency(self) -> int:
         return int(self._gate.total_tokens)
 

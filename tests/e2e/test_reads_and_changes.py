@@ -1,0 +1,193 @@
+"""Reading before writing meets rows of several changes, against the simulator on loopback.
+
+A ticket already at its target status still gets the row's other changes;
+a 400 on such a status is settled by one read; an undo of a batch of changes
+reads first and leaves alone what was changed since; an undo lists the
+locations the batch read its tickets in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pandas as pd
+import pytest
+
+import bulk
+from bulk import Credentials
+from bulk.batch import undo_frame
+from bulk.simulator import (
+    DEMO_ACCESS_TOKEN,
+    DEMO_NETWORK_ID,
+    SimConfig,
+    Simulator,
+    make_tickets,
+    serve,
+)
+
+USER = "0b6f1c2e-3d4a-4b5c-8d6e-7f8091a2b3c4"
+MIXED = ("new", "inProgress", "closed")
+
+
+@pytest.fixture
+def tickets() -> list[dict[str, Any]]:
+    return make_tickets(24, seed=5, statuses=MIXED)
+
+
+@pytest.fixture
+def bearer() -> Credentials:
+    return Credentials.bearer(DEMO_ACCESS_TOKEN, DEMO_NETWORK_ID)
+
+
+def _status_puts(sim: Simulator) -> Counter[str]:
+    return Counter(
+        r.ticket_id or "" for r in sim.requests if r.method == "PUT" and r.path.endswith("/status")
+    )
+
+
+def _located(tickets: list[dict[str, Any]]) -> pd.DataFrame:
+    """With a location column: the run reads first, by listing, without being asked."""
+    return pd.DataFrame(
+        {
+            "ticket_id": [t["id"] for t in tickets],
+            "locationRef": [t["locationRef"] for t in tickets],
+        }
+    )
+
+
+async def test_a_ticket_already_at_target_still_gets_its_other_changes(
+    sim: Simulator, server: str, tickets: list[dict[str, Any]], bearer: Credentials
+) -> None:
+    closed = {t["id"] for t in tickets if t["status"] == "closed"}
+    assert 0 < len(closed) < len(tickets)
+    asked: dict[str, Any] = {
+        "status": "closed",
+        "comment": "Moved to the new desk",
+        "assignee": USER,
+        "type": "cleaning",
+    }
+    preview = await bulk.run_async(
+        _located(tickets), credentials=bearer, base_url=server, preview=True, **asked
+    )
+    would = Counter(preview["would"])
+    assert would == {
+        "would update": len(tickets) - len(closed),
+        "would update (status already at target)": len(closed),
+    }
+    line = preview.attrs["summary"].preview[0]
+    assert line.startswith(f"{len(tickets)} will change (")
+    assert f"other changes, already closed {len(closed)}" in line
+
+    report = await bulk.run_async(
+        _located(tickets), credentials=bearer, base_url=server, rate=None, **asked
+    )
+    assert set(report["outcome"]) == {"updated"}
+    assert set(report["comment_outcome"]) == {"updated"}
+    for ticket in tickets:
+        now = sim.tickets[ticket["id"]]
+        assert now["status"] == "closed"
+        assert now["userRefAssignee"] == USER
+        assert now["type"] == "cleaning"
+        assert len(sim.comments(ticket["id"])) == 1
+    # Only the status change was skipped for the tickets already closed.
+    assert set(_status_puts(sim)) == {t["id"] for t in tickets} - closed
+    again = report.set_index("ticket_id").loc[sorted(closed)]
+    assert set(again["previous_status"]) == {"closed"}
+
+
+async def test_a_400_on_a_status_already_set_is_settled_by_one_read(
+    tickets: list[dict[str, Any]], bearer: Credentials
+) -> None:
+    sim = Simulator(SimConfig(rate=None, seed=1, same_status_400=True), tickets)
+    closed = {t["id"] for t in tickets if t["status"] == "closed"}
+    frame = pd.DataFrame({"ticket_id": [t["id"] for t in tickets]})
+    async with serve(sim) as server:
+        report = await bulk.run_async(
+            frame, credentials=bearer, base_url=server, rate=None, assignee=USER, status="closed"
+        )
+    assert set(report["outcome"]) == {"updated"}  # the assignee changed on every ticket
+    assert set(report["error"].fillna("")) == {""}
+    refused = report[report["ticket_id"].isin(closed)]
+    assert set(refused["previous_status"]) == {"closed"}
+    assert set(refused["http_status"]) == {400}
+    gets = Counter(r.ticket_id for r in sim.requests if r.method == "GET")
+    assert gets == dict.fromkeys(closed, 1)  # one read a refused status, nothing more
+
+
+async def test_undo_of_changes_leaves_alone_what_was_changed_since(
+    sim: Simulator, server: str, tickets: list[dict[str, Any]], bearer: Credentials
+) -> None:
+    chosen = [t for t in tickets if t["status"] == "new"][:6]
+    before = {t["id"]: dict(t) for t in chosen}
+    frame = pd.DataFrame({"ticket_id": list(before)})
+    await bulk.run_async(
+        frame,
+        credentials=bearer,
+        base_url=server,
+        rate=None,
+        assignee=USER,
+        status="closed",
+        report=Path("x.report.csv"),
+    )
+    reopened = chosen[0]["id"]
+    with sim._lock:
+        sim.tickets[reopened]["status"] = "inProgress"
+        sim.tickets[reopened]["statusUpdateDate"] = "2099-01-01T00:00:00.000Z"
+    sent = len(sim.requests)
+    undo = undo_frame(Path("x.report.csv"))
+    report = await bulk.run_async(
+        undo, credentials=bearer, base_url=server, rate=None, report=Path("x.undo.csv")
+    )
+    reads = [r for r in sim.requests[sent:] if r.method == "GET"]
+    assert len(reads) == len(chosen)  # read first, as a status-only undo does
+    outcome = report.set_index("ticket_id")
+    assert outcome.loc[reopened, "outcome"] == "skipped"
+    assert outcome.loc[reopened, "error"] == (
+        "changed since the batch (now inProgress, at 2099-01-01T00:00:00.000Z)"
+    )
+    assert sim.tickets[reopened]["status"] == "inProgress"
+    assert sim.tickets[reopened]["userRefAssignee"] == USER  # its assignee left alone too
+    for ticket_id in set(before) - {reopened}:
+        assert outcome.loc[ticket_id, "outcome"] == "updated"
+        assert sim.tickets[ticket_id]["status"] == "new"
+        assert sim.tickets[ticket_id].get("userRefAssignee") == before[ticket_id].get(
+            "userRefAssignee"
+        )
+    # --force reverts what the read left alone.
+    forced = await bulk.run_async(
+        undo, credentials=bearer, base_url=server, rate=None, report=Path("f.undo.csv"), force=True
+    )
+    assert forced.set_index("ticket_id").loc[reopened, "outcome"] == "updated"
+    assert sim.tickets[reopened]["status"] == "new"
+
+
+async def test_undo_lists_the_locations_the_batch_read_in(
+    sim: Simulator, server: str, tickets: list[dict[str, Any]], bearer: Credentials
+) -> None:
+    await bulk.run_async(
+        _located(tickets),
+        credentials=bearer,
+        base_url=server,
+        rate=None,
+        status="solved",
+        report=Path("x.report.csv"),
+    )
+    assert await anyio.Path("x.report.snapshot.csv").is_file()
+    sent = len(sim.requests)
+    report = await bulk.run_async(
+        undo_frame(Path("x.report.csv")),
+        credentials=bearer,
+        base_url=server,
+        rate=None,
+        report=Path("x.undo.csv"),
+    )
+    assert set(report["outcome"]) == {"updated"}
+    assert all(sim.tickets[t["id"]]["status"] == t["status"] for t in tickets)
+    reads = [r for r in sim.requests[sent:] if r.method == "GET"]
+    assert all(r.ticket_id is None for r in reads)  # listings, no GET of one ticket
+    locations = Counter(t["locationRef"] for t in tickets)
+    assert 0 < len(reads) <= sum(math.ceil(n / 100) for n in locations.values())
