@@ -4,7 +4,9 @@ The real `bulk run` (a subprocess) against a simulator thread in this process wh
 sliding window allows R requests a second, at `--rate R`: once with `--no-read`, once reading
 first by listing (`--location` x 3). Counts come from the simulator's request log; the wall
 time at the real 10/s is requests / 10 (the pace bounds both runs), and the measured wall is
-also shown scaled by R/10. Both runs must leave every ticket closed. About 3.5 min at R=500;
+also shown scaled by R/10. Both runs must leave every ticket closed. The simulator's
+listing scans every ticket per page (~0.1 s a page at 50,000), so at high R its listing
+phase, not bulk's pace, bounds the reading run's wall: `reads end` shows it. About 3.5 min at R=500;
 not part of `make bench`.
 
     python bench/read_first.py [--tickets 50000] [--rate 500]
