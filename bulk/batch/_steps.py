@@ -231,6 +231,7 @@ async def send(
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(journal.close_writer)
             await anyio.to_thread.run_sync(journal.add_retries, stats.retries)
+            await anyio.to_thread.run_sync(journal.credit_lost_answers)
     return reason, stats
 
 

@@ -191,3 +191,22 @@ async def test_undo_lists_the_locations_the_batch_read_in(
     assert all(r.ticket_id is None for r in reads)  # listings, no GET of one ticket
     locations = Counter(t["locationRef"] for t in tickets)
     assert 0 < len(reads) <= sum(math.ceil(n / 100) for n in locations.values())
+
+
+async def test_a_status_applied_whose_answer_was_lost_is_credited(
+    sim: Simulator, server: str, tickets: list[dict[str, Any]], bearer: Credentials
+) -> None:
+    # Every third answer is lost after the server applied the PUT: the retry finds the
+    # ticket already closed. What was read first says the change was this run's.
+    before = {t["id"]: t["status"] for t in tickets}
+    sim.config = SimConfig(rate=None, drop_after_rate=0.35, seed=7)
+    report = await bulk.run_async(
+        _located(tickets), credentials=bearer, base_url=server, status="closed", rate=None
+    )
+    sent_twice = [t for t, n in _status_puts(sim).items() if n > 1 and before[t] != "closed"]
+    assert sent_twice, "no answer was lost: the test would prove nothing"
+    rows = report.set_index("ticket_id")
+    for ticket_id in sent_twice:
+        assert rows.loc[ticket_id, "outcome"] == "updated"
+        assert rows.loc[ticket_id, "previous_status"] == before[ticket_id]
+    assert set(rows[rows["previous_status"] == "closed"]["outcome"]) <= {"unchanged"}
