@@ -118,16 +118,17 @@ def _retry_changes(report: Path, frame: pd.DataFrame) -> pd.DataFrame:
         if outcome not in frame.columns:
             continue
         out[value] = frame[value].where(~frame[outcome].isin(_DONE), "")
-        # A comment whose POST may have landed (a crash left it unknown): only the
-        # batch's own journal can settle it, by reading the ticket on resume.
+        # A comment whose POST may have landed (a crash left it unknown, or the
+        # last check read failed): re-sending it could post it twice.
         unknown = frame[outcome].str.startswith("unknown") | (
             (frame[outcome] == "failed") & frame["error"].str.contains("may have been posted")
         )
         unknown &= out[value] != ""
         reason = reason.mask(
             unknown,
-            f"left alone: its {value} may have been applied; run the batch's own "
-            "`bulk run` command again to settle it",
+            f"left alone: its {value} may have been applied (outcome unknown); "
+            "resume an interrupted batch with its own `bulk run` command, else read "
+            "the ticket and send what is missing on its own",
         )
     if "comment" in out.columns and report.suffix.lower() == ".csv":
         out["comment"] = out["comment"].map(_csv_text)
