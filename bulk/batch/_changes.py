@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 from .._core._config import Credentials
 from .._core._exceptions import UsageError
@@ -20,6 +21,7 @@ from ._options import RunOptions
 __all__ = [
     "change_spec",
     "check_comment_credentials",
+    "comments_posted",
     "extra_columns",
     "plan_with_changes",
     "report_change_columns",
@@ -90,6 +92,18 @@ def plan_with_changes(
         changes.close()
     journal.settle_duplicates()
     return rows
+
+
+def comments_posted(path: Path) -> int:
+    """How many comments the journal at `path` posted (or may have: a POST left started)."""
+    if not path.is_file():
+        return 0
+    changes = ChangeLog(path)
+    try:
+        states = changes.counts().get("comment", {})
+    finally:
+        changes.close()
+    return states.get("updated", 0) + states.get("started", 0)
 
 
 def report_change_columns(journal: Journal) -> tuple[str, ...]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .._core._csvsafe import neutralise
 from .._core._exceptions import UsageError
 from ..plan import normalise_status
 from ._undo_changes import UNDO_COLUMNS, changes_undo_frame, with_locations
@@ -21,6 +22,15 @@ __all__ = ["derived_report_path", "read_report", "retry_frame", "undo_frame"]
 
 _NEEDED = ("row", "ticket_id", "target_status", "outcome", "previous_status", "error")
 RETRYABLE = frozenset({"failed", "skipped"})
+# A batch of changes: per kind, the value asked for and its outcome column.
+_CHANGE_KINDS = (
+    ("assignee", "assignee_outcome"),
+    ("type", "type_outcome"),
+    ("comment", "comment_outcome"),
+    ("delete_comment", "delete_comment_outcome"),
+)
+_RETRY_COLUMNS = (*(c for pair in _CHANGE_KINDS for c in pair), "status_outcome")
+_DONE = frozenset({"updated", "unchanged"})
 
 
 def read_report(path: Path) -> pd.DataFrame:
@@ -45,7 +55,8 @@ def read_report(path: Path) -> pd.DataFrame:
     missing = [c for c in _NEEDED if c not in frame.columns]
     if missing:
         raise UsageError(f"{path}: not a bulk report (no column {', '.join(missing)})")
-    kept = list(_NEEDED) + [c for c in UNDO_COLUMNS if c in frame.columns]
+    extra = dict.fromkeys(UNDO_COLUMNS + _RETRY_COLUMNS)
+    kept = list(_NEEDED) + [c for c in extra if c in frame.columns]
     frame = frame[kept].copy()
     for column in kept[1:]:
         frame[column] = frame[column].fillna("").astype(str)
@@ -69,8 +80,67 @@ def retry_frame(report: Path, only: frozenset[str]) -> pd.DataFrame:
     chosen = frame["outcome"].isin(only)
     # A skipped duplicate's first row was (or will be) sent; sending it again adds nothing.
     chosen &= ~frame["error"].str.startswith(("duplicate of row", "left alone:"))
+    if (
+        "comment_outcome" in frame.columns
+        or "assignee_outcome" in frame.columns
+        or ("type_outcome" in frame.columns or "delete_comment_outcome" in frame.columns)
+    ):
+        return _retry_changes(report, frame.loc[chosen])
     picked = frame.loc[chosen, ["ticket_id", "target_status", "row"]]
     return picked.rename(columns={"row": "source_row"}).reset_index(drop=True)
+
+
+def _retry_changes(report: Path, frame: pd.DataFrame) -> pd.DataFrame:
+    """Per row, only the changes that did not finish, with the values the batch asked for.
+
+    A change that is done (a posted comment above all) is never sent again.
+    """
+    missing = [
+        value
+        for value, outcome in (*_CHANGE_KINDS, ("target_status", "status_outcome"))
+        if outcome in frame.columns and value not in frame.columns
+    ]
+    if "status_outcome" not in frame.columns and (frame["target_status"] != "").any():
+        missing.append("status_outcome")
+    if missing:
+        raise UsageError(
+            f"{report}: a batch of several changes, but the report has no column "
+            f"{', '.join(missing)} (an older bulk wrote it), so retry cannot tell what is left "
+            "to send; run the batch's own `bulk run` command again instead: it resumes "
+            "from its journal and sends only what did not finish; nothing was sent"
+        )
+    out = frame[["ticket_id", "row"]].copy()
+    out["target_status"] = frame["target_status"]
+    if "status_outcome" in frame.columns:
+        out["target_status"] = out["target_status"].where(~frame["status_outcome"].isin(_DONE), "")
+    reason = frame["row"].map(lambda _: "")
+    for value, outcome in _CHANGE_KINDS:
+        if outcome not in frame.columns:
+            continue
+        out[value] = frame[value].where(~frame[outcome].isin(_DONE), "")
+        # A comment whose POST may have landed (a crash left it unknown, or the
+        # last check read failed): re-sending it could post it twice.
+        unknown = frame[outcome].str.startswith("unknown") | (
+            (frame[outcome] == "failed") & frame["error"].str.contains("may have been posted")
+        )
+        unknown &= out[value] != ""
+        reason = reason.mask(
+            unknown,
+            f"left alone: its {value} may have been applied (outcome unknown); "
+            "resume an interrupted batch with its own `bulk run` command, else read "
+            "the ticket and send what is missing on its own",
+        )
+    if "comment" in out.columns and report.suffix.lower() == ".csv":
+        out["comment"] = out["comment"].map(_csv_text)
+    out["skip_reason"] = reason
+    return out.rename(columns={"row": "source_row"}).reset_index(drop=True)
+
+
+def _csv_text(cell: str) -> str:
+    """The text before the CSV report's formula guard (`'` before `=`, `+`, ...)."""
+    if cell.startswith("'") and neutralise(cell[1:]) == cell:
+        return cell[1:]
+    return cell
 
 
 def undo_frame(report: Path) -> pd.DataFrame:

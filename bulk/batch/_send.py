@@ -95,7 +95,9 @@ def _run_changes(
         return None
     assert isinstance(client, ChangeClient)
     change_log = ChangeLog(journal.path)
-    ChangeRunner(engine, client, change_log, changes_since)
+    # Planned with --fresh over a journal that had posted comments: read before each POST.
+    check_first = journal.meta().get("comments_since") is not None
+    ChangeRunner(engine, client, change_log, changes_since, check_first)
     return change_log
 
 

@@ -35,7 +35,7 @@ from ..report import (
     write_report,
 )
 from ..send import Progress, RateController, Stats, TicketClient
-from ._changes import plan_with_changes, report_change_columns
+from ._changes import comments_posted, plan_with_changes, report_change_columns
 from ._options import RunOptions
 from ._prepare import Batch, check_written
 from ._preview import preview_lines
@@ -90,13 +90,22 @@ async def plan_or_resume(batch: Batch, journal: Journal, interrupts: Interrupts)
     resuming = False
     resent = 0
     if batch.options.fresh or not meta.get("planned"):
-        meta = await _plan_afresh(batch, journal, interrupts)
+        meta = await _plan_afresh(batch, journal, interrupts, meta)
     elif meta.get("meaning") != batch.meaning:
-        changed = [k for k, v in batch.meaning.items() if meta.get("meaning", {}).get(k) != v]
+        earlier = meta.get("meaning") or {}
+        keys = dict.fromkeys([*batch.meaning, *earlier])
+        changed = [k for k in keys if earlier.get(k) != batch.meaning.get(k)]
+        posted = await anyio.to_thread.run_sync(comments_posted, journal.path)
+        warning = (
+            f" ({posted} comments were posted: --fresh reads each ticket before posting and"
+            " records the comment it finds instead of posting the same text again)"
+            if posted
+            else ""
+        )
         raise UsageError(
-            f"{journal.path} belongs to an earlier run of {batch.report} with a different "
-            f"{', '.join(changed)}; rerun with --fresh to start over, "
-            "or choose another --report"
+            f"{journal.path} belongs to an earlier run of {batch.report} that differs in "
+            f"{', '.join(changed) or 'its options'}; rerun with --fresh to start over"
+            f"{warning}, or choose another --report"
         )
     else:
         resuming = True
@@ -111,8 +120,16 @@ async def plan_or_resume(batch: Batch, journal: Journal, interrupts: Interrupts)
     return start
 
 
-async def _plan_afresh(batch: Batch, journal: Journal, interrupts: Interrupts) -> dict[str, Any]:
+async def _plan_afresh(
+    batch: Batch, journal: Journal, interrupts: Interrupts, earlier: dict[str, Any]
+) -> dict[str, Any]:
     src = batch.source
+    since = None
+    if batch.changes is not None and earlier.get("planned"):
+        # The journal --fresh replaces may have posted comments: the new batch
+        # looks for them back to the earliest start and reads before posting.
+        posted = await anyio.to_thread.run_sync(comments_posted, journal.path)
+        since = earlier.get("comments_since") or (earlier.get("created_at") if posted else None)
     await anyio.to_thread.run_sync(journal.clear)
     if batch.changes is not None:
         await anyio.to_thread.run_sync(
@@ -134,6 +151,7 @@ async def _plan_afresh(batch: Batch, journal: Journal, interrupts: Interrupts) -
             meaning=batch.meaning,
             batch_id=uuid.uuid4().hex,
             created_at=batch.started_at.isoformat(),
+            **({"comments_since": since} if since else {}),
         )
     )
     return await anyio.to_thread.run_sync(journal.meta)
@@ -239,7 +257,7 @@ def _changes_since(batch: Batch, start: Start) -> datetime | None:
     """For a batch of changes: when it began (a comment found on the ticket must be newer)."""
     if batch.changes is None:
         return None
-    created = start.meta.get("created_at")
+    created = start.meta.get("comments_since") or start.meta.get("created_at")
     return datetime.fromisoformat(created) if isinstance(created, str) else batch.started_at
 
 

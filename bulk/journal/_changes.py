@@ -93,6 +93,9 @@ CHANGE_REPORT_SQL = {
     "comment_id": _change("comment", "activity_id"),
     "delete_comment": _change("delete_comment", "value"),
     "delete_comment_outcome": _state("delete_comment"),
+    # What `bulk retry` needs to send a row's unfinished changes again.
+    "comment": _change("comment", "value"),
+    "status_outcome": _state("status"),
 }
 CHANGE_TEXT_COLUMNS = frozenset(CHANGE_REPORT_SQL)
 _BY_KIND = {
@@ -102,11 +105,15 @@ _BY_KIND = {
     "delete_comment": ("delete_comment", "delete_comment_outcome"),
 }
 
+_RETRY_COLUMNS = (("comment", "comment"), ("status", "status_outcome"))
+
 
 def change_columns(kinds: Iterable[str]) -> tuple[str, ...]:
     """The report's change columns for a batch that asked for `kinds`, in a fixed order."""
     asked = set(kinds)
-    return tuple(c for kind, cols in _BY_KIND.items() if kind in asked for c in cols)
+    columns = tuple(c for kind, cols in _BY_KIND.items() if kind in asked for c in cols)
+    # After the columns earlier reports had, so none of theirs moves.
+    return columns + tuple(c for kind, c in _RETRY_COLUMNS if kind in asked)
 
 
 def _now() -> str:

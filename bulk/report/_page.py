@@ -313,9 +313,20 @@ def _resume(record: Mapping[str, Any] | None, report: str) -> str:
         ("--id-column", "id_column"),
         ("--status-column", "status_column"),
         ("--concurrency", "concurrency"),
+        ("--assignee", "assignee"),
+        ("--type", "type"),
+        ("--comment", "comment"),
     ):
-        if options.get(key) is not None:
-            parts += [flag, shlex.quote(printable(options[key], 100))]
+        value = options.get(key)
+        if value is None:
+            continue
+        shown = printable(value, 2000)
+        if shown != str(value):
+            # Cut or cleaned for the page, it would not be the batch's own value any more.
+            return f"run the batch's own command again with --report {report}: its {flag} " + (
+                "cannot be shown here exactly"
+            )
+        parts += [flag, shlex.quote(shown)]
     if options.get("base_url"):
         parts += ["--base-url", shlex.quote(_bare_url(str(options["base_url"])))]
     rate = options.get("rate", 10.0)

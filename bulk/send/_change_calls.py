@@ -92,6 +92,11 @@ def _activity(item: Any) -> Activity | None:
 class ChangeClient(TicketClient):
     """A `TicketClient` that also changes assignees, types and comments."""
 
+    @property
+    def timeout(self) -> float:
+        """One request's whole time limit, seconds (a comment's settle delay)."""
+        return self._timeout
+
     def _url(self, path: str) -> URL:
         # Already safe (checked UUIDs): encoded=True spares yarl re-parsing it.
         return URL(f"{self._base}/support/tickets/v1/{path}", encoded=True)

@@ -10,9 +10,14 @@ A comment POST is not. Its attempt is committed `started` before it goes
 out; when the outcome is unknown (timeout, reset, 5xx, an answer that proves
 nothing, or a crash that left `started`) the ticket is read and its
 activities searched for this very text, a comment of this client since the
-batch began. Found: its id is recorded and nothing is posted. Not found: it is
-posted again, within the same attempt budget. A 429 was refused, not
-applied, so it is simply retried; any other 4xx fails the change.
+batch began. That read waits first until the earlier POST can no longer land
+(`_settle`): a server may still apply a request whose answer we gave up on.
+Found: its id is recorded and nothing is posted. Not found: it is posted
+again, within the same attempt budget; when the budget runs out on an unknown
+outcome, one last read settles it (found: done; not found: failed, not
+posted). A 429 was refused, not applied, so it is simply retried; any other
+4xx fails the change. A batch planned with --fresh over one that had posted
+comments reads before its first POST too (`check_first`).
 """
 
 from __future__ import annotations
@@ -63,9 +68,15 @@ class ChangeRunner:
     """The engine's row handler for batches of several changes per row."""
 
     def __init__(
-        self, engine: Engine, client: ChangeClient, changes: ChangeLog, batch_began: datetime
+        self,
+        engine: Engine,
+        client: ChangeClient,
+        changes: ChangeLog,
+        batch_began: datetime,
+        check_first: bool = False,
     ) -> None:
         self._engine = engine
+        self._check_first = check_first
         self._client = client
         self._log = changes
         self._since = batch_began - _SKEW
@@ -177,31 +188,85 @@ class ChangeRunner:
         return _Done("updated", previous, 204)
 
     async def _comment(self, row: int, ticket: str, change: ChangeState, sent: list[int]) -> _Done:
-        unknown = change.state == "started"  # an earlier run may have posted it
-        last: RequestError | None = None
-        async for attempt in self._engine.policy():
-            with attempt:
-                if unknown:
-                    found = await self._find(row, ticket, change.value, sent)
-                    if found is not None:
-                        log.debug("row %d: comment found after an unknown outcome", row)
-                        return _Done("updated", None, 200, found.id)
-                await anyio.to_thread.run_sync(self._log.begin, row, change.seq)
-                try:
-                    posted = await self._engine.request(
-                        row, sent, self._client.post_comment, ticket, change.value, retry=False
-                    )
-                except RetriableError as exc:
-                    unknown = unknown or exc.http_status != 429  # a 429 was refused
-                    last = exc
-                    raise
-                except UnexpectedAnswer as exc:
-                    # The server answered, but not with proof: it may have posted.
-                    unknown, last = True, exc
-                    raise RetriableError(exc.message, exc.http_status) from None
-                self._author = self._author or posted.author
-                return _Done("updated", None, 201, posted.id)
-        raise AssertionError("unreachable: tenacity re-raises the last error") from last
+        # An earlier run (a crash left `started`) or batch (--fresh) may have posted it.
+        unknown = change.state == "started" or self._check_first
+        ended: list[float] = []  # when this run's last POST of unknown outcome ended
+        try:
+            async for attempt in self._engine.policy():
+                with attempt:
+                    if unknown:
+                        found = await self._settled_find(row, ticket, change.value, sent, ended)
+                        if found is not None:
+                            log.debug("row %d: comment found after an unknown outcome", row)
+                            return _Done("updated", None, 200, found.id)
+                    await anyio.to_thread.run_sync(self._log.begin, row, change.seq)
+                    try:
+                        posted = await self._engine.request(
+                            row, sent, self._client.post_comment, ticket, change.value, retry=False
+                        )
+                    except RetriableError as exc:
+                        if exc.http_status != 429:  # a 429 was refused, not applied
+                            unknown = True
+                            ended[:] = [time.monotonic()]
+                        raise
+                    except UnexpectedAnswer as exc:
+                        # The server answered, but not with proof: it may have posted.
+                        unknown = True
+                        ended[:] = [time.monotonic()]
+                        raise RetriableError(exc.message, exc.http_status) from None
+                    self._author = self._author or posted.author
+                    return _Done("updated", None, 201, posted.id)
+        except RetriableError as exc:
+            if not unknown:
+                raise
+            return await self._last_check(row, ticket, change.value, sent, ended, exc)
+        raise AssertionError("unreachable: tenacity re-raises the last error")
+
+    async def _last_check(
+        self,
+        row: int,
+        ticket: str,
+        text: str,
+        sent: list[int],
+        ended: list[float],
+        last: RetriableError,
+    ) -> _Done:
+        """The attempts ran out on an unknown outcome: one read says posted or not."""
+        try:
+            found = await self._settled_find(row, ticket, text, sent, ended)
+        except (Stopped, CredentialsRejected):
+            raise
+        except RequestError as exc:
+            raise RetriableError(
+                f"{last.message}; it may have been posted: the check read failed ({exc.message})",
+                last.http_status,
+            ) from None
+        if found is not None:
+            log.debug("row %d: comment found after the last attempt", row)
+            return _Done("updated", None, 200, found.id)
+        raise RetriableError(f"{last.message}; not posted (the ticket was read)", last.http_status)
+
+    async def _settled_find(
+        self, row: int, ticket: str, text: str, sent: list[int], ended: list[float]
+    ) -> Activity | None:
+        await self._settle(ended)
+        return await self._find(row, ticket, text, sent)
+
+    async def _settle(self, ended: list[float]) -> None:
+        """Wait until a POST of unknown outcome can no longer land before reading for it.
+
+        A server may still be working on a request when the client's timeout
+        fires (the simulator's slow answers apply the comment 0.5 s after a 1 s
+        timeout: 3 of 20 tickets got two comments when the read came at once).
+        So the read waits one more request timeout after the attempt ended,
+        two timeouts after it was sent. A server that applies a request later
+        than that can still cause a duplicate (README, "exactly once").
+        """
+        if not ended:
+            return  # the unknown attempt was an earlier run's: long over
+        wait = ended[0] + self._client.timeout - time.monotonic()
+        if wait > 0:
+            await self._engine.pause(wait)
 
     async def _find(self, row: int, ticket: str, text: str, sent: list[int]) -> Activity | None:
         """This client's comment with exactly `text` on the ticket since the batch began."""

@@ -210,6 +210,10 @@ class Engine:
         if wanted != self._gate.total_tokens:
             self._gate.total_tokens = wanted
 
+    async def pause(self, seconds: float) -> None:
+        """Wait, ending early when the run stops."""
+        await self._sleep(seconds)
+
     async def _sleep(self, seconds: float) -> None:
         # A retry's wait ends early when the run stops, so a graceful stop is quick.
         with anyio.move_on_after(seconds):

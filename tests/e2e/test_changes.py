@@ -138,6 +138,7 @@ async def test_answers_lost_after_the_post_applied_never_duplicate_a_comment(
             rate=None,
             backoff_base=0.001,
             max_attempts=10,
+            timeout=0.5,  # the read after a lost answer waits one timeout (the settle delay)
             comment="Closed after the move: {legacy_id}",
             report=Path("faults.csv"),
         )
@@ -159,7 +160,7 @@ def test_kill_9_mid_run_then_resume_leaves_no_duplicate_and_every_row_complete(
     sim = Simulator(config, tickets)
     env = {"SPACEBRING_ACCESS_TOKEN": DEMO_ACCESS_TOKEN, "SPACEBRING_NETWORK_ID": DEMO_NETWORK_ID}
     args = ["run", str(source), "--comment", "Closed after the move: {legacy_id}"]
-    args += ["--rate", "200", "--report", "out.csv"]
+    args += ["--rate", "200", "--report", "out.csv", "--timeout", "1"]  # a lost answer waits 1 s
     journal = tmp_path / "out.journal"
 
     def done_changes() -> int:
