@@ -29,7 +29,8 @@ demo: $(STAMP)
 	$(BIN)/bulk demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	# Both cores, a test file per worker (module and session fixtures are built once).
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check bulk tests bench
