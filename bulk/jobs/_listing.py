@@ -24,7 +24,6 @@ back refuses any other bytes.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import hashlib
 import logging
@@ -38,7 +37,7 @@ from .._core._exceptions import ListingUnreadable, UnexpectedAnswer
 from .._core._files import replacing
 from .._core._ids import UUID_PATTERN
 from .._core._text import clean_text
-from ..send import RateController, TicketClient, retrying
+from ..send import RateController, TicketClient, retrying, zoned
 from ._schema import ApiSource, Job, Select
 
 __all__ = ["MAX_PAGES", "Listing", "ListingUnreadable", "list_and_select"]
@@ -81,18 +80,7 @@ class Listing:
     input_sha256: str = ""  # of the batch input's bytes, as written
 
 
-def _when(value: Any) -> datetime | None:
-    """A listed time: None when absent, ValueError unless a date-time with a time zone."""
-    if value is None:
-        return None
-    when = None
-    if isinstance(value, str):
-        with contextlib.suppress(ValueError):
-            when = datetime.fromisoformat(value)
-    if when is None or when.tzinfo is None:
-        shown = repr(value[:60] if isinstance(value, str) else value)
-        raise ValueError(f"{clean_text(shown, 60)} is not a date-time with a time zone")
-    return when
+_when = zoned  # a listed time: the same check as every time read from the server
 
 
 def matches(ticket: dict[str, Any], select: Select | None, now: datetime) -> bool:

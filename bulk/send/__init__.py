@@ -12,7 +12,7 @@ from ._classify import classify_exception, classify_response, is_ambiguous, pars
 from ._client import MAX_ANSWER, Answer, TicketClient
 from ._engine import Engine, EngineSettings
 from ._pacing import Pacer, RateController
-from ._read import PAGE_SIZE, Read, Reader, TicketState, resolving, ticket_state
+from ._read import PAGE_SIZE, Read, Reader, TicketState, resolving, ticket_state, zoned
 from ._retry import MAX_THROTTLED, AttemptBudget, WaitRetryAfter, retrying
 from ._seconds import PerSecond
 from ._stats import NoProgress, Progress, Stats
@@ -45,4 +45,5 @@ __all__ = [
     "resolving",
     "retrying",
     "ticket_state",
+    "zoned",
 ]

@@ -35,7 +35,7 @@ from ._client import Answer, TicketClient
 from ._pacing import RateController
 from ._retry import retrying
 
-__all__ = ["PAGE_SIZE", "Read", "Reader", "TicketState", "resolving", "ticket_state"]
+__all__ = ["PAGE_SIZE", "Read", "Reader", "TicketState", "resolving", "ticket_state", "zoned"]
 
 Send = Callable[[str, str], Awaitable[Answer]]
 
@@ -66,8 +66,11 @@ class Read(NamedTuple):
     error: str | None = None
 
 
-def _when(ticket: dict[str, Any], field: str) -> str | None:
-    value = ticket.get(field)
+def zoned(value: Any) -> datetime | None:
+    """A date-time from the server: None when absent; ValueError unless one with a time zone.
+
+    The one check of the server's times, for reads and the job's listing alike.
+    """
     if value is None:
         return None
     when = None
@@ -75,9 +78,18 @@ def _when(ticket: dict[str, Any], field: str) -> str | None:
         with contextlib.suppress(ValueError):
             when = datetime.fromisoformat(value)
     if when is None or when.tzinfo is None:
-        shown = clean_text(repr(value)[:60], 60)
-        raise ValueError(f"{field} {shown} is not a date-time with a time zone")
-    return clean_text(value, 40)
+        shown = repr(value[:60] if isinstance(value, str) else value)
+        raise ValueError(f"{clean_text(shown, 60)} is not a date-time with a time zone")
+    return when
+
+
+def _when(ticket: dict[str, Any], field: str) -> str | None:
+    value = ticket.get(field)
+    try:
+        zoned(value)
+    except ValueError as exc:
+        raise ValueError(f"{field} {exc}") from None
+    return None if value is None else clean_text(value, 40)
 
 
 def ticket_state(ticket: Any, expected_id: str | None = None) -> TicketState:
