@@ -61,6 +61,9 @@ def batch(tickets: list[dict[str, Any]]) -> list[dict[str, str]]:
                 "assignee": USER if i % 3 == 0 else "",
                 "type": retype if i % 3 == 1 else "",
                 "legacy_id": f"L-{i}",
+                # With the location the run reads first, by listing (README "Seeing
+                # before changing"): what it read lets a lost answer be credited.
+                "locationRef": t["locationRef"],
             }
         )
     return rows
