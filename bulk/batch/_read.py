@@ -16,7 +16,7 @@ import contextlib
 import csv
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -134,9 +134,17 @@ def _record(read: Read) -> ReadRecord:
     return (s.ticket_id, s.status, s.update_date, s.status_update_date, s.location, None)
 
 
-def _collect(reads: list[ReadRecord]) -> Callable[[Read], Awaitable[None]]:
+def _assignees(states: Iterable[TicketState | None]) -> list[tuple[str, str]]:
+    return [(s.ticket_id, s.assignee) for s in states if s is not None and s.assignee]
+
+
+def _collect(
+    reads: list[ReadRecord], states: list[TicketState]
+) -> Callable[[Read], Awaitable[None]]:
     async def found(read: Read) -> None:
         reads.append(_record(read))
+        if read.state is not None:
+            states.append(read.state)
 
     return found
 
@@ -150,6 +158,8 @@ async def _read_into(
 
         async def listed(states: list[TicketState]) -> None:
             await anyio.to_thread.run_sync(record, _records(states))
+            if not verify:
+                await anyio.to_thread.run_sync(journal.note_assignees, _assignees(states))
 
         pages += await reader.list_location(location, listed)
     after = 0
@@ -158,8 +168,11 @@ async def _read_into(
     ):
         after = rows[-1][0]
         reads: list[ReadRecord] = []
-        await reader.read_each(dict.fromkeys(key for _, key in rows), _collect(reads))
+        states: list[TicketState] = []
+        await reader.read_each(dict.fromkeys(key for _, key in rows), _collect(reads, states))
         await anyio.to_thread.run_sync(record, reads)
+        if not verify:
+            await anyio.to_thread.run_sync(journal.note_assignees, _assignees(states))
     return pages
 
 

@@ -73,6 +73,18 @@ class Reads:
                 [(s, u, su, loc, err, at, key) for key, s, u, su, loc, err in reads],
             )
 
+    def note_assignees(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """The assignee read before sending, kept as the previous value of the row's
+        assignee change: if that change's answer is lost, its resend answers "already
+        so", and only this says what to put back."""
+        with self._lock:
+            self._conn.executemany(
+                "UPDATE changes SET previous_value = ? WHERE kind = 'assignee'"
+                " AND state IS NULL AND previous_value IS NULL"
+                " AND row IN (SELECT row FROM rows WHERE ticket_key = ?)",
+                [(assignee, key) for key, assignee in pairs],
+            )
+
     def record_verified(self, reads: Iterable[ReadRecord]) -> None:
         """`yes` where the ticket holds the row's target, else `drifted: now X`."""
         with self._lock:

@@ -160,8 +160,12 @@ class ChangeRunner:
             return _Done(state, answer.previous_status, answer.http_status, answer.activity_id)
         if change.kind == "assignee":
             result = await engine.request(row, sent, client.set_assignee, ticket, value)
-            state = "unchanged" if result.previous == value else "updated"
-            return _Done(state, result.previous, result.http_status, result.activity_id)
+            previous, read = result.previous, change.previous_value  # read: before sending
+            if read is not None and (previous is None or (previous == value != read)):
+                # "Already so" after a lost answer: the assignee read first was another.
+                previous = read
+            state = "unchanged" if previous == value else "updated"
+            return _Done(state, previous, result.http_status, result.activity_id)
         if change.kind == "type":
             return await self._type(row, ticket, change, sent)
         if change.kind == "comment":

@@ -56,6 +56,9 @@ class TicketState(NamedTuple):
     update_date: str | None
     status_update_date: str | None
     location: str | None
+    # "none", a user id, or None when the answer's value is not one: read first, it
+    # is the previous value of an assignee change whose own answer was lost.
+    assignee: str | None = None
 
 
 class Read(NamedTuple):
@@ -115,7 +118,16 @@ def ticket_state(ticket: Any, expected_id: str | None = None) -> TicketState:
         _when(ticket, "updateDate"),
         _when(ticket, "statusUpdateDate"),
         location.lower() if location else None,
+        _assignee(ticket.get("userRefAssignee")),
     )
+
+
+def _assignee(value: Any) -> str | None:
+    if value is None:
+        return "none"
+    if isinstance(value, str) and UUID_PATTERN.fullmatch(value.lower()):
+        return value.lower()
+    return None
 
 
 class Reader:

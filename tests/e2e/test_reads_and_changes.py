@@ -210,3 +210,19 @@ async def test_a_status_applied_whose_answer_was_lost_is_credited(
         assert rows.loc[ticket_id, "outcome"] == "updated"
         assert rows.loc[ticket_id, "previous_status"] == before[ticket_id]
     assert set(rows[rows["previous_status"] == "closed"]["outcome"]) <= {"unchanged"}
+
+
+async def test_an_assignee_applied_whose_answer_was_lost_is_credited(
+    sim: Simulator, server: str, tickets: list[dict[str, Any]], bearer: Credentials
+) -> None:
+    sim.config = SimConfig(rate=None, drop_after_rate=0.35, seed=11)
+    report = await bulk.run_async(
+        _located(tickets), credentials=bearer, base_url=server, assignee=USER, rate=None
+    )
+    puts = Counter(
+        r.ticket_id for r in sim.requests if r.method == "PUT" and r.path.endswith("/assignee")
+    )
+    assert any(n > 1 for n in puts.values()), "no answer was lost: the test would prove nothing"
+    # Every ticket was unassigned (read first): each change is this run's, undoable.
+    assert set(report["assignee_outcome"]) == {"updated"}
+    assert set(report["previous_assignee"]) == {"none"}
