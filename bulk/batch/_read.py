@@ -134,8 +134,8 @@ def _record(read: Read) -> ReadRecord:
     return (s.ticket_id, s.status, s.update_date, s.status_update_date, s.location, None)
 
 
-def _assignees(states: Iterable[TicketState | None]) -> list[tuple[str, str]]:
-    return [(s.ticket_id, s.assignee) for s in states if s is not None and s.assignee]
+def _assignees(states: Iterable[TicketState]) -> list[tuple[str, str]]:
+    return [(s.ticket_id, s.assignee) for s in states if s.assignee]
 
 
 def _collect(

@@ -74,6 +74,7 @@ def _engine(
     client: TicketClient,
     pace: RateController,
     options: RunOptions,
+    engine_settings: EngineSettings,
     stats: Stats,
     seconds: PerSecond,
 ) -> Engine:
@@ -82,7 +83,7 @@ def _engine(
     # A 400 is resolved by one read of the ticket, in the same budget.
     reader = Reader(client, pace, max_attempts=options.max_attempts)
     put = resolving(client.set_status, reader)
-    return Engine(journal, put, pace, settings(options), stats, seconds)
+    return Engine(journal, put, pace, engine_settings, stats, seconds)
 
 
 def _run_changes(
@@ -128,7 +129,7 @@ async def send_all(
     async with client if own else contextlib.nullcontext(client):
         pace = controller or rate_controller(options.rate)
         seconds = PerSecond(uuid.uuid4().hex, lambda: pace.rate)
-        engine = _engine(journal, client, pace, options, stats, seconds)
+        engine = _engine(journal, client, pace, options, engine_settings, stats, seconds)
         change_log = _run_changes(engine, client, journal, changes_since)
         progress.start(stats)
         try:
