@@ -1,7 +1,7 @@
 """`<report>.html`: one self-contained page per run, from its journal and audit record.
 
 Rendered with jinja2 (autoescaped: every value from the input or a server is
-text, never markup) and matplotlib's SVG (`_charts`). Both are imported only
+text, never markup) and pygal's SVG (`_charts`). Both are imported only
 here, when a page is rendered. The page fetches nothing: its Content
 Security Policy allows no source but its own inline style and the one script
 whose hash it names, so even a planted link cannot make it load anything.
