@@ -24,7 +24,9 @@ longer runs are averaged into wider bins (a 1,000,000-row run at 10/s has
 
 from __future__ import annotations
 
+import itertools
 import math
+import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -186,6 +188,17 @@ def _isolated(values: Sequence[float | None]) -> bool:
     )
 
 
+def _whole_seconds(end: float, most: int = 8) -> list[int]:
+    """The x axis's labels: whole seconds, 1, 2 or 5 times a power of ten apart.
+
+    pygal's own scale divides a short run into fractions (0, 0.8, 1.6 s),
+    which the per-second counters never have; it takes positions instead.
+    """
+    steps = (m * 10**p for p in itertools.count() for m in (1, 2, 5))
+    step = next(s for s in steps if end / s <= most)
+    return list(range(0, int(end) + 1, step))
+
+
 def _draw(
     series: Sequence[_Series],
     y_title: str,
@@ -193,7 +206,7 @@ def _draw(
     salt: str,
     title: str,
 ) -> str:
-    import pygal
+    pygal = _pygal()
     from pygal.style import Style
 
     style = Style(
@@ -228,11 +241,13 @@ def _draw(
         allow_interruptions=True,  # a None is a gap, not a drop to zero
         include_x_axis=True,  # the y axis starts at 0
         xrange=(b.x[0], b.x[-1]),
+        x_labels=_whole_seconds(b.x[-1]),
         x_title="seconds since start",
         y_title=y_title,
         x_value_formatter=lambda x: f"{x:g}",
         value_formatter=lambda y: f"{y:g}",
         truncate_legend=-1,
+        max_scale=8,  # at most ~8 labels on y (pygal's 16 crowd a 30-high axis: 0, 2, ... 30)
         # The legend in one row under the plot: on the left (pygal's other
         # place) its width would shift each chart's plot by its longest label.
         legend_at_bottom=True,
@@ -254,6 +269,18 @@ def _draw(
 
 # What only pygal's script reads: the script itself, and the tooltips' data.
 _SCRIPTED = {"script", "desc"}
+
+
+def _pygal() -> Any:
+    import pygal
+
+    # pygal appends to sys.meta_path a finder for its map plugins (which the
+    # page does not use) that has only the legacy find_module: on Python
+    # 3.10-3.11 every later import that reaches it, such as any optional
+    # import that fails, warns (ImportWarning; Kozea/pygal#532, open since
+    # 2023). A library must not leave that in its host process.
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, pygal.PluginImportFixer)]
+    return pygal
 
 
 def _inline(root: Any, title: str) -> Any:

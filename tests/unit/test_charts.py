@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
+
+import pytest
 
 from bulk.journal import Second
 from bulk.report._charts import MIN_SECONDS, Chart, charts
@@ -184,6 +187,14 @@ def test_a_run_of_min_seconds_draws_and_a_shorter_one_does_not() -> None:
     drawn = charts(seconds)
     assert len(drawn) == 2 and all(_root(c).iter(f"{_SVG}path") for c in drawn)
     assert charts(seconds[:-1]) == []
+
+
+def test_drawing_leaves_no_import_hook_that_warns() -> None:
+    charts([_second(1_780_000_000 + i) for i in range(MIN_SECONDS)])
+    # pytest turns warnings into errors here: a finder with only the legacy
+    # find_module, consulted for a module no one has, would raise ImportWarning.
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("bulk_charts_no_such_module")
 
 
 def test_help_does_not_import_the_chart_library() -> None:
