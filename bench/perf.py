@@ -41,7 +41,7 @@ import perf_latency
 import perf_memory
 import perf_speed
 import perf_startup
-from _common.clients import N_A, simulator_command, write_ids
+from _common.clients import N_A, compile_bulk, simulator_command, write_ids
 from _common.metering import PYTHON
 from _common.results import Bench, finish, log, render
 from _common.servers import (
@@ -152,6 +152,7 @@ def main() -> int:
         plain_server_main(args.port)
         return 0
     started = time.perf_counter()
+    compile_bulk()
     with tempfile.TemporaryDirectory(prefix="bulk-perf-") as tmp:
         bench = Bench(Path(tmp))
         if not bench.curl:
