@@ -24,7 +24,7 @@ from _common.metering import Measured, run_measured
 from _common.results import Bench, Row, log
 from _common.servers import ServerProc
 
-PLAIN_RUNS = 3  # runs of each client, alternating
+PLAIN_RUNS = 5  # runs of each client, alternating: the min of 5 settles where 3 still varied by ~8%
 
 
 def _send(bench: Bench, server: ServerProc, tool: str, a_in: Path) -> tuple[Measured, int]:
