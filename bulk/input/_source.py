@@ -149,6 +149,7 @@ class Source:
         # Wanted name -> the input's column, for the extra columns the input has.
         self.extras: dict[str, str] = {}
         self._sep = ","
+        self._sniffed = False  # the delimiter is sniffed once: the file is read more than once
         self._encoding = "utf-8-sig"
         self._kind = "frame" if frame is not None else kind_of(path)
         self.derived = frame is not None and "source_row" in frame.columns
@@ -206,8 +207,10 @@ class Source:
         with open(self.path, encoding=self._encoding, newline="") as handle:
             if self.path.suffix.lower() == ".tsv":
                 self._sep = "\t"
-            else:
+            elif not self._sniffed:
+                # Parsing the sample once per candidate took ~0.03 s a time.
                 self._sep = sniff_delimiter(handle.read(SNIFF_CHARS))
+                self._sniffed = True
                 handle.seek(0)
             lines = CsvLines(handle, self._sep, self.name, CSV_LINE_LIMIT)
             reader = csv.reader(lines, delimiter=self._sep, skipinitialspace=True)
