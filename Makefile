@@ -11,8 +11,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
-	# An editable install writes no .pyc (nor does a shell with PYTHONDONTWRITEBYTECODE):
-	# compiled once here, as pip does for a regular install, each start saves ~0.2 s of CPU.
+# An editable install writes no .pyc (nor does a shell with PYTHONDONTWRITEBYTECODE):
+# compiled once here, as pip does for a regular install, each start saves ~0.2 s of CPU.
 	$(BIN)/python -m compileall -q bulk
 	@touch $(STAMP)
 
