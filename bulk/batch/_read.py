@@ -50,7 +50,9 @@ class Reading:
     settled: dict[str, int] = field(default_factory=dict)
 
 
-def session(batch: Batch, workers: int) -> contextlib.AbstractAsyncContextManager[Any]:
+def session(
+    batch: Batch, workers: int, controller: RateController
+) -> contextlib.AbstractAsyncContextManager[Any]:
     """The run's one HTTP session, for its reads and writes alike (None: a dry run's).
 
     One session, not one per step: a new one opens its connections afresh, and
@@ -61,7 +63,11 @@ def session(batch: Batch, workers: int) -> contextlib.AbstractAsyncContextManage
         return contextlib.nullcontext(None)
     # The change client: a batch of changes sends through the same session.
     return ChangeClient(
-        batch.base_url, batch.credentials, concurrency=workers, timeout=options.timeout
+        batch.base_url,
+        batch.credentials,
+        concurrency=workers,
+        timeout=options.timeout,
+        budget=controller,
     )
 
 

@@ -57,7 +57,7 @@ async def execute(
             # One budget for the reads and the writes of this run.
             controller = controller or rate_controller(options.rate)
             start.confirmed = confirm_first(batch, start, interrupts, confirm)
-            opening = session(batch, settings(options).workers)
+            opening = session(batch, settings(options).workers, controller)
             async with opening if start.confirmed else contextlib.nullcontext(None) as client:
                 start.reading = await read_before(batch, journal, controller, client)
                 if start.reading is not None:

@@ -230,7 +230,11 @@ async def _list(
         log.warning(warning)
     assert target.credentials is not None
     client = TicketClient(
-        target.base_url, target.credentials, concurrency=1, timeout=job.run.timeout
+        target.base_url,
+        target.credentials,
+        concurrency=1,
+        timeout=job.run.timeout,
+        budget=controller,
     )
     async with client:
         listing = await list_and_select(job, client, controller, snapshot, batch_input)

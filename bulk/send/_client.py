@@ -24,6 +24,7 @@ from .._version import __version__
 from ..plan import STATUSES
 from ._auth import TokenProvider
 from ._classify import classify_exception, classify_response
+from ._pacing import RateController
 
 __all__ = ["MAX_ANSWER", "Answer", "TicketClient"]
 
@@ -144,8 +145,12 @@ class TicketClient:
         *,
         concurrency: int = 8,
         timeout: float = 30.0,
+        budget: RateController | None = None,
     ) -> None:
         self._base = base_url.rstrip("/")
+        # The run's one budget: the engine takes a slot for each call it makes, and
+        # the client for the one call it makes on its own (the resend after a 401).
+        self._budget = budget
         self._credentials = credentials
         self._concurrency = concurrency
         self._timeout = timeout
@@ -192,8 +197,8 @@ class TicketClient:
         classified `RequestError`.
 
         With OAuth, a 401 (an access token the server ended early) refreshes the token once
-        and sends the request once more. That resend takes no slot of the pace: it happens
-        only for a token the server refused before its announced expiry.
+        and sends the request once more, in a slot of the run's budget when the client has
+        one: a limit shared by every call counts the resend too.
         """
         if self.auth is None:
             return await self._request(method, url, kwargs, expect=expect)
@@ -204,7 +209,11 @@ class TicketClient:
             if exc.http_status != 401:
                 raise
         renewed = await self.auth.after_rejection(used)
-        return await self._request(method, url, kwargs, renewed, expect=expect)
+
+        async def resend() -> dict[str, Any]:
+            return await self._request(method, url, kwargs, renewed, expect=expect)
+
+        return await (resend() if self._budget is None else self._budget.paced(resend))
 
     async def _request(
         self,

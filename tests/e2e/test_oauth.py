@@ -16,6 +16,7 @@ import pytest
 
 from bulk import Credentials, RunOptions, UsageError, execute
 from bulk._core._config import credentials_from_env
+from bulk.batch import rate_controller
 from bulk.send import TicketClient
 from bulk.simulator import (
     DEMO_CLIENT_ID,
@@ -159,15 +160,23 @@ async def test_a_401_refreshes_once_for_everyone_and_resends(tmp_path: Path) -> 
                         await anyio.sleep(0.001)
                 sim.oauth.end_access_tokens()
 
+        budget = rate_controller(None)
         async with anyio.create_task_group() as tg:
             tg.start_soon(end_tokens_early)
             summary = await execute(
-                source, RunOptions(base_url=url, rate=None, concurrency=8), credentials=creds
+                source,
+                RunOptions(base_url=url, rate=None, concurrency=8),
+                credentials=creds,
+                controller=budget,
             )
     assert summary.exit_code == 0
     assert 401 in sim.status_counts()
     # One refresh at the start and one per ending, however many requests were refused.
     assert sim.oauth.refreshes == 3
+    # Every ticket request took a slot of the run's one budget, the resends after a 401 too.
+    tickets = [r for r in sim.requests if r.path.startswith("/support/")]
+    assert len(tickets) > 200
+    assert budget.sent == len(tickets)
     assert {r["outcome"] for r in read_report(summary.report)} == {"updated"}
 
 
