@@ -29,6 +29,7 @@ from .._core._files import replacing
 from .._core._text import KEEP, cut_text, printable
 from ._formats import (
     ENCODING_NAMES,
+    MAX_FIELDS,
     SNIFF_CHARS,
     CsvLines,
     bad_byte,
@@ -150,6 +151,7 @@ class Source:
         self.extras: dict[str, str] = {}
         self._sep = ","
         self._sniffed = False  # the delimiter is sniffed once: the file is read more than once
+        self._keys: list[str] | None = None  # a JSONL file's keys, all lines', read once
         self._encoding = "utf-8-sig"
         self._kind = "frame" if frame is not None else kind_of(path)
         self.derived = frame is not None and "source_row" in frame.columns
@@ -229,9 +231,39 @@ class Source:
                 raise UsageError(f"{self.name}: line {reader.line_num}: {exc}") from None
 
     def _jsonl_records(self) -> Iterator[list[Any]]:
+        keys = self._jsonl_keys()
+        if keys is None:
+            return  # no object at all: the file is empty
+        yield [printable(k, KEEP) for k in keys]
+        for _, record in self._jsonl_objects():
+            yield [record.get(k) for k in keys]
+
+    def _jsonl_keys(self) -> list[str] | None:
+        """Every key of the file, in order of first appearance (read once per source).
+
+        The columns are the keys of all lines, not of the first: a key only
+        later lines carry (a `comment` on some rows) would otherwise be dropped
+        without a word.
+        """
+        if self._keys is None:
+            found: dict[str, None] = {}
+            lines = 0
+            for number, record in self._jsonl_objects():
+                lines += 1
+                for key in record:
+                    if key not in found and len(found) == MAX_FIELDS:
+                        raise UsageError(
+                            f"{self.name}: line {number}: more than {MAX_FIELDS:,} distinct "
+                            "keys; bulk reads up to that many columns (Excel's limit)"
+                        )
+                    found.setdefault(key)
+            self._keys = list(found) if lines else None
+        return self._keys
+
+    def _jsonl_objects(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        """(line number, object) for each non-blank line."""
         assert self.path is not None
         self._encoding = encoding_of(self.path)
-        keys: list[str] | None = None
         with open(self.path, encoding=self._encoding) as handle:
             number = 0
             while line := handle.readline(LINE_LIMIT + 1):
@@ -241,13 +273,8 @@ class Source:
                         f"{self.name}: line {number} is longer than {LINE_LIMIT:,} characters; "
                         "bulk reads lines up to that size"
                     )
-                if not line.strip():
-                    continue
-                record = json_object(line, f"{self.name}: line {number}")
-                if keys is None:
-                    keys = [str(k) for k in record]
-                    yield [printable(k, KEEP) for k in keys]
-                yield [record.get(k) for k in keys]
+                if line.strip():
+                    yield number, json_object(line, f"{self.name}: line {number}")
 
     @contextmanager
     def _reading(self) -> Iterator[None]:

@@ -102,3 +102,14 @@ def test_a_bad_byte_is_named_by_its_place_in_the_file(
         f"in.csv: not UTF-8 text (invalid continuation byte at byte {where:,}, line {rows + 2})"
     )
     assert expected in str(info.value)
+
+
+def test_jsonl_columns_are_the_keys_of_every_line(tmp_path: Path) -> None:
+    """A key only later lines carry is a column too, not dropped for missing from line 1."""
+    path = tmp_path / "in.jsonl"
+    lines = [{"ticket_id": ID}, {"ticket_id": ID2, "status": "solved"}]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    report = dry(path, status_column="status")
+    assert list(report["target_status"]) == ["", "solved"]
+    assert list(report["outcome"]) == ["invalid", "skipped"]
+    assert report["error"][0] == "status: empty; allowed: " + ", ".join(bulk.plan.STATUSES)
