@@ -121,13 +121,17 @@ async def send_all(
     from ..send import ChangeClient
 
     engine_settings = settings(options)
+    pace = controller or rate_controller(options.rate)
     own = client is None  # the run's session when it has one (reads and writes share it)
     if client is None:
         client = ChangeClient(
-            base_url, credentials, concurrency=engine_settings.workers, timeout=options.timeout
+            base_url,
+            credentials,
+            concurrency=engine_settings.workers,
+            timeout=options.timeout,
+            budget=pace,
         )
     async with client if own else contextlib.nullcontext(client):
-        pace = controller or rate_controller(options.rate)
         seconds = PerSecond(uuid.uuid4().hex, lambda: pace.rate)
         engine = _engine(journal, client, pace, options, engine_settings, stats, seconds)
         change_log = _run_changes(engine, client, journal, changes_since)

@@ -108,9 +108,12 @@ def execute_batch(
         progress = LogProgress()
     # Everything imported so far lives as long as the run: frozen, the collector
     # stops walking it (a 20,000-row run's two full collections took 0.06 s of
-    # CPU, 0.005 s frozen). Not in the library, and thawed after (tests run
-    # this in-process): a host process's collector is not ours to change.
-    gc.freeze()
+    # CPU, 0.005 s frozen). Not in the library, thawed after (tests run this
+    # in-process), and not at all in a process that froze objects itself: a
+    # host's collector is not ours to change.
+    freeze = gc.get_freeze_count() == 0
+    if freeze:
+        gc.freeze()
     try:
         summary = anyio.run(
             lambda: execute(
@@ -133,7 +136,8 @@ def execute_batch(
         )
         return ExitCode.INTERRUPTED
     finally:
-        gc.unfreeze()
+        if freeze:
+            gc.unfreeze()
     _print_summary(summary)
     return summary.exit_code
 

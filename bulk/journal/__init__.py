@@ -6,13 +6,14 @@
 
 from ._changes import FINAL_STATES, ChangeLog, ChangeState, change_columns
 from ._facts import JournalFacts, read_facts
-from ._journal import Journal
+from ._journal import COMMIT_EVERY, Journal
 from ._reads import SNAPSHOT_COLUMNS, ReadRecord
 from ._schema import REPORT_COLUMNS, Outcome, planned_fingerprint, read_meta
 from ._seconds import ANSWER_CLASSES, Second
 
 __all__ = [
     "ANSWER_CLASSES",
+    "COMMIT_EVERY",
     "FINAL_STATES",
     "REPORT_COLUMNS",
     "SNAPSHOT_COLUMNS",

@@ -40,7 +40,7 @@ from ._schema import (
 )
 from ._seconds import INSERT_SECOND, Second
 
-__all__ = ["Journal"]
+__all__ = ["COMMIT_EVERY", "Journal"]
 
 # The changes table too, even for a status-only batch (then empty): the read
 # rules and the report's `would` ask whether a row changes more than status.
@@ -53,7 +53,7 @@ _BATCH = 2000  # rows per statement: 9 parameters each, under SQLite's 32,766
 # server of bench/perf_cpu.py) the writer took 0.71 s of CPU at 10 ms, 0.32 s at
 # 50 ms, 0.28 s at 100 ms. 50 ms is what a kill -9 may take back: at 10/s, none
 # or one row's outcome, sent again on resume.
-_POLL = 0.05
+COMMIT_EVERY = 0.05
 _SYNC_EVERY = 1.0  # seconds between syncs of the log to disk
 
 
@@ -217,7 +217,7 @@ class Journal(Reads):
         synced = time.monotonic()
         try:
             while True:
-                stopping = self._stopping.wait(_POLL)
+                stopping = self._stopping.wait(COMMIT_EVERY)
                 # What has arrived since the last look, and no more: draining
                 # until empty would chase a busy loop's every new row with a
                 # tiny transaction of its own.

@@ -272,14 +272,18 @@ _SCRIPTED = {"script", "desc"}
 
 
 def _pygal() -> Any:
+    ours = "pygal" not in sys.modules
     import pygal
 
     # pygal appends to sys.meta_path a finder for its map plugins (which the
     # page does not use) that has only the legacy find_module: on Python
     # 3.10-3.11 every later import that reaches it, such as any optional
     # import that fails, warns (ImportWarning; Kozea/pygal#532, open since
-    # 2023). A library must not leave that in its host process.
-    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, pygal.PluginImportFixer)]
+    # 2023). A library must not leave that in its host process; a host that
+    # imported pygal itself (and may use its maps) keeps it.
+    fixer = getattr(pygal, "PluginImportFixer", None)  # gone once #532 is fixed
+    if ours and fixer is not None:
+        sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, fixer)]
     return pygal
 
 

@@ -26,13 +26,16 @@ from ._auth import TokenProvider
 from ._classify import classify_exception, classify_response
 from ._pacing import RateController
 
-__all__ = ["MAX_ANSWER", "Answer", "TicketClient"]
+__all__ = ["MAX_ANSWER", "MAX_DEPTH", "Answer", "TicketClient"]
 
 # The most bytes read of one answer. A status answer is about 1 KB and a full
 # listing page of 100 tickets about 100 KB. Read whole and decoded, a 415 KB
 # gzip answer took a 16-row run to 860-1120 MB (measured with the earlier
 # client, tests/test_hostile_server.py); now it peaks at 47 MB.
 MAX_ANSWER = 1 << 20
+# The deepest JSON accepted in an answer: the API's nest 4 levels deep (a ticket's
+# activity's data's previous attributes).
+MAX_DEPTH = 32
 _CHUNK = 1 << 16
 _JSON = "application/json"
 
@@ -107,9 +110,33 @@ def _json_object(body: bytes, response: aiohttp.ClientResponse) -> dict[str, Any
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise UnexpectedAnswer(f"body is not valid JSON (HTTP {code})", code) from None
+    if not _shallow(data, body):
+        raise UnexpectedAnswer(f"JSON nested deeper than {MAX_DEPTH} levels (HTTP {code})", code)
     if not isinstance(data, dict):
         raise UnexpectedAnswer(f"JSON {type(data).__name__}, not an object (HTTP {code})", code)
     return data
+
+
+def _shallow(data: Any, body: bytes) -> bool:
+    """Whether no value of `data` is nested deeper than `MAX_DEPTH`.
+
+    orjson parses up to 1,024 levels, but Python's own repr and str of a value
+    ~1,000 deep raise RecursionError, so such a value would end a run with a
+    traceback wherever an error message shows it. The brackets, counted in C,
+    bound the depth: an answer with fewer is never walked.
+    """
+    if body.count(b"[") + body.count(b"{") <= MAX_DEPTH:
+        return True
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list) and depth > MAX_DEPTH:
+            return False
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+    return True
 
 
 def _status_answer(data: dict[str, Any], ticket_id: str, status: str) -> Answer:
@@ -209,11 +236,11 @@ class TicketClient:
             if exc.http_status != 401:
                 raise
         renewed = await self.auth.after_rejection(used)
-
-        async def resend() -> dict[str, Any]:
-            return await self._request(method, url, kwargs, renewed, expect=expect)
-
-        return await (resend() if self._budget is None else self._budget.paced(resend))
+        if self._budget is not None:
+            # A slot only: the caller's own slot around this whole call feeds its
+            # answer back (a 429 counted twice would cut the pace twice).
+            await self._budget.acquire()
+        return await self._request(method, url, kwargs, renewed, expect=expect)
 
     async def _request(
         self,

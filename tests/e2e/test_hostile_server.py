@@ -67,6 +67,7 @@ ROWS = {
     "html": ("unexpected answer: content type text/html, not JSON (HTTP 200)", 1),
     "not-json": ("unexpected answer: body is not valid JSON (HTTP 200)", 1),
     "list": ("unexpected answer: JSON list, not an object (HTTP 200)", 1),
+    "deep-json": ("unexpected answer: JSON nested deeper than 32 levels (HTTP 200)", 1),
     "no-ticket": ("unexpected answer: no ticket object in the 200 answer", 1),
     "wrong-id": ("is not the row's id", 1),
     "wrong-status": ("unexpected answer: ticket status 'solved' is not the target 'closed'", 1),
@@ -134,6 +135,11 @@ class Hostile:
             ),
             "not-json": web.Response(text="<html>", content_type="application/json"),
             "list": web.json_response([ticket]),
+            # Deep enough that Python's repr of it fails, within what orjson parses.
+            "deep-json": web.Response(
+                text='{"ticket":{"id":' + "[" * 1010 + "]" * 1010 + ',"status":"closed"}}',
+                content_type="application/json",
+            ),
             "no-ticket": web.json_response({"activity": activity}),
             "wrong-id": web.json_response({"ticket": {**ticket, "id": str(uuid.uuid4())}}),
             "wrong-status": web.json_response({"ticket": {**ticket, "status": "solved"}}),

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from bulk.journal import COMMIT_EVERY
 from bulk.simulator import SimConfig, Simulator
 from bulk.simulator import make_tickets as _make
 
@@ -70,8 +71,8 @@ def test_kill_9_at_several_points_loses_nothing(
     assert set(sent) == set(ids)
     resent = sum(n - 1 for n in sent.values())
     # Only rows in flight at each kill go out again: at most CONCURRENCY requests,
-    # plus the answers of the journal's last commit interval (10 ms; two, for slack).
-    per_kill = CONCURRENCY + math.ceil(RATE * 2 * 0.010)
+    # plus the answers of the journal's last commit interval (two, for slack).
+    per_kill = CONCURRENCY + math.ceil(RATE * 2 * COMMIT_EVERY)
     assert resent <= kills * per_kill, (resent, per_kill)
     # A re-sent row the server had already changed reads `unchanged`, never `failed`.
     assert sum(r["outcome"] == "unchanged" for r in report) <= resent

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 
+import orjson
 import pytest
 
 from bulk import (
@@ -19,6 +20,7 @@ from bulk import (
     UnexpectedAnswer,
 )
 from bulk.send import TicketClient
+from bulk.send._client import MAX_DEPTH, _shallow
 from bulk.simulator import LOCATIONS, SimConfig, Simulator, make_tickets, serve
 
 STATUS_PATH = "/support/tickets/v1/{}/status"
@@ -192,3 +194,21 @@ def test_a_redirect_names_only_its_host(location: str | None, shown: str) -> Non
     error = classify_response(307, b"", headers)
     assert isinstance(error, UnexpectedAnswer) and not error.retriable
     assert error.message == f"unexpected answer: redirect (307) to {shown} — not followed"
+
+
+def _nested(depth: int) -> bytes:
+    """An object whose deepest value is `depth` containers down, the top one counted."""
+    return b'{"a":' + b"[" * (depth - 1) + b"]" * (depth - 1) + b"}"
+
+
+@pytest.mark.parametrize(
+    ("body", "shallow"),
+    [
+        (_nested(MAX_DEPTH), True),
+        (_nested(MAX_DEPTH + 1), False),
+        # Many brackets side by side (a listing page) are not depth: walked, and accepted.
+        (b'{"tickets":[' + b",".join([b'{"id":[1]}'] * 200) + b"]}", True),
+    ],
+)
+def test_answers_nested_deeper_than_max_depth_are_refused(body: bytes, shallow: bool) -> None:
+    assert _shallow(orjson.loads(body), body) is shallow
