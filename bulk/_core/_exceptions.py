@@ -22,6 +22,7 @@ from ._exit import ExitCode
 
 __all__ = [
     "BulkError",
+    "ChangedSince",
     "CredentialsRejected",
     "FatalRequestError",
     "JobLocked",
@@ -103,6 +104,15 @@ class FatalRequestError(RequestError):
 
 class NotFound(FatalRequestError):
     """The ticket is unknown to the API (a 404, or a 400 saying so): the row fails, "not found"."""
+
+
+class ChangedSince(FatalRequestError):
+    """An undo's PUT found the ticket changed since the batch, and put the change back.
+
+    Raised by the guard of an undo (`bulk.send._guard`): the PUT's answer names the
+    status it replaced; not the one the batch set, so someone changed the ticket
+    after the undo read it. The row ends `skipped`, the ticket as they left it.
+    """
 
 
 class CredentialsRejected(FatalRequestError):

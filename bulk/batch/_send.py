@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 
 import anyio
@@ -77,12 +78,15 @@ def _engine(
     engine_settings: EngineSettings,
     stats: Stats,
     seconds: PerSecond,
+    expected: Mapping[str, str] | None = None,
 ) -> Engine:
-    from ..send import Reader, resolving
+    from ..send import Reader, guarding, resolving
 
     # A 400 is resolved by one read of the ticket, in the same budget.
     reader = Reader(client, pace, max_attempts=options.max_attempts)
     put = resolving(client.set_status, reader)
+    if expected:  # an undo: a PUT that overwrote a later change puts it back
+        put = guarding(put, expected, pace)
     return Engine(journal, put, pace, engine_settings, stats, seconds)
 
 
@@ -113,10 +117,12 @@ async def send_all(
     controller: RateController | None = None,
     changes_since: datetime | None = None,
     client: TicketClient | None = None,
+    expected: Mapping[str, str] | None = None,
 ) -> str | None:
     """Send every pending row (up to --limit); return why the run stopped early, if it did.
 
-    A batch of changes (`changes_since` set) sends through the change runner.
+    A batch of changes (`changes_since` set) sends through the change runner. `expected`
+    (an undo): ticket -> the status its batch set, which each PUT's answer must show.
     """
     from ..send import ChangeClient
 
@@ -133,7 +139,7 @@ async def send_all(
         )
     async with client if own else contextlib.nullcontext(client):
         seconds = PerSecond(uuid.uuid4().hex, lambda: pace.rate)
-        engine = _engine(journal, client, pace, options, engine_settings, stats, seconds)
+        engine = _engine(journal, client, pace, options, engine_settings, stats, seconds, expected)
         change_log = _run_changes(engine, client, journal, changes_since)
         progress.start(stats)
         try:

@@ -244,6 +244,7 @@ async def send(
                 controller,
                 _changes_since(batch, start),
                 client,
+                _guarded(batch),
             )
     finally:
         with anyio.CancelScope(shield=True):
@@ -251,6 +252,18 @@ async def send(
             await anyio.to_thread.run_sync(journal.add_retries, stats.retries)
             await anyio.to_thread.run_sync(journal.credit_lost_answers)
     return reason, stats
+
+
+def _guarded(batch: Batch) -> dict[str, str] | None:
+    """An undo's tickets and the status their batch set (each PUT's answer must show it).
+
+    None for any other run, and for `undo --force`, which reverts whatever it finds.
+    """
+    frame = batch.source.frame
+    if batch.options.force or frame is None or "expected_status" not in frame.columns:
+        return None
+    pairs = zip(frame["ticket_id"].tolist(), frame["expected_status"].tolist(), strict=True)
+    return {str(t).strip().lower(): str(s) for t, s in pairs if s}
 
 
 def _changes_since(batch: Batch, start: Start) -> datetime | None:

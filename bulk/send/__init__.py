@@ -11,6 +11,7 @@ from ._changes import ChangeRunner
 from ._classify import classify_exception, classify_response, is_ambiguous, parse_retry_after
 from ._client import MAX_ANSWER, Answer, TicketClient
 from ._engine import Engine, EngineSettings
+from ._guard import guarding
 from ._pacing import Pacer, RateController
 from ._read import PAGE_SIZE, Read, Reader, TicketState, resolving, ticket_state, zoned
 from ._retry import MAX_THROTTLED, AttemptBudget, WaitRetryAfter, retrying
@@ -40,6 +41,7 @@ __all__ = [
     "WaitRetryAfter",
     "classify_exception",
     "classify_response",
+    "guarding",
     "is_ambiguous",
     "parse_retry_after",
     "resolving",

@@ -22,7 +22,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 from tenacity import AsyncRetrying
 
-from .._core._exceptions import CredentialsRejected, RequestError, RetriableError
+from .._core._exceptions import ChangedSince, CredentialsRejected, RequestError, RetriableError
 from ..journal import Journal, Outcome
 from ._client import Answer
 from ._clock import utc_stamp
@@ -354,8 +354,16 @@ class Engine:
             message = error.message if error else None
             http = error.http_status if error else None
             return Outcome(None, None, http, attempts, message, None, None, None, row)
-        stats.done += 1
-        stats.failed += 1
+        return self._failed(error, row, attempts, elapsed, now)
+
+    def _failed(
+        self, error: RequestError, row: int, attempts: int, elapsed: int, now: str
+    ) -> Outcome:
+        """The end of a row whose request failed (an undo's guard that put a change back: skipped)."""
+        self.stats.done += 1
+        if isinstance(error, ChangedSince):
+            return Outcome("skipped", None, 200, attempts, error.message, None, elapsed, now, row)
+        self.stats.failed += 1
         detail = error.message
         if error.retriable:
             detail = f"{detail} (gave up after {attempts} attempts)"

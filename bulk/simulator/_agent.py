@@ -43,6 +43,12 @@ class Agent:
         self._done = True
         return share
 
+    @staticmethod
+    def set_status(tickets: dict[str, dict[str, Any]], key: str, status: str) -> None:
+        """An agent sets one ticket's status, now (call under the simulator's lock)."""
+        now = iso(datetime.now(UTC))
+        tickets[key].update(status=status, statusUpdateDate=now, updateDate=now)
+
     def reopen(self, tickets: dict[str, dict[str, Any]], share: float) -> list[str]:
         """Reopen `share` of the changed tickets (call under the simulator's lock)."""
         changed = sorted(self.changed)

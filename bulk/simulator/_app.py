@@ -125,6 +125,11 @@ class Simulator(ChangeRoutes):
             counts = Counter(r.status for r in self.requests if r.status)
         return dict(sorted(counts.items()))
 
+    def agent_sets(self, ticket_id: str, status: str) -> None:
+        """An agent sets a ticket's status now, as the web app would between bulk's requests."""
+        with self._lock:
+            self.agent.set_status(self.tickets, ticket_id.lower(), status)
+
     def reopen(self, share: float) -> list[str]:
         """The agent reopens `share` of the tickets PUTs changed, now; their ids."""
         with self._lock:

@@ -211,3 +211,40 @@ def test_preview_on_the_command_line_prints_the_command_and_keeps_the_pace(
     assert not [r for r in own if r.status == 429]
     times = sorted(r.at for r in own)
     assert max(sum(1 for t in times[i:] if t - s < 1.0) for i, s in enumerate(times)) <= 100
+
+
+def test_undo_puts_back_a_change_made_after_it_read(
+    tmp_path: Path, tickets: list[dict[str, Any]]
+) -> None:
+    """An agent changes tickets after the undo read them and before their PUT: each PUT's
+    answer shows it overwrote that change, and the undo puts it back at once."""
+    tickets = tickets[:200]
+    sim = Simulator(SimConfig(rate=None, seed=3), tickets)
+    before = {t["id"]: t["status"] for t in tickets}
+    with SimulatorThread(sim) as thread:
+        env = demo_vars(thread.base_url)
+        path = _input(tmp_path, tickets)
+        done = run_bulk("run", str(path), "--status", "closed", "--rate", "unlimited", env=env)
+        assert done.returncode == 0, done.stderr
+        batch_puts = len(sim.sent_ids())
+        reverted = [t for t in _ids(tickets) if before[t] != "closed"]
+        # The last tickets the undo will revert, each to a status other than the agent's.
+        late = [t for t in reverted if before[t] in ("new", "inProgress")][-10:]
+        report = tmp_path / "reports" / "in.report.csv"
+        undo = start_bulk("undo", str(report), "--rate", "100", "--concurrency", "2", env=env)
+        wait_for(lambda: len(sim.sent_ids()) >= batch_puts + 20, undo, "the undo's first PUTs")
+        for ticket_id in late:
+            sim.agent_sets(ticket_id, "solved")
+        _out, err = undo.communicate(timeout=60)
+    assert undo.returncode == 0, err
+    rows = {r["ticket_id"]: r for r in read_report(tmp_path / "reports" / "in.undo.csv")}
+    for ticket_id in reverted:
+        if ticket_id in late:
+            assert sim.status_of(ticket_id) == "solved"  # the agent's change stands
+            assert rows[ticket_id]["outcome"] == "skipped"
+            assert rows[ticket_id]["error"] == (
+                "changed since the batch (was solved when the undo wrote; put back)"
+            )
+        else:
+            assert sim.status_of(ticket_id) == before[ticket_id]
+            assert rows[ticket_id]["outcome"] == "updated"

@@ -1,0 +1,49 @@
+"""An undo's PUT that proves it overwrote nobody: the answer names what it replaced.
+
+Undo reads every ticket first and reverts only those still at the status the
+batch set. A long undo (50,000 rows at 10/s take 83 minutes) reads long before
+it writes, so an agent may change a ticket in between, and the PUT would
+overwrite that. The PUT's answer says which status it replaced (the API's
+activity, `previousAttributes.status`): when that is neither what the batch set
+nor the undo's target, the PUT has just overwritten someone's change, and the
+guard puts their status back at once, in a slot of the run's budget. Re-reading
+each ticket before its PUT would close the window too, at twice the requests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+
+from .._core._exceptions import ChangedSince, FatalRequestError, RequestError
+from ._client import Answer
+from ._pacing import RateController
+
+__all__ = ["guarding"]
+
+Send = Callable[[str, str], Awaitable[Answer]]
+
+
+def guarding(send: Send, expected: Mapping[str, str], budget: RateController) -> Send:
+    """`send` for an undo: `expected[ticket]` is the status the batch set (read as still held)."""
+
+    async def guarded(ticket_id: str, status: str) -> Answer:
+        answer = await send(ticket_id, status)
+        before, wanted = answer.previous_status, expected.get(ticket_id)
+        # Unknown (no activity in the answer), or what the batch set, or already
+        # reverted by someone else: nothing of anyone's was overwritten.
+        if before is None or wanted is None or before in (wanted, status):
+            return answer
+        await budget.acquire()
+        try:
+            await send(ticket_id, before)
+        except RequestError as exc:
+            raise FatalRequestError(
+                f"changed since the batch (was {before} when the undo wrote {status}); "
+                f"putting {before} back failed: {exc.message}",
+                exc.http_status,
+            ) from None
+        raise ChangedSince(
+            f"changed since the batch (was {before} when the undo wrote; put back)", 200
+        )
+
+    return guarded
