@@ -34,6 +34,8 @@ def guarding(send: Send, expected: Mapping[str, str], budget: RateController) ->
         if before is None or wanted is None or before in (wanted, status):
             return answer
         await budget.acquire()
+        # Any failure here (credentials rejected included) fails the row with both
+        # statuses named: the report must say whose change was overwritten.
         try:
             await send(ticket_id, before)
         except RequestError as exc:
