@@ -1,0 +1,61 @@
+"""An undo's guard, at its edge: a fake send stands in for the status PUT."""
+
+from __future__ import annotations
+
+import pytest
+
+from bulk._core._exceptions import ChangedSince, FatalRequestError, RetriableError
+from bulk.batch import rate_controller
+from bulk.send import Answer, guarding
+
+T = "3f2b8c1e-5a4d-4e6f-9b7a-1c2d3e4f5a6b"
+
+
+class FakePut:
+    """Answers each PUT with `previous` as the status it replaced; the put-back may fail."""
+
+    def __init__(self, previous: str | None, put_back: Exception | None = None) -> None:
+        self.previous = previous
+        self.put_back = put_back
+        self.calls: list[tuple[str, str]] = []
+
+    async def __call__(self, ticket_id: str, status: str) -> Answer:
+        self.calls.append((ticket_id, status))
+        if len(self.calls) > 1 and self.put_back is not None:
+            raise self.put_back
+        return Answer(200, self.previous, None)
+
+
+@pytest.mark.parametrize("previous", [None, "closed", "new"])
+async def test_a_put_that_overwrote_nobody_stands(previous: str | None) -> None:
+    """Unknown, the batch's status, or already the undo's target: one PUT, its answer."""
+    put, budget = FakePut(previous), rate_controller(None)
+    answer = await guarding(put, {T: "closed"}, budget)(T, "new")
+    assert answer.previous_status == previous
+    assert put.calls == [(T, "new")]
+    assert budget.sent == 0
+
+
+async def test_a_put_that_overwrote_a_later_change_puts_it_back() -> None:
+    put, budget = FakePut("solved"), rate_controller(None)
+    with pytest.raises(ChangedSince, match=r"was solved when the undo wrote; put back"):
+        await guarding(put, {T: "closed"}, budget)(T, "new")
+    assert put.calls == [(T, "new"), (T, "solved")]
+    assert budget.sent == 1  # the put-back took a slot of the run's budget
+
+
+async def test_a_failed_put_back_fails_the_row_naming_both_statuses() -> None:
+    put = FakePut("solved", put_back=RetriableError("HTTP 503", 503))
+    with pytest.raises(FatalRequestError) as raised:
+        await guarding(put, {T: "closed"}, rate_controller(None))(T, "new")
+    assert not isinstance(raised.value, ChangedSince)
+    assert raised.value.message == (
+        "changed since the batch (was solved when the undo wrote new); "
+        "putting solved back failed: HTTP 503"
+    )
+
+
+async def test_a_ticket_the_undo_does_not_guard_is_sent_as_is() -> None:
+    put = FakePut("solved")
+    answer = await guarding(put, {}, rate_controller(None))(T, "new")
+    assert answer.previous_status == "solved" and len(put.calls) == 1
