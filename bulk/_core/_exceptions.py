@@ -79,6 +79,7 @@ class RequestError(BulkError):
 
     retriable = False
     exit_code = ExitCode.ROWS
+    put_backs = 0  # requests an undo's guard sent to put a change back (bulk.send._guard)
 
     def __init__(self, message: str, http_status: int | None = None) -> None:
         super().__init__(message)

@@ -86,7 +86,7 @@ def _engine(
     reader = Reader(client, pace, max_attempts=options.max_attempts)
     put = resolving(client.set_status, reader)
     if expected:  # an undo: a PUT that overwrote a later change puts it back
-        put = guarding(put, expected, pace)
+        put = guarding(put, expected, pace, options.max_attempts)
     return Engine(journal, put, pace, engine_settings, stats, seconds)
 
 
@@ -139,7 +139,10 @@ async def send_all(
         )
     async with client if own else contextlib.nullcontext(client):
         seconds = PerSecond(uuid.uuid4().hex, lambda: pace.rate)
-        engine = _engine(journal, client, pace, options, engine_settings, stats, seconds, expected)
+        # Not in an undo of a batch of changes: there the status goes last, after the
+        # assignee and type were put back, so a put-back would leave the row half undone.
+        guarded = expected if changes_since is None else None
+        engine = _engine(journal, client, pace, options, engine_settings, stats, seconds, guarded)
         change_log = _run_changes(engine, client, journal, changes_since)
         progress.start(stats)
         try:

@@ -274,8 +274,14 @@ class Engine:
         try:
             answer = await call(*args)
         except RequestError as exc:
+            # An undo's put-back (send/_guard.py) sent requests of its own, in this budget.
+            sent[0] += exc.put_backs
+            stats.requests += exc.put_backs
             if seconds is not None:
-                seconds.refused(exc, time.monotonic() - sent_at)
+                if isinstance(exc, ChangedSince):  # the PUT was answered: and put back
+                    seconds.answered(time.monotonic() - sent_at)
+                else:
+                    seconds.refused(exc, time.monotonic() - sent_at)
             if not isinstance(exc, RetriableError):
                 raise
             if exc.http_status == 429:

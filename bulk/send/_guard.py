@@ -6,8 +6,9 @@ it writes, so an agent may change a ticket in between, and the PUT would
 overwrite that. The PUT's answer says which status it replaced (the API's
 activity, `previousAttributes.status`): when that is neither what the batch set
 nor the undo's target, the PUT has just overwritten someone's change, and the
-guard puts their status back at once, in a slot of the run's budget. Re-reading
-each ticket before its PUT would close the window too, at twice the requests.
+guard puts their status back at once, through the run's budget and the shared
+retry policy. Re-reading each ticket before its PUT would close the window too,
+at twice the requests.
 """
 
 from __future__ import annotations
@@ -17,13 +18,16 @@ from collections.abc import Awaitable, Callable, Mapping
 from .._core._exceptions import ChangedSince, FatalRequestError, RequestError
 from ._client import Answer
 from ._pacing import RateController
+from ._retry import retrying
 
 __all__ = ["guarding"]
 
 Send = Callable[[str, str], Awaitable[Answer]]
 
 
-def guarding(send: Send, expected: Mapping[str, str], budget: RateController) -> Send:
+def guarding(
+    send: Send, expected: Mapping[str, str], budget: RateController, max_attempts: int
+) -> Send:
     """`send` for an undo: `expected[ticket]` is the status the batch set (read as still held)."""
 
     async def guarded(ticket_id: str, status: str) -> Answer:
@@ -33,19 +37,33 @@ def guarding(send: Send, expected: Mapping[str, str], budget: RateController) ->
         # reverted by someone else: nothing of anyone's was overwritten.
         if before is None or wanted is None or before in (wanted, status):
             return answer
-        await budget.acquire()
-        # Any failure here (credentials rejected included) fails the row with both
-        # statuses named: the report must say whose change was overwritten.
+        sent = 0
+
+        async def put_back() -> Answer:
+            nonlocal sent
+            sent += 1
+            return await send(ticket_id, before)
+
+        # Retried like any request (a 429 is routine at 10/s), each attempt in a slot
+        # of the run's budget with its answer fed back; not cut short by a stop, as
+        # the put-back is what leaves the ticket as its agent left it. Any failure
+        # fails the row with both statuses named: whose change was overwritten.
         try:
-            await send(ticket_id, before)
+            async for attempt in retrying(max_attempts):
+                with attempt:
+                    await budget.paced(put_back)
         except RequestError as exc:
-            raise FatalRequestError(
+            failed = FatalRequestError(
                 f"changed since the batch (was {before} when the undo wrote {status}); "
                 f"putting {before} back failed: {exc.message}",
                 exc.http_status,
-            ) from None
-        raise ChangedSince(
+            )
+            failed.put_backs = sent
+            raise failed from None
+        changed = ChangedSince(
             f"changed since the batch (was {before} when the undo wrote; put back)", 200
         )
+        changed.put_backs = sent
+        raise changed
 
     return guarded

@@ -236,8 +236,12 @@ def test_undo_puts_back_a_change_made_after_it_read(
         for ticket_id in late:
             sim.agent_sets(ticket_id, "solved")
         _out, err = undo.communicate(timeout=60)
+        undo_puts = len(sim.sent_ids()) - batch_puts
     assert undo.returncode == 0, err
     rows = {r["ticket_id"]: r for r in read_report(tmp_path / "reports" / "in.undo.csv")}
+    # Every PUT the server saw is in the report, the put-backs too.
+    assert undo_puts == len(reverted) + len(late)
+    assert sum(int(r["attempts"]) for r in rows.values()) == undo_puts
     for ticket_id in reverted:
         if ticket_id in late:
             assert sim.status_of(ticket_id) == "solved"  # the agent's change stands

@@ -17,11 +17,13 @@ class FakePut:
     def __init__(self, previous: str | None, put_back: Exception | None = None) -> None:
         self.previous = previous
         self.put_back = put_back
+        self.failures = 99  # put-backs that fail with `put_back` before one succeeds
         self.calls: list[tuple[str, str]] = []
 
     async def __call__(self, ticket_id: str, status: str) -> Answer:
         self.calls.append((ticket_id, status))
-        if len(self.calls) > 1 and self.put_back is not None:
+        if len(self.calls) > 1 and self.put_back is not None and self.failures > 0:
+            self.failures -= 1
             raise self.put_back
         return Answer(200, self.previous, None)
 
@@ -30,7 +32,7 @@ class FakePut:
 async def test_a_put_that_overwrote_nobody_stands(previous: str | None) -> None:
     """Unknown, the batch's status, or already the undo's target: one PUT, its answer."""
     put, budget = FakePut(previous), rate_controller(None)
-    answer = await guarding(put, {T: "closed"}, budget)(T, "new")
+    answer = await guarding(put, {T: "closed"}, budget, 3)(T, "new")
     assert answer.previous_status == previous
     assert put.calls == [(T, "new")]
     assert budget.sent == 0
@@ -38,17 +40,30 @@ async def test_a_put_that_overwrote_nobody_stands(previous: str | None) -> None:
 
 async def test_a_put_that_overwrote_a_later_change_puts_it_back() -> None:
     put, budget = FakePut("solved"), rate_controller(None)
-    with pytest.raises(ChangedSince, match=r"was solved when the undo wrote; put back"):
-        await guarding(put, {T: "closed"}, budget)(T, "new")
+    with pytest.raises(ChangedSince, match=r"was solved when the undo wrote; put back") as raised:
+        await guarding(put, {T: "closed"}, budget, 3)(T, "new")
     assert put.calls == [(T, "new"), (T, "solved")]
     assert budget.sent == 1  # the put-back took a slot of the run's budget
+    assert raised.value.put_backs == 1  # and the engine counts it as a request
+
+
+async def test_a_throttled_put_back_is_retried_in_the_budget() -> None:
+    """A 429 is routine at 10/s: the put-back waits its Retry-After and goes again."""
+    put = FakePut("solved", put_back=RetriableError("HTTP 429", 429, retry_after=0))
+    put.failures = 1
+    budget = rate_controller(None)
+    with pytest.raises(ChangedSince) as raised:
+        await guarding(put, {T: "closed"}, budget, 3)(T, "new")
+    assert put.calls == [(T, "new"), (T, "solved"), (T, "solved")]
+    assert budget.sent == 2 and raised.value.put_backs == 2
 
 
 async def test_a_failed_put_back_fails_the_row_naming_both_statuses() -> None:
-    put = FakePut("solved", put_back=RetriableError("HTTP 503", 503))
+    put = FakePut("solved", put_back=RetriableError("HTTP 503", 503, retry_after=0))
     with pytest.raises(FatalRequestError) as raised:
-        await guarding(put, {T: "closed"}, rate_controller(None))(T, "new")
+        await guarding(put, {T: "closed"}, rate_controller(None), 2)(T, "new")
     assert not isinstance(raised.value, ChangedSince)
+    assert raised.value.put_backs == 2  # both attempts, counted
     assert raised.value.message == (
         "changed since the batch (was solved when the undo wrote new); "
         "putting solved back failed: HTTP 503"
@@ -57,5 +72,5 @@ async def test_a_failed_put_back_fails_the_row_naming_both_statuses() -> None:
 
 async def test_a_ticket_the_undo_does_not_guard_is_sent_as_is() -> None:
     put = FakePut("solved")
-    answer = await guarding(put, {}, rate_controller(None))(T, "new")
+    answer = await guarding(put, {}, rate_controller(None), 3)(T, "new")
     assert answer.previous_status == "solved" and len(put.calls) == 1
