@@ -3,9 +3,11 @@ what is already done, verify, undo of only what is still ours, and ambiguous 400
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +114,19 @@ async def test_verify_finds_the_agents_changes_and_exits_1(
     assert again.attrs["summary"].read_counts["drifted"] == len(reopened)
 
 
+@contextlib.contextmanager
+def _closed_by_a_batch(
+    tmp_path: Path, sim: Simulator, tickets: list[dict[str, Any]]
+) -> Iterator[dict[str, str]]:
+    """`sim` served, its tickets closed by a batch (report: reports/in.report.csv); bulk's env."""
+    with SimulatorThread(sim) as thread:
+        env = demo_vars(thread.base_url)
+        path = _input(tmp_path, tickets)
+        done = run_bulk("run", str(path), "--status", "closed", "--rate", "unlimited", env=env)
+        assert done.returncode == 0, done.stderr
+        yield env
+
+
 @pytest.mark.parametrize("force", [False, True])
 def test_undo_reverts_only_what_is_still_ours(
     tmp_path: Path, tickets: list[dict[str, Any]], force: bool
@@ -119,11 +134,7 @@ def test_undo_reverts_only_what_is_still_ours(
     tickets = tickets[:200]
     sim = Simulator(SimConfig(rate=None, seed=3), tickets)
     before = {t["id"]: t["status"] for t in tickets}
-    with SimulatorThread(sim) as thread:
-        env = demo_vars(thread.base_url)
-        path = _input(tmp_path, tickets)
-        done = run_bulk("run", str(path), "--status", "closed", "--rate", "unlimited", env=env)
-        assert done.returncode == 0, done.stderr
+    with _closed_by_a_batch(tmp_path, sim, tickets) as env:
         reopened = set(sim.reopen(0.05))
         report = tmp_path / "reports" / "in.report.csv"
         args = ["undo", str(report), "--rate", "unlimited"] + (["--force"] if force else [])
@@ -221,11 +232,7 @@ def test_undo_puts_back_a_change_made_after_it_read(
     tickets = tickets[:200]
     sim = Simulator(SimConfig(rate=None, seed=3), tickets)
     before = {t["id"]: t["status"] for t in tickets}
-    with SimulatorThread(sim) as thread:
-        env = demo_vars(thread.base_url)
-        path = _input(tmp_path, tickets)
-        done = run_bulk("run", str(path), "--status", "closed", "--rate", "unlimited", env=env)
-        assert done.returncode == 0, done.stderr
+    with _closed_by_a_batch(tmp_path, sim, tickets) as env:
         batch_puts = len(sim.sent_ids())
         reverted = [t for t in _ids(tickets) if before[t] != "closed"]
         # The last tickets the undo will revert, each to a status other than the agent's.
