@@ -157,6 +157,40 @@ def start_bulk(
     )
 
 
+def decline_at_terminal(
+    args: Sequence[str], env: Mapping[str, str], question: str, timeout: float = 30
+) -> tuple[int, str]:
+    """`bulk *args` on a pseudo-terminal, answering "n" once `question` shows: (exit, output).
+
+    `env` is passed as is (build it with `child_env`).
+    """
+    import pty
+    import select
+
+    def available(fd: int) -> bytes:
+        try:
+            return os.read(fd, 4096) if select.select([fd], [], [], 0.1)[0] else b""
+        except OSError:  # the other side closed: the child has exited
+            return b""
+
+    primary, secondary = pty.openpty()
+    process = subprocess.Popen(
+        [*BULK, *args], env=dict(env), stdin=secondary, stdout=secondary, stderr=secondary
+    )
+    os.close(secondary)
+    seen = b""
+    try:
+        deadline = time.monotonic() + timeout
+        while question.encode() not in seen and time.monotonic() < deadline:
+            seen += available(primary)
+        os.write(primary, b"n\n")
+        process.wait(timeout=timeout)
+        seen += available(primary)
+    finally:
+        os.close(primary)
+    return process.returncode, seen.decode(errors="replace")
+
+
 def wait_for(
     found: Callable[[], object], process: subprocess.Popen[str], what: str, timeout: float = 60
 ) -> None:

@@ -11,11 +11,6 @@ the terminal prompt needs a child on a pseudo-terminal.
 from __future__ import annotations
 
 import json
-import os
-import pty
-import select
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -36,7 +31,7 @@ from bulk.simulator import (
     make_tickets,
 )
 
-from ..support import BULK, child_env, demo_vars, read_report, write_csv
+from ..support import child_env, decline_at_terminal, demo_vars, read_report, write_csv
 
 TICKETS = 24
 
@@ -151,43 +146,21 @@ def test_an_explicit_other_base_url_is_named_then_used(
     assert DEMO_CLIENT_SECRET not in out.output
 
 
-def read_available(fd: int) -> bytes:
-    try:
-        return os.read(fd, 4096) if select.select([fd], [], [], 0.1)[0] else b""
-    except OSError:  # the other side closed: the child has exited
-        return b""
-
-
 def test_an_explicit_other_base_url_is_asked_at_a_terminal(
     tmp_path: Path, apis: tuple[Api, Api]
 ) -> None:
     a, b = apis
     report = batch_on(a, tmp_path)
     sent = len(a.sim.requests)
-    primary, secondary = pty.openpty()
     # Both are loopback, which never asks for `bulk run`: going elsewhere than the batch does.
-    process = subprocess.Popen(
-        [*BULK, "undo", str(report), "--base-url", b.url],
-        env=child_env(demo_vars()),
-        stdin=secondary,
-        stdout=secondary,
-        stderr=secondary,
+    code, text = decline_at_terminal(
+        ["undo", str(report), "--base-url", b.url],
+        child_env(demo_vars()),
+        "where the batch went?",
     )
-    os.close(secondary)
-    seen = b""
-    try:
-        deadline = time.monotonic() + 30
-        while b"where the batch went?" not in seen and time.monotonic() < deadline:
-            seen += read_available(primary)
-        os.write(primary, b"n\n")
-        process.wait(timeout=30)
-        seen += read_available(primary)
-    finally:
-        os.close(primary)
-    text = seen.decode(errors="replace")
     question = f"change {TICKETS} tickets at {b.host}, not {a.host} where the batch went?"
     assert question in text
-    assert process.returncode == 3, text
+    assert code == 3, text
     assert len(a.sim.requests) == sent and b.sim.requests == []
 
 

@@ -7,14 +7,9 @@ run goes to a simulator on loopback (or sends nothing at all).
 
 from __future__ import annotations
 
-import os
-import pty
-import select
 import signal
 import socket
-import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,7 +35,15 @@ from bulk.simulator import (
     make_tickets,
 )
 
-from ..support import BULK, child_env, demo_vars, read_report, start_bulk, wait_for, write_csv
+from ..support import (
+    child_env,
+    decline_at_terminal,
+    demo_vars,
+    read_report,
+    start_bulk,
+    wait_for,
+    write_csv,
+)
 from ..support import run_bulk as bulk
 
 SECRET = "Sup3r-s3cret-value-7f1c"
@@ -409,13 +412,6 @@ def test_which_hosts_need_confirmation(url: str, rows: int, asks: bool) -> None:
     assert needs_confirmation(url, rows) is asks
 
 
-def read_available(fd: int) -> bytes:
-    try:
-        return os.read(fd, 4096) if select.select([fd], [], [], 0.1)[0] else b""
-    except OSError:  # the other side closed: the child has exited
-        return b""
-
-
 @pytest.mark.parametrize(
     ("extra", "question"),
     [((), "change 1 tickets at"), (("--preview",), "read the batch's tickets from")],
@@ -442,29 +438,12 @@ def test_terminal_prompt_for_another_host_declined_sends_nothing(
     threading.Thread(target=count, daemon=True).start()
     path = write_csv(tmp_path / "in.csv", [(next(iter(server.tickets)), "closed")])
     env = child_env(basic_env(f"https://0.0.0.0:{port}") | {"COLUMNS": "200"})
-    primary, secondary = pty.openpty()
-    process = subprocess.Popen(
-        [*BULK, "run", str(path), *extra],
-        env=env,
-        stdin=secondary,
-        stdout=secondary,
-        stderr=secondary,
-    )
-    os.close(secondary)
-    seen = b""
     try:
-        deadline = time.monotonic() + 30
-        while question.encode() not in seen and time.monotonic() < deadline:
-            seen += read_available(primary)
-        os.write(primary, b"n\n")
-        process.wait(timeout=30)
-        seen += read_available(primary)
+        code, text = decline_at_terminal(["run", str(path), *extra], env, question)
     finally:
-        os.close(primary)
         listener.close()
-    text = seen.decode(errors="replace")
     assert f"{question} 0.0.0.0:{port}, not api.spacebring.com?" in text
-    assert process.returncode == 3, text
+    assert code == 3, text
     assert "not confirmed" in text
     assert accepted == [] and server.requests == []
 
