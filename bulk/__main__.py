@@ -1,3 +1,3 @@
-from bulk.cli import main
+from bulk.cli import console
 
-main()
+console()

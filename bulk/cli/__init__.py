@@ -10,6 +10,8 @@ module per command group: `_run`, `_derived` (retry, undo, runs), `_jobs`,
 
 from __future__ import annotations
 
+import gc
+
 import click
 
 from .._version import __version__
@@ -21,7 +23,7 @@ from ._page import report
 from ._run import run
 from ._simulate import simulate
 
-__all__ = ["main"]
+__all__ = ["console", "main"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -45,5 +47,18 @@ for _command in (run, retry, undo, runs, report, job, simulate, demo):
     main.add_command(_command)
 
 
+def console() -> None:
+    """The `bulk` command (and `python -m bulk`): the group, run as its own process."""
+    try:
+        main()
+    finally:
+        # The process ends here: what is left is freed with it. Frozen, the objects
+        # are spared the collections the interpreter makes on its way out. Measured
+        # after a run's imports: exiting took 0.20 s of CPU, 0.02 s frozen (median of
+        # 8). Files and the journal are closed by then; only the exit freezes, never
+        # the library or an in-process `main`.
+        gc.freeze()
+
+
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    console()
