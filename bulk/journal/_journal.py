@@ -46,7 +46,7 @@ __all__ = ["COMMIT_EVERY", "Journal"]
 # rules and the report's `would` ask whether a row changes more than status.
 _SCHEMA = SCHEMA + CHANGE_SCHEMA
 
-_BATCH = 2000  # rows per statement: 9 parameters each, under SQLite's 32,766
+_BATCH = 2000  # rows per statement (2,016 padded): 9 parameters each, under SQLite's 32,766
 # Seconds between the writer's looks at the inbox (and commits). Each commit
 # costs the writer ~0.2 ms besides its rows, and its thread takes the GIL from
 # the event loop for each statement: at 2,500 rows/s (20,000 rows, the plain
@@ -54,7 +54,15 @@ _BATCH = 2000  # rows per statement: 9 parameters each, under SQLite's 32,766
 # 50 ms, 0.28 s at 100 ms. 50 ms is what a kill -9 may take back: at 10/s, none
 # or one row's outcome, sent again on resume.
 COMMIT_EVERY = 0.05
+# A batch's statements are padded to a multiple of this many rows (with row 0,
+# which no row has), so that the writer prepares a handful of statement shapes
+# once and then reuses them from sqlite3's cache. Unpadded, each batch's size
+# made a new statement, and preparing one of ~200 rows' placeholders cost
+# ~1.2 ms. 20,000 rows at 2,500/s beside a busy event loop: the writer took
+# 0.39-0.43 s of CPU unpadded, 0.34-0.37 s padded (three runs each).
+_PAD = 32
 _SYNC_EVERY = 1.0  # seconds between syncs of the log to disk
+_NO_ROW = (None,) * (len(Outcome._fields) - 1) + (0,)  # an outcome for row 0: pads, changes nothing
 
 
 class Journal(Reads):
@@ -231,10 +239,12 @@ class Journal(Reads):
                     started = [i for i in batch if isinstance(i, int) and i not in ended]
                     conn.execute("BEGIN")
                     if started:
+                        started += [0] * (-len(started) % _PAD)
                         marks = ",".join("?" * len(started))
                         conn.execute(f"UPDATE rows SET started = 1 WHERE row IN ({marks})", started)
                     if outcomes:
-                        conn.execute(outcomes_sql(len(outcomes)), list(chain(*outcomes)))
+                        values = list(chain(*outcomes, _NO_ROW * (-len(outcomes) % _PAD)))
+                        conn.execute(outcomes_sql(len(values) // len(_NO_ROW)), values)
                     conn.execute("COMMIT")
                 while self._seconds:  # one row a second, on its own (autocommit)
                     conn.execute(INSERT_SECOND, self._seconds.popleft())
