@@ -26,8 +26,8 @@ from _common.metering import Measured, run_measured
 from _common.results import Bench, Row, log
 from _common.servers import ServerProc
 
-# Runs of each client, alternating. Even the least of five moved between 1.19x and 1.28x the
-# baseline's within one hour on the bench machine (the same code); fewer runs move more.
+# Runs of each client, alternating. Even the least of five moved between 1.12x and 1.27x the
+# baseline's within two hours on the bench machine (the same code); fewer runs move more.
 PLAIN_RUNS = 5
 
 
