@@ -98,8 +98,9 @@ def _read(conn: sqlite3.Connection, pending_reason: str) -> JournalFacts:
         requests=requests,
         retries=retries,
         http_status=statuses,
-        failures=_groups(conn, "failed"),
-        invalid=_groups(conn, "invalid"),
+        # Each group query reads every row: none for an outcome no row has.
+        failures=_groups(conn, "failed") if outcomes.get("failed") else [],
+        invalid=_groups(conn, "invalid") if outcomes.get("invalid") else [],
         transitions=[
             (printable(a, 40), printable(b, 40), n)
             for a, b, n in conn.execute(
@@ -108,7 +109,7 @@ def _read(conn: sqlite3.Connection, pending_reason: str) -> JournalFacts:
                 (MAX_GROUPS,),
             )
         ],
-        rows=_rows(conn, matter, pending_reason),
+        rows=_rows(conn, matter, pending_reason) if rows_total else [],
         rows_total=rows_total,
         seconds=read_seconds(conn),
         meta=_meta(conn),
