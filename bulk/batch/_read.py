@@ -126,18 +126,18 @@ def _reader(batch: Batch, client: TicketClient, controller: RateController) -> R
 Record = Callable[[list[ReadRecord]], None]
 
 
+def _found(s: TicketState) -> ReadRecord:
+    return (s.ticket_id, s.status, s.update_date, s.status_update_date, s.location, None)
+
+
 def _records(states: list[TicketState]) -> list[ReadRecord]:
-    return [
-        (s.ticket_id, s.status, s.update_date, s.status_update_date, s.location, None)
-        for s in states
-    ]
+    return [_found(s) for s in states]
 
 
 def _record(read: Read) -> ReadRecord:
-    s = read.state
-    if s is None:
+    if read.state is None:
         return (read.ticket_id, None, None, None, None, read.error)
-    return (s.ticket_id, s.status, s.update_date, s.status_update_date, s.location, None)
+    return _found(read.state)
 
 
 def _assignees(states: Iterable[TicketState]) -> list[tuple[str, str]]:
@@ -159,14 +159,17 @@ async def _read_into(
     reader: Reader, journal: Journal, locations: tuple[str, ...], record: Record, verify: bool
 ) -> int:
     """List the locations, then GET what they did not hold; the pages listed."""
+
+    async def keep(records: list[ReadRecord], states: list[TicketState]) -> None:
+        await anyio.to_thread.run_sync(record, records)
+        if not verify:
+            await anyio.to_thread.run_sync(journal.note_assignees, _assignees(states))
+
+    async def listed(states: list[TicketState]) -> None:
+        await keep(_records(states), states)
+
     pages = 0
     for location in locations:
-
-        async def listed(states: list[TicketState]) -> None:
-            await anyio.to_thread.run_sync(record, _records(states))
-            if not verify:
-                await anyio.to_thread.run_sync(journal.note_assignees, _assignees(states))
-
         pages += await reader.list_location(location, listed)
     after = 0
     while rows := await anyio.to_thread.run_sync(
@@ -176,9 +179,7 @@ async def _read_into(
         reads: list[ReadRecord] = []
         states: list[TicketState] = []
         await reader.read_each(dict.fromkeys(key for _, key in rows), _collect(reads, states))
-        await anyio.to_thread.run_sync(record, reads)
-        if not verify:
-            await anyio.to_thread.run_sync(journal.note_assignees, _assignees(states))
+        await keep(reads, states)
     return pages
 
 
