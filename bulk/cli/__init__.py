@@ -49,6 +49,12 @@ for _command in (run, retry, undo, runs, report, job, simulate, demo):
 
 def console() -> None:
     """The `bulk` command (and `python -m bulk`): the group, run as its own process."""
+    # A collection of the youngest objects every 50,000 net allocations, not 700:
+    # a request's objects mostly die before one looks at them. A 20,000-row run
+    # spent 0.17-0.20 s of CPU collecting (235 young collections), 0.004 s so
+    # (15), at the same peak memory (63 MB). mypy tunes its process so too. Only
+    # the process entry: the library leaves a host's collector alone.
+    gc.set_threshold(50_000)
     try:
         main()
     finally:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
 from bulk import Credentials
@@ -57,3 +59,25 @@ async def test_the_status_put_sends_the_same_headers_as_before(
     assert request.headers["accept-encoding"] == "identity"
     assert request.headers["authorization"] == "Basic [redacted]"
     assert "transfer-encoding" not in request.headers
+
+
+def test_the_command_tunes_the_collector_and_the_library_does_not() -> None:
+    # In a process of its own: the collector's settings are the process's.
+    code = """
+import gc, sys
+from bulk.cli import console, main
+sys.argv = ["bulk", "--version"]
+before = gc.get_threshold()[0]
+for entry in (main, console):
+    try:
+        entry()
+    except SystemExit:
+        pass
+    print("threshold", gc.get_threshold()[0])
+print("threshold", before)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    in_process, as_command, before = (
+        line.split()[1] for line in done.stdout.splitlines() if line.startswith("threshold")
+    )
+    assert in_process == before != as_command == "50000"
