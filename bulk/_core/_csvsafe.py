@@ -46,14 +46,21 @@ _SQL_TRIGGERS = "'=', '+', '-', '@'"
 def neutralise_sql(expression: str) -> str:
     """The same rule as an SQLite expression over `expression` (NULL stays NULL).
 
-    The first character alone decides for almost every cell; only a cell that
-    starts with a space or LF pays for the `ltrim`.
+    One GLOB on the first character passes almost every cell (an id, a date, a
+    status) through untouched; only a cell that starts with a trigger or a blank
+    meets the rule itself, and only one that starts with a space or LF pays for
+    the `ltrim`. Without the GLOB, the rule's `substr`s on every cell made a
+    20,000-row report's query 91-105 ms, against 72-78 ms (least and median of 8).
     """
     first = f"substr({expression}, 1, 1)"
     blanks = "' ' || char(9) || char(13) || char(10)"
-    return (
+    rule = (
         f"CASE WHEN {first} IN ({_SQL_TRIGGERS}, char(9), char(13))"
         f" OR ({first} IN (' ', char(10))"
         f" AND substr(ltrim({expression}, {blanks}), 1, 1) IN ({_SQL_TRIGGERS}))"
         f" THEN char(39) || {expression} ELSE {expression} END"
     )
+    # Every first character the rule looks at: the triggers, then the blanks (a
+    # '-' first in a GLOB class is itself, not a range).
+    risky = f"'[-=+@' || {blanks} || ']*'"
+    return f"CASE WHEN {expression} GLOB {risky} THEN {rule} ELSE {expression} END"
