@@ -48,6 +48,27 @@ def test_pending_rows_come_in_input_order_a_page_at_a_time(journal: Journal) -> 
     assert (counts["rows"], counts["pending"], counts["outcomes"]) == (4, 3, {"invalid": 1})
 
 
+def test_planned_rows_go_in_whole_whatever_the_chunk_size(journal: Journal) -> None:
+    # Rows go in 64 to a statement and the rest one by one: chunk sizes on each side.
+    given: list[PlannedRow] = []
+    for size in (1, 63, 64, 65, 129):
+        start = len(given) + 1
+        chunk = [
+            PlannedRow(row, f"id {row}", None if row % 3 else f"key {row}", "closed",
+                       "invalid" if row % 2 else None, f"error {row}" if row % 5 else None,
+                       row * 10 if row % 7 else None)
+            for row in range(start, start + size)
+        ]  # fmt: skip
+        journal.add_planned(iter(chunk))
+        given += chunk
+    with sqlite3.connect(journal.path) as conn:
+        stored = conn.execute(
+            "SELECT row, ticket_id, ticket_key, target_status, outcome, error, source_row"
+            " FROM rows ORDER BY row"
+        ).fetchall()
+    assert [PlannedRow(*r) for r in stored] == given
+
+
 def test_duplicates_skip_the_later_rows_and_conflicts_void_them_all(journal: Journal) -> None:
     a, b = IDS[0], IDS[1]
     rows = [
