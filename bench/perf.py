@@ -24,6 +24,7 @@ shared the machine is flagged: its figures are not to be trusted.
 
     python bench/perf.py [--json bench/results/perf.json] [--memory-deadline 40s]
     python bench/perf.py --only plain                                  # (d) alone
+    python bench/perf.py --only speed                                  # (a) alone
     python bench/perf.py --fast-server --port 8999 [--latency 0.05]   # the minimal server alone
 """
 
@@ -69,7 +70,9 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--latency", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument("--plain-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
-        "--only", help="run only these parts: e.g. 'plain' (the plain-server CPU comparison)"
+        "--only",
+        choices=("plain", "speed"),
+        help="run only (d), the plain-server CPU comparison, or (a), the speed comparison",
     )
     return parser.parse_args()
 
@@ -121,7 +124,9 @@ def run_plain(bench: Bench, a_in: Path) -> None:
         perf_cpu.run(bench, plain.ready(), a_in)
 
 
-def run_all(bench: Bench, known_ids: list[str], sim_tickets: Path, memory_deadline: str) -> None:
+def run_all(
+    bench: Bench, known_ids: list[str], sim_tickets: Path, memory_deadline: str, only: str | None
+) -> None:
     port = free_port()
     with server_process(simulator_command(port, sim_tickets), port, bench.work / "sim.log") as sim:
         with bench.phase("inputs, while the simulator starts"):
@@ -132,6 +137,8 @@ def run_all(bench: Bench, known_ids: list[str], sim_tickets: Path, memory_deadli
             sim.ready()
         log(f"simulator ({MEMORY_KNOWN:,} tickets) at {sim.base_url}")
         run_speed(bench, sim, a_in, curl_in)
+        if only == "speed":
+            return
         run_plain(bench, a_in)
         with bench.phase("(b)"):
             perf_latency.run(bench)
@@ -165,7 +172,10 @@ def main() -> int:
             run_plain(bench, a_in)
             print(render(bench.rows, bench.curl))
             return 0
-        run_all(bench, known_ids, sim_tickets, args.memory_deadline)
+        run_all(bench, known_ids, sim_tickets, args.memory_deadline, args.only)
+        if args.only == "speed":
+            print(render(bench.rows, bench.curl))
+            return 0
     finish(bench, args.json, time.perf_counter() - started)
     return 0
 
