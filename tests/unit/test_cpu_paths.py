@@ -62,11 +62,12 @@ async def test_the_status_put_sends_the_same_headers_as_before(
 
 
 def test_the_command_tunes_the_collector_and_the_library_does_not() -> None:
-    # In a process of its own: the collector's settings are the process's.
+    # In a process of its own: the collector's settings are the process's. A subcommand's
+    # --help, so the group runs its own code first (--version would exit before it).
     code = """
 import gc, sys
 from bulk.cli import console, main
-sys.argv = ["bulk", "--version"]
+sys.argv = ["bulk", "runs", "--help"]
 before = gc.get_threshold()[0]
 for entry in (main, console):
     try:
@@ -76,7 +77,9 @@ for entry in (main, console):
     print("threshold", gc.get_threshold()[0])
 print("threshold", before)
 """
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
     in_process, as_command, before = (
         line.split()[1] for line in done.stdout.splitlines() if line.startswith("threshold")
     )
