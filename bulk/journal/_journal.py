@@ -62,13 +62,15 @@ COMMIT_EVERY = 0.05
 # 0.39-0.43 s of CPU unpadded, 0.34-0.37 s padded (three runs each).
 _PAD = 32
 # Planned rows go in this many to a statement: executemany steps one row at a
-# time, and inserting 20,000 rows took 77-127 ms so, 57-98 ms 64 to a statement
-# (least and median of 8; 256 and 1,024 a statement measured no better).
+# time. Journal.add_planned of 20,000 rows took 85-154 ms so, 53-98 ms 64 to a
+# statement (least and median of 10, alternating; in a bare table, 256 and 1,024
+# a statement measured no better than 64).
 _PLANNED = 64
 _INSERT_PLANNED = (
     "INSERT INTO rows (row, ticket_id, ticket_key, target_status, outcome, error, source_row)"
     " VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
+_PLANNED_WIDTH = len(PlannedRow._fields)
 _INSERT_PLANNED_MANY = _INSERT_PLANNED + ", (?, ?, ?, ?, ?, ?, ?)" * (_PLANNED - 1)
 _SYNC_EVERY = 1.0  # seconds between syncs of the log to disk
 _NO_ROW = (None,) * (len(Outcome._fields) - 1) + (0,)  # an outcome for row 0: pads, changes nothing
@@ -135,11 +137,21 @@ class Journal(Reads):
         with self._lock:
             c = self._conn
             c.execute("BEGIN")
-            while batch := list(islice(rows, _PLANNED)):
-                if len(batch) == _PLANNED:
-                    c.execute(_INSERT_PLANNED_MANY, list(chain.from_iterable(batch)))
-                else:  # the chunk's last few rows
-                    c.executemany(_INSERT_PLANNED, batch)
+            try:
+                while batch := list(islice(rows, _PLANNED)):
+                    # One statement's values are flattened: a row one value short beside
+                    # one a value long would shift columns where executemany refused it.
+                    if any(len(row) != _PLANNED_WIDTH for row in batch):
+                        raise ValueError("a planned row does not have the journal's 7 values")
+                    if len(batch) == _PLANNED:
+                        c.execute(_INSERT_PLANNED_MANY, list(chain.from_iterable(batch)))
+                    else:  # the chunk's last few rows
+                        c.executemany(_INSERT_PLANNED, batch)
+            except BaseException:
+                # None of the chunk, and no transaction left open (the input's reader
+                # may raise mid-chunk: a line too long, a bad encoding).
+                c.execute("ROLLBACK")
+                raise
             c.execute("COMMIT")
 
     def settle_duplicates(self) -> None:

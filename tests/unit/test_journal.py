@@ -9,12 +9,14 @@ from __future__ import annotations
 import sqlite3
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import bulk
+from bulk import UsageError
 from bulk.journal import Journal, Outcome, planned_fingerprint, read_meta
 from bulk.plan import PlannedRow
 
@@ -67,6 +69,24 @@ def test_planned_rows_go_in_whole_whatever_the_chunk_size(journal: Journal) -> N
             " FROM rows ORDER BY row"
         ).fetchall()
     assert [PlannedRow(*r) for r in stored] == given
+
+
+def test_a_chunk_that_fails_leaves_none_of_its_rows(journal: Journal) -> None:
+    journal.add_planned([to_send(1, IDS[0])])
+    long_row = (*to_send(3, IDS[2]), None)  # a value too many beside one too few
+    short_row = to_send(4, IDS[3])[:-1]
+    bad: list[Any] = [to_send(2, IDS[1]), long_row, short_row]
+    with pytest.raises(ValueError, match="7 values"):
+        journal.add_planned(bad * 22)  # 66 rows: the 64-row statement's path
+
+    def failing() -> Iterator[PlannedRow]:
+        yield to_send(2, IDS[1])
+        raise UsageError("the input's reader failed mid-chunk")
+
+    with pytest.raises(UsageError):
+        journal.add_planned(failing())
+    journal.add_planned([to_send(2, IDS[1])])  # no transaction was left open
+    assert [row for row, _, _ in journal.pending(0, 10)] == [1, 2]
 
 
 def test_duplicates_skip_the_later_rows_and_conflicts_void_them_all(journal: Journal) -> None:
