@@ -12,7 +12,7 @@ numbers (row, http_status, a ticket's number) cannot hold a formula and are
 left alone.
 
 The report is filled by SQLite for speed, so the rule exists twice, here in
-Python and as an SQL expression; tests/test_hostile_config.py checks that
+Python and as an SQL expression; tests/unit/test_report.py checks that
 both agree on every cell.
 """
 
@@ -63,4 +63,5 @@ def neutralise_sql(expression: str) -> str:
     # Every first character the rule looks at: the triggers, then the blanks (a
     # '-' first in a GLOB class is itself, not a range).
     risky = f"'[-=+@' || {blanks} || ']*'"
-    return f"CASE WHEN {expression} GLOB {risky} THEN {rule} ELSE {expression} END"
+    # Parenthesised: GLOB binds as loosely as `=`, so `a = b` would be compared whole.
+    return f"CASE WHEN ({expression}) GLOB {risky} THEN {rule} ELSE {expression} END"
