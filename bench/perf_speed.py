@@ -13,6 +13,7 @@ different.
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from _common.clients import (
     report_ok_rows,
 )
 from _common.metering import Measured, run_measured
-from _common.results import Bench, Row, log
+from _common.results import Bench, Row, complete, log
 from _common.servers import ServerProc
 
 N_CURL = 1_000  # rows for xargs + curl: one process per row
@@ -92,6 +93,7 @@ def _send(
 
 def run(bench: Bench, server: ServerProc, label: str, a_in: Path, curl_in: Path) -> None:
     results: dict[str, list[Measured]] = {}
+    whole: dict[str, list[bool]] = {}
     server_share: dict[str, list[float]] = {}
     order = [*("naive", "bulk") * A_RUNS, *(("curl",) if bench.curl else ())]
     for tool in order:
@@ -101,6 +103,7 @@ def run(bench: Bench, server: ServerProc, label: str, a_in: Path, curl_in: Path)
         share = (server.cpu() - before) / m.wall
         server_share.setdefault(tool, []).append(share)
         results.setdefault(tool, []).append(m)
+        whole.setdefault(tool, []).append(ok == rows and m.code == 0)
         bench.raw.setdefault("a", {}).setdefault(tool, []).append(
             {
                 "rows": rows,
@@ -124,26 +127,37 @@ def run(bench: Bench, server: ServerProc, label: str, a_in: Path, curl_in: Path)
         + ", ".join(f"{k} {max(v):.0%}" for k, v in server_share.items())
         + " of one core"
     )
-    _table(bench, results)
+    _table(bench, results, whole)
 
 
-def _table(bench: Bench, results: dict[str, list[Measured]]) -> None:
+def _table(bench: Bench, results: dict[str, list[Measured]], whole: dict[str, list[bool]]) -> None:
+    # Each figure over the runs that answered every row (all, when none did).
+    kept: dict[str, list[Measured]] = {}
+    all_whole = True
+    for tool, runs in results.items():
+        kept[tool], any_whole = complete(runs, whole[tool])
+        all_whole = all_whole and any_whole
+
     def figure(
         of: Callable[[str, Measured], float], pick: Callable[[list[float]], float]
     ) -> dict[str, float | None]:
-        return {t: pick([of(t, m) for m in results[t]]) if t in results else None for t in TOOLS}
+        return {t: pick([of(t, m) for m in kept[t]]) if t in kept else None for t in TOOLS}
 
-    # Each client's best run: the fastest, the least CPU; memory, its largest peak.
     rates = figure(lambda t, m: _rows(t) / m.wall, max)
-    cpus = figure(lambda t, m: m.cpu / _rows(t) * 1e6, min)
+
+    def cpu_per_row(tool: str, m: Measured) -> float:
+        return m.cpu / _rows(tool) * 1e6
+
+    cpus = figure(cpu_per_row, min)
+    medians = figure(cpu_per_row, statistics.median)
     rss = figure(lambda t, m: m.maxrss_kib * 1024 / 1e6, max)
-    scen = f"(a) no latency, {N_A:,} rows, best of {A_RUNS}" + (
+    scen = f"(a) no latency, {N_A:,} rows, {A_RUNS} runs each" + (
         f" (curl {N_CURL:,}, once)" if bench.curl else ""
     )
     bench.rows.append(
         Row(
             scen,
-            "rows/s, whole process wall",
+            "rows/s, whole process wall, fastest run",
             rates["naive"],
             rates["bulk"],
             rates["curl"],
@@ -155,14 +169,24 @@ def _table(bench: Bench, results: dict[str, list[Measured]]) -> None:
     bench.rows.append(
         Row(
             scen,
-            "client CPU us/row (user+sys)",
+            "client CPU us/row (user+sys), least",
             naive_cpu,
             bulk_cpu,
             cpus["curl"],
             target="<= 1.3x naive",
-            met=bulk_cpu <= 1.3 * naive_cpu,
+            met=all_whole and bulk_cpu <= 1.3 * naive_cpu,
         )
     )
     bench.rows.append(
-        Row(scen, "client peak RSS MB", rss["naive"], rss["bulk"], rss["curl"], fmt="{:,.1f}")
+        Row(scen, "client CPU us/row (user+sys), median", medians["naive"], medians["bulk"])
+    )
+    bench.rows.append(
+        Row(
+            scen,
+            "client peak RSS MB, largest",
+            rss["naive"],
+            rss["bulk"],
+            rss["curl"],
+            fmt="{:,.1f}",
+        )
     )

@@ -13,11 +13,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from _common.metering import machine_cpu, own_cpu
 
 OTHER_LOAD_WARN = 0.15  # cores used by processes that are not the bench's
+
+T = TypeVar("T")
 
 
 def log(message: str) -> None:
@@ -116,12 +118,27 @@ def render(rows: list[Row], curl: bool) -> str:
     return "\n".join([line(head), rule, *(line(b) for b in body)])
 
 
-def finish(bench: Bench, path: Path, elapsed: float) -> None:
-    """Print the table and the notes, and write every figure to `path` as JSON."""
+def complete(figures: list[T], whole: list[bool]) -> tuple[list[T], bool]:
+    """The figures of the runs that ended with every row answered, and whether any did.
+
+    A run that died early spent less CPU on the rows it was charged for: taken with
+    the others, its least would read as met. When no run ended whole, all are shown.
+    """
+    kept = [f for f, w in zip(figures, whole, strict=True) if w]
+    return (kept, True) if kept else (figures, False)
+
+
+def show(bench: Bench) -> None:
+    """Print the table and the notes."""
     print(render(bench.rows, bench.curl))
     print()
     for text in bench.notes:
         print(f"- {text}")
+
+
+def finish(bench: Bench, path: Path, elapsed: float) -> None:
+    """Print the table and the notes, and write every figure to `path` as JSON."""
+    show(bench)
     print(f"- perf.py ran {elapsed:.0f} s on {os.cpu_count()} cores")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
