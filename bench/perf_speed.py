@@ -6,9 +6,8 @@ simulate` (its own process) to see whether the simulator is the bottleneck; if i
 the bench's own minimal server (`python bench/perf.py --fast-server`) instead.
 
 The CPU target is judged on each client's least CPU per row, as (d) is: the client is the
-bottleneck here, and one run of each moved by +-15% on the bench machine: one run each gave
-1.14x, 1.32x and 1.36x within a day, on code that an A/B of six alternating runs found no
-different.
+bottleneck here, and one run of each moved by +-15% on the bench machine: single runs gave
+1.14x, 1.32x and 1.36x on code that an A/B of six alternating runs found no different.
 """
 
 from __future__ import annotations
