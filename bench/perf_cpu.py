@@ -28,7 +28,7 @@ from _common.results import Bench, Row, complete, log
 from _common.servers import ServerProc
 
 # Runs of each client, alternating. Even the least of five moved between 1.08x and 1.44x the
-# baseline's over seven measurements in one day on the bench machine (the script's least ran
+# baseline's over nine measurements in one day on the bench machine (the script's least ran
 # from 281 to 419 us a row); fewer runs move more.
 PLAIN_RUNS = 5
 
