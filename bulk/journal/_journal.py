@@ -66,12 +66,14 @@ _PAD = 32
 # statement (least and median of 10, alternating; in a bare table, 256 and 1,024
 # a statement measured no better than 64).
 _PLANNED = 64
+_PLANNED_WIDTH = len(PlannedRow._fields)
+_PLANNED_VALUES = f"({', '.join('?' * _PLANNED_WIDTH)})"
 _INSERT_PLANNED = (
     "INSERT INTO rows (row, ticket_id, ticket_key, target_status, outcome, error, source_row)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+    " VALUES "
 )
-_PLANNED_WIDTH = len(PlannedRow._fields)
-_INSERT_PLANNED_MANY = _INSERT_PLANNED + ", (?, ?, ?, ?, ?, ?, ?)" * (_PLANNED - 1)
+_INSERT_PLANNED_ONE = _INSERT_PLANNED + _PLANNED_VALUES
+_INSERT_PLANNED_MANY = _INSERT_PLANNED + ", ".join([_PLANNED_VALUES] * _PLANNED)
 _SYNC_EVERY = 1.0  # seconds between syncs of the log to disk
 _NO_ROW = (None,) * (len(Outcome._fields) - 1) + (0,)  # an outcome for row 0: pads, changes nothing
 
@@ -142,11 +144,13 @@ class Journal(Reads):
                     # One statement's values are flattened: a row one value short beside
                     # one a value long would shift columns where executemany refused it.
                     if any(len(row) != _PLANNED_WIDTH for row in batch):
-                        raise ValueError("a planned row does not have the journal's 7 values")
+                        raise ValueError(
+                            f"a planned row does not have the journal's {_PLANNED_WIDTH} values"
+                        )
                     if len(batch) == _PLANNED:
                         c.execute(_INSERT_PLANNED_MANY, list(chain.from_iterable(batch)))
                     else:  # the chunk's last few rows
-                        c.executemany(_INSERT_PLANNED, batch)
+                        c.executemany(_INSERT_PLANNED_ONE, batch)
             except BaseException:
                 # None of the chunk, and no transaction left open (the input's reader
                 # may raise mid-chunk: a line too long, a bad encoding).
