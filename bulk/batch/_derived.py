@@ -30,6 +30,9 @@ _CHANGE_KINDS = (
     ("delete_comment", "delete_comment_outcome"),
 )
 _RETRY_COLUMNS = (*(c for pair in _CHANGE_KINDS for c in pair), "status_outcome")
+# An undo's report (and a retry's of one) says, per row, the status the batch set, which
+# the ticket must still have: a retry of it reads and guards like the undo (README).
+_EXPECTED = "expected_status"
 _DONE = frozenset({"updated", "unchanged"})
 
 
@@ -55,7 +58,7 @@ def read_report(path: Path) -> pd.DataFrame:
     missing = [c for c in _NEEDED if c not in frame.columns]
     if missing:
         raise UsageError(f"{path}: not a bulk report (no column {', '.join(missing)})")
-    extra = dict.fromkeys(UNDO_COLUMNS + _RETRY_COLUMNS)
+    extra = dict.fromkeys((*UNDO_COLUMNS, *_RETRY_COLUMNS, _EXPECTED))
     kept = list(_NEEDED) + [c for c in extra if c in frame.columns]
     frame = frame[kept].copy()
     for column in kept[1:]:
@@ -85,9 +88,31 @@ def retry_frame(report: Path, only: frozenset[str]) -> pd.DataFrame:
         or "assignee_outcome" in frame.columns
         or ("type_outcome" in frame.columns or "delete_comment_outcome" in frame.columns)
     ):
-        return _retry_changes(report, frame.loc[chosen])
-    picked = frame.loc[chosen, ["ticket_id", "target_status", "row"]]
-    return picked.rename(columns={"row": "source_row"}).reset_index(drop=True)
+        out = _retry_changes(report, frame.loc[chosen])
+    else:
+        out = frame.loc[chosen, ["ticket_id", "target_status", "row"]]
+        out = out.rename(columns={"row": "source_row"}).reset_index(drop=True)
+    if _EXPECTED in frame.columns:
+        _keep_expected(out, frame.loc[chosen, _EXPECTED].reset_index(drop=True))
+    return out
+
+
+def _keep_expected(out: pd.DataFrame, expected: pd.Series) -> None:
+    """Carry an undo's `expected_status` into its retry, which then reads and guards as it did.
+
+    Without it a retry would send the undo's statuses blind: a failed revert retried
+    hours later would overwrite whatever an agent has set since. The report is a file
+    anyone may have edited, so a value that is not a status leaves its row alone.
+    """
+    normalised = expected.map(lambda s: normalise_status(s) or "")
+    unusable = (expected != "") & (normalised == "")
+    reason = expected.map(lambda _: "").mask(
+        unusable, "left alone: the report's expected_status is not a status"
+    )
+    if "skip_reason" in out.columns:
+        reason = out["skip_reason"].where(out["skip_reason"] != "", reason)
+    out["skip_reason"] = reason
+    out[_EXPECTED] = normalised
 
 
 def _retry_changes(report: Path, frame: pd.DataFrame) -> pd.DataFrame:

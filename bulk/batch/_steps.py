@@ -254,13 +254,19 @@ async def send(
     return reason, stats
 
 
+def _has_expected(batch: Batch) -> bool:
+    """Whether the batch reverts only what still holds (an undo, a retry of one)."""
+    frame = batch.source.frame
+    return frame is not None and "expected_status" in frame.columns
+
+
 def _guarded(batch: Batch) -> dict[str, str] | None:
     """An undo's tickets and the status their batch set (each PUT's answer must show it).
 
     None for any other run, and for `undo --force`, which reverts whatever it finds.
     """
     frame = batch.source.frame
-    if batch.options.force or frame is None or "expected_status" not in frame.columns:
+    if batch.options.force or frame is None or not _has_expected(batch):
         return None
     pairs = zip(frame["ticket_id"].tolist(), frame["expected_status"].tolist(), strict=True)
     return {str(t).strip().lower(): str(s) for t, s in pairs if s}
@@ -345,6 +351,9 @@ async def finish(
     columns = REPORT_COLUMNS + (("source_row",) if batch.source.derived else ())
     if batch.changes is not None:
         columns += await anyio.to_thread.run_sync(report_change_columns, journal)
+    if _has_expected(batch):
+        # The status each row's ticket had to keep: a retry of this report guards with it.
+        columns += ("expected_status",)
     await anyio.to_thread.run_sync(
         lambda: write_report(journal, batch.report, pending_reason=pending_reason, columns=columns)
     )

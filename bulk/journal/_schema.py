@@ -106,7 +106,7 @@ class Outcome(NamedTuple):
 # Columns holding text from the input or the server (candidates for CSV injection).
 TEXT_COLUMNS = frozenset(
     {"ticket_id", "target_status", "previous_status", "error", "activity_id"}
-    | {"current_status", "status_update_date", "read_at", "would", "verified"}
+    | {"current_status", "status_update_date", "read_at", "would", "verified", "expected_status"}
 )
 # A row that changes more than its status (assignee, type, comment): a status
 # already at its target settles that change alone, not the row.

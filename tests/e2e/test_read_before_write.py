@@ -259,3 +259,45 @@ def test_undo_puts_back_a_change_made_after_it_read(
         else:
             assert sim.status_of(ticket_id) == before[ticket_id]
             assert rows[ticket_id]["outcome"] == "updated"
+
+
+def test_a_retry_of_an_undo_reverts_only_what_is_still_ours(
+    tmp_path: Path, tickets: list[dict[str, Any]]
+) -> None:
+    """Reverts that failed are retried later: a ticket an agent changed meanwhile keeps the
+    agent's status, as in the undo itself; the others go back."""
+    tickets = tickets[:200]
+    sim = Simulator(SimConfig(rate=None, seed=3), tickets)
+    before = {t["id"]: t["status"] for t in tickets}
+    with _closed_by_a_batch(tmp_path, sim, tickets) as env:
+        report = tmp_path / "reports" / "in.report.csv"
+        sim.config.error_rate = 0.3
+        args = ("--rate", "unlimited", "--max-attempts", "1", "--max-failure-rate", "1")
+        undone = run_bulk("undo", str(report), *args, env=env)
+        assert undone.returncode == 1, undone.stderr
+        undo_report = tmp_path / "reports" / "in.undo.csv"
+        rows = {r["ticket_id"]: r for r in read_report(undo_report)}
+        failed = [t for t, r in rows.items() if r["outcome"] == "failed"]
+        assert len(failed) >= 10
+        assert {rows[t]["expected_status"] for t in failed} == {"closed"}
+        sim.config.error_rate = 0.0
+        moved = failed[::2]
+        for ticket_id in moved:
+            sim.agent_sets(ticket_id, "solved")
+        puts = len(sim.sent_ids())
+        retried = run_bulk("retry", str(undo_report), "--rate", "unlimited", env=env)
+        retry_puts = sim.sent_ids()[puts:]
+    assert retried.returncode == 0, retried.stderr
+    again = {r["ticket_id"]: r for r in read_report(tmp_path / "reports" / "in.undo.retry.csv")}
+    assert set(again) == set(failed)
+    assert sorted(retry_puts) == sorted(set(failed) - set(moved))  # none of the agent's
+    for ticket_id in failed:
+        if ticket_id in moved:
+            assert sim.status_of(ticket_id) == "solved"
+            assert again[ticket_id]["outcome"] == "skipped"
+            assert again[ticket_id]["error"].startswith("changed since the batch (now solved, at ")
+        else:
+            assert sim.status_of(ticket_id) == before[ticket_id]
+            assert again[ticket_id]["outcome"] == "updated"
+        assert again[ticket_id]["expected_status"] == "closed"
+    assert f"left alone: {len(moved)} changed since the batch" in retried.stdout

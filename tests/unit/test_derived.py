@@ -1,0 +1,60 @@
+"""Batches made from a report: what a retry of an undo's report carries over."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bulk.batch import retry_frame
+
+from ..support import write_csv
+
+_HEAD = ("row", "ticket_id", "target_status", "outcome", "previous_status", "error")
+_IDS = [f"{n:08x}-0000-4000-8000-000000000000" for n in range(4)]
+
+
+def _report(tmp_path: Path, rows: list[tuple[str, ...]], extra: tuple[str, ...] = ()) -> Path:
+    return write_csv(tmp_path / "x.undo.csv", rows, (*_HEAD, *extra))
+
+
+def test_a_retry_of_an_undo_keeps_the_status_each_ticket_must_still_have(tmp_path: Path) -> None:
+    report = _report(
+        tmp_path,
+        [
+            ("1", _IDS[0], "new", "failed", "", "HTTP 503", "closed"),
+            ("2", _IDS[1], "solved", "updated", "closed", "", "closed"),
+            ("3", _IDS[2], "inProgress", "failed", "", "HTTP 503", "In Progress"),
+            ("4", _IDS[3], "new", "failed", "", "HTTP 503", "=1+1"),
+        ],
+        ("expected_status",),
+    )
+    frame = retry_frame(report, frozenset({"failed"}))
+    assert list(frame["ticket_id"]) == [_IDS[0], _IDS[2], _IDS[3]]
+    assert list(frame["source_row"]) == [1, 3, 4]
+    assert list(frame["expected_status"]) == ["closed", "inProgress", ""]
+    # An edited report's value that is no status: the row is left alone, not sent blind.
+    assert list(frame["skip_reason"]) == [
+        "",
+        "",
+        "left alone: the report's expected_status is not a status",
+    ]
+
+
+def test_a_retry_of_any_other_report_sends_without_expectations(tmp_path: Path) -> None:
+    report = _report(tmp_path, [("1", _IDS[0], "closed", "failed", "", "HTTP 503")])
+    frame = retry_frame(report, frozenset({"failed"}))
+    assert list(frame.columns) == ["ticket_id", "target_status", "source_row"]
+
+
+def test_a_retry_of_an_undo_of_changes_keeps_them_too(tmp_path: Path) -> None:
+    report = _report(
+        tmp_path,
+        [
+            ("1", _IDS[0], "new", "failed", "", "HTTP 503", "", "", "failed", "closed"),
+            ("2", _IDS[1], "", "failed", "", "HTTP 503", "u", "failed", "", ""),
+        ],
+        ("assignee", "assignee_outcome", "status_outcome", "expected_status"),
+    )
+    frame = retry_frame(report, frozenset({"failed"}))
+    assert list(frame["expected_status"]) == ["closed", ""]
+    assert list(frame["assignee"]) == ["", "u"]
+    assert list(frame["skip_reason"]) == ["", ""]
