@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING
 
 from .._core._csvsafe import neutralise
 from .._core._exceptions import UsageError
+from .._core._text import printable
 from ..plan import normalise_status
+from ..report import audit_path, read_audit
 from ._undo_changes import UNDO_COLUMNS, changes_undo_frame, with_locations
 
 if TYPE_CHECKING:
@@ -33,6 +35,11 @@ _RETRY_COLUMNS = (*(c for pair in _CHANGE_KINDS for c in pair), "status_outcome"
 # An undo's report (and a retry's of one) says, per row, the status the batch set, which
 # the ticket must still have: a retry of it reads and guards like the undo (README).
 _EXPECTED = "expected_status"
+_UNREAD = "left alone: could not read the ticket"
+# The guard's message when it could not put an agent's status back (bulk/send/_guard.py).
+_PUT_BACK_FAILED = (
+    r"^changed since the batch \(was (\w+) when the undo wrote (\w+)\); putting \w+ back failed"
+)
 _DONE = frozenset({"updated", "unchanged"})
 
 
@@ -72,47 +79,79 @@ def derived_report_path(report: Path, kind: str) -> Path:
     return report.with_name(f"{base}.{kind}{report.suffix}")
 
 
-def retry_frame(report: Path, only: frozenset[str]) -> pd.DataFrame:
-    """The rows whose outcome is in `only`, to send again with the same target status."""
+def retry_frame(report: Path, only: frozenset[str], *, force: bool = False) -> pd.DataFrame:
+    """The rows whose outcome is in `only`, to send again with the same target status.
+
+    A retry of an undo's report keeps each row's `expected_status`, so it reads and
+    guards as an undo does (unless `force`, as `undo --force`).
+    """
     unknown = only - RETRYABLE
     if unknown:
         raise UsageError(
             f"--only {','.join(sorted(unknown))}: retry takes {', '.join(sorted(RETRYABLE))}"
         )
     frame = read_report(report)
+    guarded = _EXPECTED in frame.columns
+    if not guarded and not force:
+        _refuse_an_older_undo(report)
     chosen = frame["outcome"].isin(only)
     # A skipped duplicate's first row was (or will be) sent; sending it again adds nothing.
-    chosen &= ~frame["error"].str.startswith(("duplicate of row", "left alone:"))
-    if (
-        "comment_outcome" in frame.columns
-        or "assignee_outcome" in frame.columns
-        or ("type_outcome" in frame.columns or "delete_comment_outcome" in frame.columns)
-    ):
+    # A ticket an undo could not read is retried: its retry reads it, as the undo meant to.
+    left_alone = frame["error"].str.startswith(("duplicate of row", "left alone:"))
+    if guarded:
+        left_alone &= ~frame["error"].str.startswith(_UNREAD)
+    chosen &= ~left_alone
+    changes = any(outcome in frame.columns for _, outcome in _CHANGE_KINDS)
+    if changes:
         out = _retry_changes(report, frame.loc[chosen])
     else:
         out = frame.loc[chosen, ["ticket_id", "target_status", "row"]]
         out = out.rename(columns={"row": "source_row"}).reset_index(drop=True)
-    if _EXPECTED in frame.columns:
-        _keep_expected(out, frame.loc[chosen, _EXPECTED].reset_index(drop=True))
-    return out
+    if not guarded:
+        return out
+    _keep_expected(out, frame.loc[chosen].reset_index(drop=True), changes=changes)
+    return with_locations(out, report)
 
 
-def _keep_expected(out: pd.DataFrame, expected: pd.Series) -> None:
+def _refuse_an_older_undo(report: Path) -> None:
+    """An undo's report without `expected_status` (an older bulk's): a retry would send blind."""
+    derived = (read_audit(audit_path(report)) or {}).get("derived_from")
+    if isinstance(derived, dict) and derived.get("kind") == "undo":
+        raise UsageError(
+            f"{printable(report, 200)}: an undo's report without the expected_status column "
+            "(an older bulk wrote it), so a retry cannot check that each ticket is still as "
+            "the batch left it; run `bulk undo` of the batch's report again instead (it reads "
+            "every ticket first), or pass --force to send these reverts unchecked; nothing was sent"
+        )
+
+
+def _keep_expected(out: pd.DataFrame, rows: pd.DataFrame, *, changes: bool) -> None:
     """Carry an undo's `expected_status` into its retry, which then reads and guards as it did.
 
     Without it a retry would send the undo's statuses blind: a failed revert retried
-    hours later would overwrite whatever an agent has set since. The report is a file
-    anyone may have edited, so a value that is not a status leaves its row alone.
+    hours later would overwrite whatever an agent has set since. A revert whose
+    put-back failed is retried as that put-back: the agent's status, while the
+    ticket still has the undo's. The report is a file anyone may have edited: a
+    value that is not a status, or a status-only undo's row without one, leaves its
+    row alone.
     """
-    normalised = expected.map(lambda s: normalise_status(s) or "")
-    unusable = (expected != "") & (normalised == "")
+    expected = rows[_EXPECTED].map(lambda s: normalise_status(s) or "")
+    owed = rows["error"].str.extract(_PUT_BACK_FAILED)
+    put_back = owed[0].map(lambda s: normalise_status(s) if isinstance(s, str) else None)
+    undid = owed[1].map(lambda s: normalise_status(s) if isinstance(s, str) else None)
+    again = put_back.notna() & undid.notna() & (out["target_status"] != "")
+    out["target_status"] = out["target_status"].mask(again, put_back)
+    expected = expected.mask(again, undid)
+    unusable = (rows[_EXPECTED] != "") & (expected == "")
+    if not changes:
+        unusable |= expected == ""
     reason = expected.map(lambda _: "").mask(
         unusable, "left alone: the report's expected_status is not a status"
     )
     if "skip_reason" in out.columns:
         reason = out["skip_reason"].where(out["skip_reason"] != "", reason)
     out["skip_reason"] = reason
-    out[_EXPECTED] = normalised
+    out[_EXPECTED] = expected
 
 
 def _retry_changes(report: Path, frame: pd.DataFrame) -> pd.DataFrame:

@@ -22,9 +22,10 @@ import anyio
 from .._core._config import Credentials, resolve_target
 from .._core._exceptions import JobLocked, UsageError
 from .._core._files import JobLock, beside
+from .._core._text import printable
 from ..input import Source, open_source
 from ..journal import Journal
-from ..plan import ChangeSpec
+from ..plan import STATUSES, ChangeSpec, normalise_status
 from ..report import check_outputs
 from ._changes import change_spec, check_comment_credentials, extra_columns
 from ._options import RunOptions, default_report
@@ -79,6 +80,7 @@ async def prepare(
         )
     )
     changes = change_spec(options, src)
+    _check_expected(src)
     fingerprint = await anyio.to_thread.run_sync(src.fingerprint)
     check_written(src, fingerprint, input_sha256)
     reads = options.preview or not options.dry_run
@@ -158,3 +160,18 @@ async def opened(batch: Batch) -> AsyncIterator[Journal]:
             lock.release()
         if scratch:
             scratch.cleanup()
+
+
+def _check_expected(src: Source) -> None:
+    """A DataFrame's `expected_status` cells are statuses or empty, or exit 2 naming the row."""
+    frame = src.frame
+    if frame is None or "expected_status" not in frame.columns:
+        return
+    for row, value in enumerate(frame["expected_status"].tolist(), 1):
+        if value is None or value == "" or (isinstance(value, float) and value != value):
+            continue
+        if not isinstance(value, str) or normalise_status(value) is None:
+            raise UsageError(
+                f"{src.name}, row {row}, column 'expected_status': {printable(value, 60)} is "
+                f"not a status ({', '.join(STATUSES)})"
+            )

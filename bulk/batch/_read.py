@@ -28,11 +28,20 @@ from .._core._exceptions import CredentialsRejected, ListingUnreadable, Unexpect
 from .._core._exit import ExitCode
 from .._core._files import beside, replacing
 from ..journal import SNAPSHOT_COLUMNS, Journal, ReadRecord
+from ..plan import normalise_status
 from ..send import ChangeClient, RateController, Read, Reader, TicketClient, TicketState
 from ._options import checked_location
 from ._prepare import Batch
 
-__all__ = ["Reading", "locations_of", "read_before", "session", "verify_after"]
+__all__ = [
+    "Reading",
+    "expected_statuses",
+    "locations_of",
+    "read_before",
+    "reverts",
+    "session",
+    "verify_after",
+]
 
 log = logging.getLogger("bulk")
 
@@ -87,12 +96,28 @@ def locations_of(batch: Batch) -> tuple[str, ...]:
     return tuple(dict.fromkeys(found))
 
 
+def reverts(batch: Batch) -> bool:
+    """Whether the batch changes a ticket only while it still has a status: an undo, a retry
+    of an undo's report, or any DataFrame with an `expected_status` column (README)."""
+    frame = batch.source.frame
+    return frame is not None and "expected_status" in frame.columns
+
+
+def expected_statuses(batch: Batch) -> list[str]:
+    """Each row's `expected_status`, normalised ("" where a row has none).
+
+    `prepare` has refused a batch with a value that is not a status (exit 2), so
+    none reaches a journal, a comparison or a report unchecked.
+    """
+    frame = batch.source.frame
+    if frame is None or not reverts(batch):
+        return []
+    return [normalise_status(str(s)) or "" if s else "" for s in frame["expected_status"].tolist()]
+
+
 def _expected(batch: Batch) -> list[tuple[int, str]]:
     """An undo's rows and the status its batch set, which must still hold (README)."""
-    frame = batch.source.frame
-    if frame is None or "expected_status" not in frame.columns:
-        return []
-    return [(i, str(s)) for i, s in enumerate(frame["expected_status"].tolist(), 1) if s]
+    return [(i, s) for i, s in enumerate(expected_statuses(batch), 1) if s]
 
 
 def should_read(batch: Batch, locations: tuple[str, ...], undo: bool) -> bool:

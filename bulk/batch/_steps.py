@@ -39,7 +39,7 @@ from ._changes import comments_posted, plan_with_changes, report_change_columns
 from ._options import RunOptions
 from ._prepare import Batch, check_written
 from ._preview import preview_lines
-from ._read import Reading
+from ._read import Reading, expected_statuses, reverts
 from ._send import send_all
 from ._signals import Interrupts
 from ._summary import INTERRUPTED, RunSummary, exit_code
@@ -254,22 +254,16 @@ async def send(
     return reason, stats
 
 
-def _has_expected(batch: Batch) -> bool:
-    """Whether the batch reverts only what still holds (an undo, a retry of one)."""
-    frame = batch.source.frame
-    return frame is not None and "expected_status" in frame.columns
-
-
 def _guarded(batch: Batch) -> dict[str, str] | None:
     """An undo's tickets and the status their batch set (each PUT's answer must show it).
 
     None for any other run, and for `undo --force`, which reverts whatever it finds.
     """
     frame = batch.source.frame
-    if batch.options.force or frame is None or not _has_expected(batch):
+    if batch.options.force or frame is None or not reverts(batch):
         return None
-    pairs = zip(frame["ticket_id"].tolist(), frame["expected_status"].tolist(), strict=True)
-    return {str(t).strip().lower(): str(s) for t, s in pairs if s}
+    pairs = zip(frame["ticket_id"].tolist(), expected_statuses(batch), strict=True)
+    return {str(t).strip().lower(): s for t, s in pairs if s}
 
 
 def _changes_since(batch: Batch, start: Start) -> datetime | None:
@@ -351,7 +345,7 @@ async def finish(
     columns = REPORT_COLUMNS + (("source_row",) if batch.source.derived else ())
     if batch.changes is not None:
         columns += await anyio.to_thread.run_sync(report_change_columns, journal)
-    if _has_expected(batch):
+    if reverts(batch):
         # The status each row's ticket had to keep: a retry of this report guards with it.
         columns += ("expected_status",)
     await anyio.to_thread.run_sync(
@@ -383,7 +377,9 @@ async def finish(
         final_rate=stats.final_rate,
         frame=frame,
         reads_this_run=_reads(start),
-        read_counts={k: counts[k] for k in ("read", "verified", "drifted", "left_alone")},
+        read_counts={
+            k: counts[k] for k in ("read", "verified", "drifted", "left_alone", "unreadable")
+        },
         preview=await preview_lines(journal, batch, start)
         if options.preview and start.confirmed
         else [],

@@ -78,10 +78,17 @@ class RunSummary:
         counts, out = self.read_counts, []
         if counts.get("read") and not self.dry_run:
             out.append(f"read first: {counts['read']} tickets ({self.reads_this_run} reads)")
-        if counts.get("left_alone"):
-            out.append(
-                f"left alone: {counts['left_alone']} changed since the batch (see the report)"
-            )
+        if left := counts.get("left_alone"):
+            unreadable = counts.get("unreadable", 0)
+            why = [
+                f"{n} {what}"
+                for n, what in (
+                    (left - unreadable, "changed since the batch"),
+                    (unreadable, "could not be read to check"),
+                )
+                if n
+            ]
+            out.append(f"left alone: {', '.join(why)} (see the report)")
         if counts.get("verified"):
             out.append(f"verified: {counts['verified']}  drifted: {counts.get('drifted', 0)}")
         return out

@@ -53,16 +53,24 @@ def _derived_run(
     show_default=True,
     help="Which outcomes to send again: failed, skipped, or both (failed,skipped).",
 )
+@click.option(
+    "--force",
+    is_flag=True,
+    help="With an undo's report: revert tickets even if they changed since the batch.",
+)
 @derived_options
 def retry(earlier: Path, only: str, yes: bool, **kwargs: Any) -> None:
     """Send again the rows of REPORT that failed (or were skipped), into a new report.
 
-    They go to the API the batch went to, unless --base-url names another.
+    They go to the API the batch went to, unless --base-url names another. A retry
+    of an undo's report reads each ticket first and reverts only those still as
+    the batch left it, like the undo, unless --force.
     """
     from ..batch import retry_frame
 
     outcomes = frozenset(p.strip() for p in only.split(",") if p.strip())
-    _derived_run("retry", earlier, lambda: retry_frame(earlier, outcomes), yes, kwargs)
+    force = bool(kwargs.get("force"))
+    _derived_run("retry", earlier, lambda: retry_frame(earlier, outcomes, force=force), yes, kwargs)
 
 
 @click.command()

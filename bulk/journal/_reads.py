@@ -35,6 +35,10 @@ SNAPSHOT_COLUMNS = (
 
 _TO_READ = "outcome IS NULL AND ticket_key IS NOT NULL AND read_at IS NULL"
 _TO_VERIFY = "outcome IN ('updated', 'unchanged') AND verified IS NULL"
+# A ticket already back at the undo's target (an undo's revert whose answer was lost, retried;
+# or someone put it back by hand) is not someone else's change to keep: it is settled as
+# already at target. A row of several changes keeps the stricter rule (README).
+_BACK = f"(current_status = target_status AND NOT {OTHER_CHANGES_SQL})"
 _CHANGED_SINCE = "changed since the batch (now ' || current_status || ', at ' || COALESCE(status_update_date, 'an unknown time') || ')"
 
 
@@ -111,7 +115,7 @@ class Reads:
             ),
             "changed since the batch": (
                 f"outcome = 'skipped', error = '{_CHANGED_SINCE}'",
-                "expected_status IS NOT NULL AND current_status != expected_status",
+                f"expected_status IS NOT NULL AND current_status != expected_status AND NOT {_BACK}",
             ),
             "unreadable": (
                 "outcome = 'skipped', error = 'left alone: could not read the ticket to "
@@ -187,14 +191,21 @@ class Reads:
     def read_counts(self) -> dict[str, Any]:
         """Rows read, drifted, verified and left alone (for the summary and the audit)."""
         with self._lock:
-            read, verified, drifted, left = self._conn.execute(
+            read, verified, drifted, changed, unreadable = self._conn.execute(
                 "SELECT COALESCE(SUM(read_at IS NOT NULL), 0),"
                 " COALESCE(SUM(verified IS NOT NULL), 0),"
                 " COALESCE(SUM(verified LIKE 'drifted%'), 0),"
-                " COALESCE(SUM(outcome = 'skipped' AND (error LIKE 'changed since the batch%'"
-                " OR error LIKE 'left alone: could not read%')), 0) FROM rows"
+                " COALESCE(SUM(outcome = 'skipped' AND error LIKE 'changed since the batch%'), 0),"
+                " COALESCE(SUM(outcome = 'skipped' AND error LIKE 'left alone: could not read%'), 0)"
+                " FROM rows"
             ).fetchone()
-        return {"read": read, "verified": verified, "drifted": drifted, "left_alone": left}
+        return {
+            "read": read,
+            "verified": verified,
+            "drifted": drifted,
+            "left_alone": changed + unreadable,
+            "unreadable": unreadable,
+        }
 
     def snapshot_rows(self, batch: int = 10_000) -> Iterable[list[tuple[Any, ...]]]:
         """The read rows, in input order, in `SNAPSHOT_COLUMNS`."""

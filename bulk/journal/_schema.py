@@ -118,6 +118,9 @@ WOULD_SQL = (
     WHEN read_error IS NOT NULL THEN 'not read: ' || read_error
     WHEN current_status IS NULL THEN 'not found'
     WHEN expected_status IS NOT NULL AND current_status != expected_status
+        AND NOT (current_status = target_status AND NOT """
+    + OTHER_CHANGES_SQL
+    + """)
         THEN 'changed since the batch'
     WHEN current_status = target_status AND NOT """
     + OTHER_CHANGES_SQL

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pytest
+
+from bulk._core._exceptions import UsageError
 from bulk.batch import retry_frame
 
 from ..support import write_csv
@@ -58,3 +62,34 @@ def test_a_retry_of_an_undo_of_changes_keeps_them_too(tmp_path: Path) -> None:
     assert list(frame["expected_status"]) == ["closed", ""]
     assert list(frame["assignee"]) == ["", "u"]
     assert list(frame["skip_reason"]) == ["", ""]
+
+
+def test_a_failed_put_back_is_retried_as_that_put_back(tmp_path: Path) -> None:
+    error = (
+        "changed since the batch (was solved when the undo wrote new); "
+        "putting solved back failed: HTTP 503"
+    )
+    report = _report(
+        tmp_path,
+        [
+            ("1", _IDS[0], "new", "failed", "", error, "closed"),
+            ("2", _IDS[1], "new", "failed", "", "HTTP 503", ""),
+        ],
+        ("expected_status",),
+    )
+    frame = retry_frame(report, frozenset({"failed"}))
+    # The agent's status goes back only while the ticket still has the undo's.
+    assert list(frame["target_status"]) == ["solved", "new"]
+    assert list(frame["expected_status"]) == ["new", ""]
+    # A status-only undo's row always had one: an empty cell is an edit.
+    assert frame["skip_reason"][1] == "left alone: the report's expected_status is not a status"
+
+
+def test_an_older_undos_report_is_not_retried_blind(tmp_path: Path) -> None:
+    report = _report(tmp_path, [("1", _IDS[0], "new", "failed", "", "HTTP 503")])
+    audit = {"derived_from": {"kind": "undo", "report": "x.csv"}}
+    (tmp_path / "x.undo.run.json").write_text(json.dumps(audit))
+    with pytest.raises(UsageError, match="without the expected_status column"):
+        retry_frame(report, frozenset({"failed"}))
+    frame = retry_frame(report, frozenset({"failed"}), force=True)
+    assert list(frame["target_status"]) == ["new"]
