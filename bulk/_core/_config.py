@@ -417,6 +417,12 @@ def _checked_url(chosen: str, name: str) -> str:
         )
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UsageError(f"{name} is not an http(s) URL with a host (e.g. https://api.example.com)")
+    try:
+        port = parts.port  # urllib raises on a port it cannot read
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise UsageError(f"{name} has a port that is not a number from 1 to 65535")
     if parts.scheme == "http" and not _is_loopback(parts.hostname):
         raise UsageError(
             f"refusing plain http to {parts.hostname}: credentials travel only over https "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,8 +100,8 @@ class RunOptions:
             raise UsageError("--deadline must be positive")
         if self.max_attempts < 1:
             raise UsageError("--max-attempts must be at least 1")
-        if self.timeout <= 0:
-            raise UsageError("--timeout must be positive")
+        if not 0 < self.timeout < math.inf:  # also refuses nan
+            raise UsageError("--timeout must be a positive number of seconds")
 
 
 def default_report(source: Source, fingerprint: str, dry_run: bool) -> Path:

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from .._core._text import printable
 from ._common import cli_rate
 from ._console import fail_usage
 
@@ -71,13 +72,41 @@ def _schedule(
     show_default=True,
     help="Another client of the same credentials using this many requests/s of the limit.",
 )
-@click.option("--latency", default=0.0, show_default=True, help="Seconds added to every answer.")
-@click.option("--jitter", default=0.0, show_default=True, help="Up to this many more seconds.")
-@click.option("--error-rate", default=0.0, show_default=True, help="Fraction answered 5xx.")
 @click.option(
-    "--drop-rate", default=0.0, show_default=True, help="Fraction of dropped connections."
+    "--latency",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Seconds added to every answer.",
 )
-@click.option("--slow-rate", default=0.0, show_default=True, help="Fraction answered slowly.")
+@click.option(
+    "--jitter",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Up to this many more seconds.",
+)
+@click.option(
+    "--error-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Fraction answered 5xx.",
+)
+@click.option(
+    "--drop-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Fraction of dropped connections.",
+)
+@click.option(
+    "--slow-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Fraction answered slowly (after --slow-seconds).",
+)
 @click.option(
     "--drop-after",
     "drop_after_rate",
@@ -108,7 +137,13 @@ def _schedule(
     show_default=True,
     help="Hand out a new refresh token at each refresh (the old one stops working).",
 )
-@click.option("--slow-seconds", default=5.0, show_default=True)
+@click.option(
+    "--slow-seconds",
+    type=click.FloatRange(min=0),
+    default=5.0,
+    show_default=True,
+    help="How long a slow answer (--slow-rate) waits.",
+)
 @click.option("--seed", type=int, help="Seed for repeatable faults.")
 @click.option(
     "--same-status-400", is_flag=True, help="Answer a PUT of the status a ticket has with 400."
@@ -161,6 +196,8 @@ def simulate(
 
     def ready(url: str) -> None:
         click.echo(f"simulator: {len(loaded)} tickets at {url} (Ctrl-C stops)")
+        if active := _faults(faults):
+            click.echo(f"  faults: {active}")
         for line in shown:
             click.echo(f"  {line} (counted from the first request)")
         click.echo(
@@ -172,4 +209,31 @@ def simulate(
             f"SPACEBRING_NETWORK_ID={sim.DEMO_NETWORK_ID} SPACEBRING_TOKEN_FILE=FILE"
         )
 
-    sim.run_forever(server, host, port, on_ready=ready)
+    try:
+        sim.run_forever(server, host, port, on_ready=ready)
+    except OSError as exc:  # the port is taken, or the address is not this machine's
+        fail_usage(
+            f"cannot listen on {printable(host, 100)} port {port}: {exc.strerror or exc}; "
+            "choose another --port (0 picks a free one)"
+        )
+
+
+def _faults(options: dict[str, Any]) -> str:
+    """The fault options given, as the banner shows them (the schedule is listed apart)."""
+    shown = {
+        "error_rate": "5xx {:.0%}",
+        "drop_rate": "dropped {:.0%}",
+        "slow_rate": "slow {:.0%}",
+        "drop_after_rate": "applied then dropped {:.0%}",
+        "error_after_rate": "applied then 5xx {:.0%}",
+        "latency": "latency {:g} s",
+        "jitter": "jitter {:g} s",
+        "background_rate": "background load {:g}/s",
+    }
+    parts = [form.format(options[k]) for k, form in shown.items() if options.get(k)]
+    parts += [
+        name.replace("_", "-")
+        for name in ("same_status_400", "unknown_400", "retry_after")
+        if options.get(name)
+    ]
+    return ", ".join(parts)

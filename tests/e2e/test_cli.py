@@ -54,6 +54,10 @@ def test_stdin_and_status_option(tmp_path: Path, sim_thread: tuple[Simulator, st
         (["run", "in.csv", "--report", "out.xml"], "unknown format"),
         (["run", "in.csv", "--base-url", "http://example.com"], "refusing plain http"),
         (["run", "empty.csv"], "empty.csv: the file is empty"),
+        (["run", "in.csv", "--timeout", "inf"], "--timeout must be a positive number"),
+        (["run", "in.csv", "--timeout", "nan"], "--timeout must be a positive number"),
+        (["run", "in.csv", "--base-url", "http://127.0.0.1:99999"], "port that is not a number"),
+        (["run", "in.csv", "--base-url", "http://[::1]:x/"], "port that is not a number"),
     ],
 )
 def test_usage_errors_exit_2_without_traceback(
@@ -116,3 +120,11 @@ def test_dry_run_prints_plan(tmp_path: Path, sim_thread: tuple[Simulator, str]) 
 def test_version_and_help() -> None:
     assert bulk("--version").stdout.startswith("bulk, version")
     assert "run" in bulk("--help").stdout
+
+
+def test_simulate_on_a_port_in_use_says_so(sim_thread: tuple[Simulator, str]) -> None:
+    _sim, url = sim_thread
+    out = bulk("simulate", "--port", url.rsplit(":", 1)[1], "--tickets", "3")
+    assert out.returncode == 2
+    assert "cannot listen on 127.0.0.1 port" in out.stderr and "--port" in out.stderr
+    assert "Traceback" not in out.stderr
