@@ -102,10 +102,19 @@ async def plan_or_resume(batch: Batch, journal: Journal, interrupts: Interrupts)
             if posted
             else ""
         )
+        differs = f"that differs in {', '.join(changed) or 'its options'}"
+        if meta.get("complete"):
+            # Two inputs of the same name share a default report: the finished batch's
+            # files are what undoing it needs, so keeping them is named first.
+            raise UsageError(
+                f"{journal.path} is the journal of a finished batch (its report is "
+                f"{batch.report}, which `bulk undo` reads) {differs}; give this run its own "
+                f"--report, or rerun with --fresh to discard that batch's journal and report"
+                f"{warning}"
+            )
         raise UsageError(
-            f"{journal.path} belongs to an earlier run of {batch.report} that differs in "
-            f"{', '.join(changed) or 'its options'}; rerun with --fresh to start over"
-            f"{warning}, or choose another --report"
+            f"{journal.path} belongs to an earlier run of {batch.report} {differs}; rerun with "
+            f"--fresh to start over{warning}, or choose another --report"
         )
     else:
         resuming = True

@@ -121,6 +121,9 @@ def test_edited_input_is_refused_and_fresh_starts_over(
     edited = bulk(url, "run", str(path))
     assert edited.returncode == 2
     assert "input_sha256" in edited.stderr and "--fresh" in edited.stderr
+    # A finished batch: keeping its files (what undoing it needs) is named first.
+    assert "is the journal of a finished batch" in edited.stderr
+    assert "give this run its own --report" in edited.stderr
     other = bulk(url, "run", str(path), "--status", "new")
     assert other.returncode == 2
     fresh = bulk(url, "run", str(path), "--fresh", "--rate", "unlimited")
