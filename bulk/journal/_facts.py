@@ -126,10 +126,14 @@ def _meta(conn: sqlite3.Connection) -> dict[str, Any]:
     return meta
 
 
+def _verifies(conn: sqlite3.Connection) -> bool:
+    """Whether the journal has the `verified` column (one of an older bulk may not)."""
+    return "verified" in {r[1] for r in conn.execute("PRAGMA table_info(rows)")}
+
+
 def _matter(conn: sqlite3.Connection) -> str:
     """The rows a person must look at: not final, or neither updated nor unchanged, or drifted."""
-    columns = {r[1] for r in conn.execute("PRAGMA table_info(rows)")}
-    drifted = " OR verified LIKE 'drifted%'" if "verified" in columns else ""
+    drifted = " OR verified LIKE 'drifted%'" if _verifies(conn) else ""
     return f"(outcome IS NULL OR outcome NOT IN ('updated', 'unchanged'){drifted})"
 
 
@@ -170,10 +174,16 @@ def _groups(conn: sqlite3.Connection, outcome: str) -> list[Group]:
 
 
 def _rows(conn: sqlite3.Connection, matter: str, pending_reason: str) -> list[dict[str, Any]]:
+    # A drifted row (--verify) is `updated` with no error: the table says why it is there.
+    drifted = (
+        " WHEN verified LIKE 'drifted%' THEN 'changed after the run: ' || verified"
+        if _verifies(conn)
+        else ""
+    )
     cursor = conn.execute(
         "SELECT row, ticket_id, target_status, COALESCE(outcome, 'skipped') AS outcome,"
         " previous_status, http_status, attempts,"
-        " CASE WHEN outcome IS NULL THEN ? ELSE error END AS error"
+        f" CASE WHEN outcome IS NULL THEN ?{drifted} ELSE error END AS error"
         f" FROM rows WHERE {matter} ORDER BY {_ORDER}, row LIMIT ?",
         (pending_reason, MAX_ROWS),
     )

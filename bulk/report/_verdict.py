@@ -54,6 +54,14 @@ def verdict(record: Mapping[str, Any] | None, outcomes: Mapping[str, int], pendi
         detail = f"{outcomes.get('failed', 0)} failed, {outcomes.get('invalid', 0)} invalid"
         if pending and not bad:
             detail = f"{pending} rows not sent"
+        drifted = _count(record, "drifted")
+        if drifted and not bad and not pending:
+            # --verify: every row succeeded, but some tickets changed again since.
+            return Verdict(
+                "failures", "done; tickets drifted", f"{drifted} drifted after the run", code
+            )
+        if drifted:
+            detail += f", {drifted} drifted"
         return Verdict("failures", "done with failures", detail, code)
     if code == 3:
         return Verdict("stopped", "stopped", _reason(reason, "stopped on purpose"), code)
@@ -63,6 +71,13 @@ def verdict(record: Mapping[str, Any] | None, outcomes: Mapping[str, int], pendi
     if code is None:
         return Verdict("unknown", "no verdict recorded", f"{pending} rows not final", None)
     return Verdict("unknown", f"exit {code}", _reason(reason, ""), code)
+
+
+def _count(record: Mapping[str, Any] | None, name: str) -> int:
+    """A count from the audit record's `counts` (an untrusted file: anything else is 0)."""
+    counts = record.get("counts") if record else None
+    value = counts.get(name) if isinstance(counts, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def _reason(reason: str | None, default: str) -> str:

@@ -112,6 +112,10 @@ async def test_verify_finds_the_agents_changes_and_exits_1(
     assert set(drifted["verified"]) == {"drifted: now new"}
     assert again.attrs["summary"].exit_code == 1
     assert again.attrs["summary"].read_counts["drifted"] == len(reopened)
+    # The page says so too: its banner, and each drifted row among those to look at.
+    page = again.attrs["summary"].page.read_text()
+    assert f"{len(reopened)} drifted after the run" in page
+    assert page.count("changed after the run: drifted: now new") == len(reopened)
 
 
 @contextlib.contextmanager
