@@ -7,12 +7,14 @@ reports exactly as before and pays nothing for it.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 from .._core._config import Credentials
 from .._core._exceptions import UsageError
+from .._core._text import printable
 from ..input import Source
 from ..journal import ChangeLog, Journal, change_columns
 from ..plan import CHANGE_COLUMNS, ChangeSpec, plan_changes
@@ -27,6 +29,8 @@ __all__ = [
     "report_change_columns",
 ]
 
+log = logging.getLogger("bulk")
+
 
 def extra_columns(options: RunOptions) -> tuple[str, ...]:
     """The input columns to read when present: the change columns and the template's."""
@@ -36,12 +40,39 @@ def extra_columns(options: RunOptions) -> tuple[str, ...]:
 
 def change_spec(options: RunOptions, source: Source) -> ChangeSpec | None:
     """What the batch changes besides status, or None for a status-only batch."""
+    # With one status, assignee or type for every row the input is a list of tickets (an
+    # export, say): its other change columns are not read, or `--status closed` on an export
+    # would also re-type and reassign every ticket to the export's (maybe stale) values. A
+    # --comment alone keeps them: a templated comment beside per-row changes is one batch.
+    given = [
+        name
+        for name, value in (
+            ("--status", options.status),
+            ("--assignee", options.assignee),
+            ("--type", options.type),
+        )
+        if value is not None
+    ]
     spec = ChangeSpec(
         assignee=options.assignee,
         type=options.type,
         comment=options.comment_template,
         columns={wanted: wanted for wanted in source.extras},
+        from_columns=not given,
     )
+    template = options.comment_template
+    ignored = [
+        source.extras[kind]
+        for kind in CHANGE_COLUMNS
+        if given and kind in source.extras and not (template and kind in template.columns)
+    ]
+    if ignored:
+        shown = ", ".join(repr(printable(c, 40)) for c in ignored)
+        log.warning(
+            f"{source.name}: column(s) {shown} not used: {' and '.join(given)} "
+            f"give{'s' if len(given) == 1 else ''} every row's change (drop the option to send "
+            "each row's own values)"
+        )
     return spec if spec.any else None
 
 

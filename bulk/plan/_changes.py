@@ -118,6 +118,10 @@ class ChangeSpec(NamedTuple):
     type: str | None = None  # checked: a spec type
     comment: Template | None = None
     columns: dict[str, str] = {}  # noqa: RUF012 (a NamedTuple default, never mutated) change/template name -> input column
+    # Whether the input's change columns (assignee, type, comment, ...) carry changes: not
+    # when --status, --assignee or --type gives every row's (bulk/batch/_changes.py says why);
+    # a comment template still reads its own columns.
+    from_columns: bool = True
 
     @property
     def kinds(self) -> list[str]:
@@ -126,13 +130,15 @@ class ChangeSpec(NamedTuple):
         return [
             kind
             for kind in ("assignee", "type", "comment")
-            if fixed[kind] is not None or kind in self.columns
+            if fixed[kind] is not None or (self.from_columns and kind in self.columns)
         ]
 
     @property
     def any(self) -> bool:
         fixed = (self.assignee, self.type, self.comment)
-        return any(v is not None for v in fixed) or any(c in self.columns for c in CHANGE_COLUMNS)
+        return any(v is not None for v in fixed) or (
+            self.from_columns and any(c in self.columns for c in CHANGE_COLUMNS)
+        )
 
 
 def checked_assignee(value: str) -> str | None:
@@ -198,6 +204,8 @@ def _type(raw: str, where: str) -> tuple[str | None, str | None]:
 def _comment(spec: ChangeSpec, chunk: Chunk, offset: int) -> tuple[str | None, str | None]:
     template = spec.comment
     if template is None:
+        if not spec.from_columns:
+            return None, None
         raw = _cell(chunk, spec.columns.get("comment"), offset) or ""
         if isinstance(raw, LongText):
             return None, f"comment: too long ({raw.size:,} characters; at most {KEEP} from a cell)"
@@ -237,7 +245,7 @@ def _row_changes(
     cols = spec.columns
 
     def cell(kind: str) -> str:
-        return _cell(chunk, cols.get(kind), offset) or ""
+        return (_cell(chunk, cols.get(kind), offset) or "") if spec.from_columns else ""
 
     found: dict[str, str | None] = {"status": planned.target_status or None}
     checks: tuple[tuple[str, str | None, Callable[[], tuple[str | None, str | None]]], ...] = (

@@ -236,3 +236,31 @@ def test_comments_with_basic_credentials_exit_2_before_sending(
     assert result.returncode == 2
     assert "OAuth2" in result.stderr and "POST /support/tickets/v1/comment" in result.stderr
     assert sim.requests == []
+
+
+def test_one_status_for_every_row_does_not_read_an_exports_other_columns(
+    tmp_path: Path, tickets: list[dict[str, Any]]
+) -> None:
+    """`--status closed` on a ticket export whose `type` and `assignee` columns are stale
+    closes the tickets and changes nothing else (it used to re-type them all)."""
+    sim = Simulator(SimConfig(rate=None), tickets)
+    export = tmp_path / "export.csv"
+    stale = [
+        (t["id"], "cleaning" if t["type"] != "cleaning" else "internet", USER) for t in tickets
+    ]
+    write_csv(export, stale, ("id", "type", "assignee"))
+    with SimulatorThread(sim) as thread:
+        done = run_bulk(
+            "run", str(export), "--status", "closed", "--rate", "unlimited",
+            env=demo_vars(thread.base_url),
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "column(s) 'assignee', 'type' not used: --status gives every row's change" in (
+        done.stderr
+    )
+    assert {r.method for r in sim.requests} == {"PUT"}
+    assert all(r.path.endswith("/status") for r in sim.requests)
+    for ticket in tickets:
+        now = sim.tickets[ticket["id"]]
+        assert (now["status"], now["type"]) == ("closed", ticket["type"])
+        assert now.get("userRefAssignee") == ticket.get("userRefAssignee")
