@@ -143,8 +143,8 @@ def execute_batch(
 
 
 _YES_HELP = (
-    "Do not ask before sending (a terminal asks above 500 rows, or for any host but the "
-    "production API)."
+    "Do not ask before sending (a terminal asks above 500 rows, or for any rows to a host "
+    "other than the production API; loopback never asks)."
 )
 
 
@@ -178,7 +178,7 @@ def _sending_options() -> list[Any]:
             show_default=True,
             callback=lambda _ctx, _param, value: cli_rate(value),
             help="Most requests per second; 'auto' starts at 10 and finds the server's limit; "
-            "'unlimited'.",
+            "'unlimited' (or 0) for no pace.",
         ),
         click.option(
             "--concurrency",
@@ -198,10 +198,13 @@ def _sending_options() -> list[Any]:
             default=0.2,
             show_default=True,
             type=click.FloatRange(0, 1),
-            help="Stop (exit 3) when more of the last 100 finished rows than this failed.",
+            help="Stop (exit 3) when more of the last 100 finished rows than this failed "
+            "(judged from the 20th finished row on).",
         ),
         click.option(
-            "--limit", type=click.IntRange(min=0), help="Send only the first N valid rows."
+            "--limit",
+            type=click.IntRange(min=0),
+            help="Send at most N more valid rows in this run (a canary); rerun for the rest.",
         ),
         click.option(
             "--deadline",
