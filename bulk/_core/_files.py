@@ -208,7 +208,8 @@ class JobLock:
             holder = printable(handle.read(200).strip() or "another process", 100)
             handle.close()
             raise JobLocked(
-                f"job is already running (lock {self.path} held by {holder}); this run did nothing"
+                f"{self.what} is already running (lock {self.path} held by {holder}); "
+                "this run did nothing"
             ) from None
         handle.seek(0)
         found = handle.read(200).strip()

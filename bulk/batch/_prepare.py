@@ -142,7 +142,7 @@ async def opened(batch: Batch) -> AsyncIterator[Journal]:
     scratch = tempfile.TemporaryDirectory(prefix="bulk-dry-") if dry_run else None
     journal_path = Path(scratch.name) / "journal" if scratch else beside(batch.report, ".journal")
     # Two processes on one journal would send the same pending rows twice.
-    lock = None if scratch else JobLock(beside(batch.report, ".lock"), "a run of this report")
+    lock = None if scratch else JobLock(beside(batch.report, ".lock"), "another run of this report")
     if lock is not None:
         try:
             lock.acquire()

@@ -10,6 +10,7 @@ import click
 
 from .._core._exceptions import UsageError
 from .._core._exit import ExitCode
+from .._core._text import printable
 from ._common import derived_options, execute_batch
 from ._console import fail_usage
 
@@ -97,11 +98,13 @@ def undo(earlier: Path, yes: bool, **kwargs: Any) -> None:
 
 @click.command()
 @click.argument("folder", default="reports", type=click.Path(path_type=Path, file_okay=False))
-@click.option("--limit", default=20, show_default=True)
+@click.option("--limit", default=20, show_default=True, help="How many runs to list, newest first.")
 def runs(folder: Path, limit: int) -> None:
     """List recent runs from their audit records under FOLDER."""
     from ..report import list_runs
 
+    if not folder.is_dir():
+        fail_usage(f"{printable(folder, 200)}: no such folder")
     records = list_runs(folder, limit)
     if not records:
         click.echo(f"no runs recorded under {folder}")

@@ -200,8 +200,10 @@ def simulate(
             click.echo(f"  faults: {active}")
         for line in shown:
             click.echo(f"  {line} (counted from the first request)")
+        # Listening on every address: bulk reaches it (over plain http) through loopback.
+        local = url.replace("//0.0.0.0:", "//127.0.0.1:").replace("//[::]:", "//[::1]:")
         click.echo(
-            f"try: SPACEBRING_BASE_URL={url} SPACEBRING_CLIENT_ID={sim.DEMO_CLIENT_ID} "
+            f"try: SPACEBRING_BASE_URL={local} SPACEBRING_CLIENT_ID={sim.DEMO_CLIENT_ID} "
             f"SPACEBRING_CLIENT_SECRET={sim.DEMO_CLIENT_SECRET} bulk run FILE --status closed"
         )
         click.echo(

@@ -133,6 +133,12 @@ def _run_line(record: dict[str, Any], path: Path) -> RunLine:
         if isinstance(v, int)
     }
     pending = counts.get("pending") if isinstance(counts, dict) else None
+    rows = counts.get("rows") if isinstance(counts, dict) else None
+    # Rows a stopped run never sent are in no outcome: shown, the counts add up to the rows.
+    if isinstance(pending, int) and not isinstance(pending, bool) and pending > 0:
+        shown += f" not-sent={pending}"
+    if isinstance(rows, int) and not isinstance(rows, bool):
+        shown = f"rows={rows} {shown}"
     judged = verdict(record, clean, pending if isinstance(pending, int) else 0)
     page = path.with_name(path.name.removesuffix(AUDIT_SUFFIX) + PAGE_SUFFIX)
     return RunLine(

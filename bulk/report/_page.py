@@ -81,6 +81,8 @@ def write_page(
 
 def render_again(report: Path) -> Path:
     """`bulk report REPORT`: the page again, from the journal and audit record beside it."""
+    if not report.is_file():
+        raise UsageError(f"{printable(report, 200)}: no such report; nothing to render")
     journal = beside(report, ".journal")
     if not journal.is_file():
         raise UsageError(

@@ -141,9 +141,16 @@ def test_report_renders_again_and_runs_lists_verdicts(runs: dict[str, Run], tmp_
     listing = run_bulk("runs", str(run.report.parent)).stdout
     line = next(x for x in listing.splitlines() if "failures.report.csv" in x)
     assert "done with failures" in line and f"page: {run.page}" in line
+    assert " rows=" in line  # the counts add up to the rows
     missing = run_bulk("report", str(tmp_path / "nothing.report.csv"))
-    assert missing.returncode == 2 and "no journal" in missing.stderr
+    assert missing.returncode == 2 and "nothing.report.csv: no such report" in missing.stderr
     assert "Traceback" not in missing.stderr
+    alone = tmp_path / "alone.report.csv"
+    alone.write_text("row\n")
+    unjournaled = run_bulk("report", str(alone))
+    assert unjournaled.returncode == 2 and "no journal" in unjournaled.stderr
+    nowhere = run_bulk("runs", str(tmp_path / "no-such-folder"))
+    assert nowhere.returncode == 2 and "no such folder" in nowhere.stderr
 
 
 def test_older_journal_without_seconds_degrades(runs: dict[str, Run], tmp_path: Path) -> None:
