@@ -157,13 +157,15 @@ def _run_tiles(facts: JournalFacts, record: Mapping[str, Any] | None) -> list[Ti
     sending = _sending_seconds(facts)
     rate = facts.requests / sending if sending else None
     limit = _limit(record)
-    rate_note = f"limit {limit}" if limit else ""
+    # Not the terminal's "effective rate" (this invocation's sends over its whole time,
+    # reading included): the pace while requests went out, over every invocation.
+    rate_note = f"while sending; limit {limit}" if limit else "while sending"
     return [
         Tile("requests", f"{facts.requests:,}"),
         Tile("retries", f"{facts.retries:,}", "", "failed" if facts.retries else ""),
         Tile("429s", f"{throttled:,}", "" if facts.seconds else "this invocation", ""),
         Tile("wall time", _duration(wall) if wall is not None else "?", "all invocations"),
-        Tile("effective rate", f"{rate:.1f}/s" if rate else "-", rate_note),
+        Tile("sending rate", f"{rate:.1f}/s" if rate else "-", rate_note),
     ]
 
 
