@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import io
 import ipaddress
 import logging
 import os
@@ -211,6 +212,32 @@ class _Settings:
         return " and ".join(dict.fromkeys(self.origin[name] for name in names))
 
 
+# .env files already warned about in this process (a run reads its settings more than once).
+_WARNED: set[str] = set()
+
+
+def _dotenv(path: Path) -> dict[str, str | None]:
+    """A .env file's NAME=value lines, as python-dotenv parses them.
+
+    No ${VAR} interpolation: a planted file could copy any variable of the real
+    environment into a value (a base URL, say) and so off this machine. Through the
+    parser itself rather than `dotenv_values`, whose warning for a bad line names no
+    file and came twice a run: here it names the file and its lines, once.
+    """
+    from dotenv.parser import parse_stream
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{printable(path, 200)}: not UTF-8 text") from None
+    bindings = list(parse_stream(io.StringIO(text)))
+    bad = [str(b.original.line) for b in bindings if b.error]
+    if bad and str(path) not in _WARNED:
+        _WARNED.add(str(path))
+        log.warning(f"{printable(path, 200)}: line {', '.join(bad[:10])} not NAME=value; ignored")
+    return {b.key: b.value for b in bindings if b.key is not None and not b.error}
+
+
 def _settings(env: Mapping[str, str] | None, dotenv: Path | None) -> _Settings:
     environment = {
         name: value
@@ -220,13 +247,9 @@ def _settings(env: Mapping[str, str] | None, dotenv: Path | None) -> _Settings:
     path = Path(".env") if dotenv is None else dotenv
     from_file: dict[str, str] = {}
     if path.is_file():
-        from dotenv import dotenv_values
-
-        # No ${VAR} interpolation: a planted file could copy any variable of the
-        # real environment into a value (a base URL, say) and so off this machine.
         from_file = {
             name: value
-            for name, value in dotenv_values(path, interpolate=False).items()
+            for name, value in _dotenv(path).items()
             if name.startswith("SPACEBRING_") and value is not None
         }
     held = [name for name in CREDENTIAL_VARIABLES if environment.get(name, "").strip()]

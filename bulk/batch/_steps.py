@@ -314,8 +314,9 @@ def _describe_dry_run(
         )
         return
     log.info(
-        "dry run: would send %d requests (PUT %s/support/tickets/v1/{id}/status)%s; nothing sent",
+        "dry run: would send %d request%s (PUT %s/support/tickets/v1/{id}/status)%s; nothing sent",
         pending,
+        "" if pending == 1 else "s",
         base_url,
         timing,
     )

@@ -459,3 +459,14 @@ def test_dotenv_values_are_not_interpolated(
     )
     target = resolve_target(None, dotenv=path)
     assert target.base_url == "https://collector.example/${HOME_SECRET}"
+
+
+def test_a_bad_dotenv_line_is_named_once(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(
+        "SPACEBRING_CLIENT_ID=file-id\nnot a setting\nSPACEBRING_CLIENT_SECRET=file-secret\n"
+    )
+    source = write_csv(tmp_path / "in.csv", [("0b4e7f7c-2430-4a6d-970b-534d5e63af16",)], ("id",))
+    out = bulk("run", str(source), "--status", "closed", "--dry-run", env={}, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.count(".env: line 2 not NAME=value; ignored") == 1
+    assert "python-dotenv" not in out.stderr
