@@ -79,6 +79,7 @@ def _engine(
     stats: Stats,
     seconds: PerSecond,
     expected: Mapping[str, str] | None = None,
+    owed: Mapping[str, str] | None = None,
 ) -> Engine:
     from ..send import Reader, guarding, resolving
 
@@ -86,8 +87,23 @@ def _engine(
     reader = Reader(client, pace, max_attempts=options.max_attempts)
     put = resolving(client.set_status, reader)
     if expected:  # an undo: a PUT that overwrote a later change puts it back
-        put = guarding(put, expected, pace, options.max_attempts)
+
+        async def owe(ticket_id: str, status: str) -> None:
+            await anyio.to_thread.run_sync(journal.owe_put_back, ticket_id, status)
+
+        put = guarding(put, expected, pace, options.max_attempts, owe=owe, owed=owed)
     return Engine(journal, put, pace, engine_settings, stats, seconds)
+
+
+async def _guard(
+    journal: Journal, expected: Mapping[str, str] | None, changes_since: datetime | None
+) -> tuple[Mapping[str, str] | None, Mapping[str, str] | None]:
+    """What an undo's PUTs are checked against, and the put-backs a killed run owes."""
+    # Not in an undo of a batch of changes: there the status goes last, after the
+    # assignee and type were put back, so a put-back would leave the row half undone.
+    if not expected or changes_since is not None:
+        return None, None
+    return expected, await anyio.to_thread.run_sync(journal.put_backs_owed)
 
 
 def _run_changes(
@@ -139,10 +155,10 @@ async def send_all(
         )
     async with client if own else contextlib.nullcontext(client):
         seconds = PerSecond(uuid.uuid4().hex, lambda: pace.rate)
-        # Not in an undo of a batch of changes: there the status goes last, after the
-        # assignee and type were put back, so a put-back would leave the row half undone.
-        guarded = expected if changes_since is None else None
-        engine = _engine(journal, client, pace, options, engine_settings, stats, seconds, guarded)
+        guarded, owed = await _guard(journal, expected, changes_since)
+        engine = _engine(
+            journal, client, pace, options, engine_settings, stats, seconds, guarded, owed
+        )
         change_log = _run_changes(engine, client, journal, changes_since)
         progress.start(stats)
         try:

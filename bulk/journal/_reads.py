@@ -106,6 +106,28 @@ class Reads:
                 "UPDATE rows SET expected_status = ? WHERE row = ?", [(s, r) for r, s in pairs]
             )
 
+    def owe_put_back(self, ticket_key: str, status: str) -> None:
+        """An undo's PUT overwrote `status`, an agent's: committed before the put-back is sent.
+
+        Out of the writer's batches (a commit of its own, ~1 ms): an overwrite is rare,
+        and a run killed before the put-back must find it owed when resumed.
+        """
+        with self._lock:
+            self._conn.execute(
+                "UPDATE rows SET put_back = ? WHERE ticket_key = ? AND outcome IS NULL",
+                (status, ticket_key),
+            )
+
+    def put_backs_owed(self) -> dict[str, str]:
+        """Ticket -> the agent's status an interrupted undo owes back (rows not yet final)."""
+        with self._lock:
+            return dict(
+                self._conn.execute(
+                    "SELECT ticket_key, put_back FROM rows"
+                    " WHERE put_back IS NOT NULL AND outcome IS NULL"
+                ).fetchall()
+            )
+
     def settle_reads(self, at: str, *, force: bool = False) -> dict[str, int]:
         """Decide, without a request, the read rows a write cannot help; how many by rule."""
         rules = {

@@ -66,7 +66,9 @@ CREATE TABLE IF NOT EXISTS rows (
     read_at TEXT,
     read_error TEXT,                -- the read failed: why
     expected_status TEXT,           -- undo: the status the batch set, which must still hold
-    verified TEXT                   -- --verify: 'yes' or 'drifted: now X'
+    verified TEXT,                  -- --verify: 'yes' or 'drifted: now X'
+    put_back TEXT                   -- undo: an agent's status overwritten, owed back (journaled
+                                    -- before the put-back is sent, so a resume still owes it)
 );
 """
     + SECONDS_TABLE
@@ -82,6 +84,7 @@ ADDED_COLUMNS = (
     ("read_error", "TEXT"),
     ("expected_status", "TEXT"),
     ("verified", "TEXT"),
+    ("put_back", "TEXT"),
 )
 
 

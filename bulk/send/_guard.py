@@ -23,20 +23,41 @@ from ._retry import retrying
 __all__ = ["guarding"]
 
 Send = Callable[[str, str], Awaitable[Answer]]
+# Records, durably, that `ticket`'s agent status is owed back, before the put-back is sent.
+Owe = Callable[[str, str], Awaitable[None]]
+
+
+async def _owe_nothing(_ticket_id: str, _status: str) -> None:
+    return None
 
 
 def guarding(
-    send: Send, expected: Mapping[str, str], budget: RateController, max_attempts: int
+    send: Send,
+    expected: Mapping[str, str],
+    budget: RateController,
+    max_attempts: int,
+    *,
+    owe: Owe = _owe_nothing,
+    owed: Mapping[str, str] | None = None,
 ) -> Send:
-    """`send` for an undo: `expected[ticket]` is the status the batch set (read as still held)."""
+    """`send` for an undo: `expected[ticket]` is the status the batch set (read as still held).
+
+    An overwrite found is journaled (`owe`) before its put-back goes out. A run killed
+    in between resends the undo's PUT on resume, whose answer then names the undo's
+    own status: `owed` (what the killed run journaled) says whose status to put back.
+    """
+    owed = owed or {}
 
     async def guarded(ticket_id: str, status: str) -> Answer:
         answer = await send(ticket_id, status)
         before, wanted = answer.previous_status, expected.get(ticket_id)
+        if ticket_id in owed and before in (None, status):
+            before = owed[ticket_id]  # the earlier run's PUT stands; its put-back is owed
         # Unknown (no activity in the answer), or what the batch set, or already
         # reverted by someone else: nothing of anyone's was overwritten.
         if before is None or wanted is None or before in (wanted, status):
             return answer
+        await owe(ticket_id, before)
         sent = 0
 
         async def put_back() -> Answer:

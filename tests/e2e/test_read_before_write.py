@@ -401,3 +401,37 @@ def test_a_retry_of_an_undo_that_listed_lists_too(
     puts = [r for r in requests if r.method == "PUT"]
     assert len(puts) > 100
     assert [r for r in requests if r.method == "GET" and r.ticket_id] == []
+
+
+def test_a_put_back_a_killed_undo_owed_is_paid_on_resume(
+    tmp_path: Path, tickets: list[dict[str, Any]]
+) -> None:
+    """Killed after an undo's PUT overwrote an agent's status and before the put-back: the
+    journal holds the debt (written before the put-back is sent), and the resumed undo,
+    whose resent PUT then replaces only its own write, puts the agent's status back."""
+    tickets = tickets[:40]
+    sim = Simulator(SimConfig(rate=None, seed=3), tickets)
+    before = {t["id"]: t["status"] for t in tickets}
+    with _closed_by_a_batch(tmp_path, sim, tickets) as env:
+        report = tmp_path / "reports" / "in.report.csv"
+        args = ("undo", str(report), "--rate", "unlimited")
+        planned = run_bulk(*args, "--limit", "0", env=env)  # read and planned, nothing sent
+        assert planned.returncode == 0, planned.stderr
+        victim = next(t for t in _ids(tickets) if before[t] == "new")
+        # What the killed run left: its PUT applied (the ticket at the undo's status) and
+        # the agent's status owed in the journal.
+        sim.agent_sets(victim, "new")
+        journal = bulk.journal.Journal(tmp_path / "reports" / "in.undo.journal")
+        journal.owe_put_back(victim, "solved")
+        journal.close()
+        resumed = run_bulk(*args, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert sim.status_of(victim) == "solved"  # the agent's status, back
+    rows = {r["ticket_id"]: r for r in read_report(tmp_path / "reports" / "in.undo.csv")}
+    assert rows[victim]["outcome"] == "skipped"
+    assert (
+        rows[victim]["error"]
+        == "changed since the batch (was solved when the undo wrote; put back)"
+    )
+    others = [t for t in _ids(tickets) if t != victim and before[t] != "closed"]
+    assert all(sim.status_of(t) == before[t] for t in others)

@@ -74,3 +74,39 @@ async def test_a_ticket_the_undo_does_not_guard_is_sent_as_is() -> None:
     put = FakePut("solved")
     answer = await guarding(put, {}, rate_controller(None), 3)(T, "new")
     assert answer.previous_status == "solved" and len(put.calls) == 1
+
+
+async def test_an_overwrite_is_owed_before_its_put_back_is_sent() -> None:
+    """A kill between the PUT and its put-back must leave the debt in the journal."""
+    events: list[tuple[str, str, str]] = []
+    put = FakePut("solved")
+
+    async def recorded(ticket_id: str, status: str) -> Answer:
+        events.append(("PUT", ticket_id, status))
+        return await put(ticket_id, status)
+
+    async def owe(ticket_id: str, status: str) -> None:
+        events.append(("owe", ticket_id, status))
+
+    with pytest.raises(ChangedSince):
+        await guarding(recorded, {T: "closed"}, rate_controller(None), 3, owe=owe)(T, "new")
+    assert events == [("PUT", T, "new"), ("owe", T, "solved"), ("PUT", T, "solved")]
+
+
+@pytest.mark.parametrize("previous", ["new", None])
+async def test_a_resumed_undo_pays_what_the_killed_run_owed(previous: str | None) -> None:
+    """Resent after a kill, the undo's PUT replaces its own earlier write (or says nothing):
+    the agent's status the killed run journaled goes back."""
+    put = FakePut(previous)
+    guard = guarding(put, {T: "closed"}, rate_controller(None), 3, owed={T: "solved"})
+    with pytest.raises(ChangedSince, match=r"was solved when the undo wrote; put back"):
+        await guard(T, "new")
+    assert put.calls == [(T, "new"), (T, "solved")]
+
+
+async def test_an_owed_put_back_yields_to_a_later_change() -> None:
+    """Back at the batch's status since: that is someone's later choice, not the undo's."""
+    put = FakePut("closed")
+    guard = guarding(put, {T: "closed"}, rate_controller(None), 3, owed={T: "solved"})
+    answer = await guard(T, "new")
+    assert answer.previous_status == "closed" and put.calls == [(T, "new")]
