@@ -66,6 +66,8 @@ def change_spec(options: RunOptions, source: Source) -> ChangeSpec | None:
         for kind in CHANGE_COLUMNS
         if given and kind in source.extras and not (template and kind in template.columns)
     ]
+    if given and not source.status_column:
+        ignored = source.unread_status + ignored
     if ignored:
         shown = ", ".join(repr(printable(c, 40)) for c in ignored)
         log.warning(

@@ -67,12 +67,16 @@ async def prepare(
     """Raise `UsageError` (exit 2) for bad options, input or outputs; nothing is sent."""
     began, started_at = time.monotonic(), datetime.now(UTC)
     options.check()
+    # With one assignee or type for every row, the input is a list of tickets: an export's
+    # status column (maybe stale) is no change asked for, unless named with --status-column.
+    listed = options.assignee is not None or options.type is not None
     src = await anyio.to_thread.run_sync(
         lambda: open_source(
             source,
             id_column=options.id_column,
             status_column=options.status_column,
-            need_status=options.status is None,
+            need_status=options.status is None
+            and (not listed or options.status_column is not None),
             extra_columns=extra_columns(options),
             status_optional=any(
                 v is not None for v in (options.assignee, options.type, options.comment)
@@ -167,8 +171,12 @@ def _check_expected(src: Source) -> None:
     frame = src.frame
     if frame is None or "expected_status" not in frame.columns:
         return
+    import pandas as pd
+
     for row, value in enumerate(frame["expected_status"].tolist(), 1):
-        if value is None or value == "" or (isinstance(value, float) and value != value):
+        if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+            continue
+        if value == "":
             continue
         if not isinstance(value, str) or normalise_status(value) is None:
             raise UsageError(

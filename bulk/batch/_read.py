@@ -112,7 +112,10 @@ def expected_statuses(batch: Batch) -> list[str]:
     frame = batch.source.frame
     if frame is None or not reverts(batch):
         return []
-    return [normalise_status(str(s)) or "" if s else "" for s in frame["expected_status"].tolist()]
+    return [
+        normalise_status(s) or "" if isinstance(s, str) else ""
+        for s in frame["expected_status"].tolist()
+    ]
 
 
 def _expected(batch: Batch) -> list[tuple[int, str]]:

@@ -25,7 +25,7 @@ from .._core._rates import AUTO, DOCUMENTED_RATE
 from .._version import __version__
 from ..input import Source
 from ..journal import REPORT_COLUMNS, Journal
-from ..plan import plan_chunk
+from ..plan import ChangeSpec, plan_chunk
 from ..report import (
     audit_path,
     read_audit,
@@ -91,7 +91,7 @@ async def plan_or_resume(batch: Batch, journal: Journal, interrupts: Interrupts)
     resent = 0
     if batch.options.fresh or not meta.get("planned"):
         meta = await _plan_afresh(batch, journal, interrupts, meta)
-    elif meta.get("meaning") != batch.meaning:
+    elif meta.get("meaning") != batch.meaning and not _as_planned(batch, meta.get("meaning")):
         earlier = meta.get("meaning") or {}
         keys = dict.fromkeys([*batch.meaning, *earlier])
         changed = [k for k in keys if earlier.get(k) != batch.meaning.get(k)]
@@ -127,6 +127,53 @@ async def plan_or_resume(batch: Batch, journal: Journal, interrupts: Interrupts)
         start.already_final = counts["rows"] - counts["pending"]
         _log_resume(start, batch.report)
     return start
+
+
+# What bulk derives from an input and its options by rules of its own (which of the input's
+# columns it reads), not what the user chose; a later bulk may derive them otherwise.
+_DERIVED = frozenset({"status_column", "changes"})
+
+
+def _as_planned(batch: Batch, earlier: Any) -> bool:
+    """Resume a journal an earlier bulk planned for this same input and options as it was
+    planned, though this bulk reads the input's columns otherwise: its rows hold every change
+    it planned (an interrupted job would otherwise be refused at every run, and --fresh would
+    drop the record an undo needs). False when the user's own choices differ."""
+    if not isinstance(earlier, dict):
+        return False
+    now, options = batch.meaning, batch.options
+    if any(earlier.get(k) != now.get(k) for k in ({*earlier, *now} - _DERIVED)):
+        return False
+    if options.status_column is not None and earlier.get("status_column") != now.get(
+        "status_column"
+    ):
+        return False
+    then = earlier.get("changes")
+    if then is not None and (
+        not isinstance(then, dict)
+        or any(then.get(k) != getattr(options, k) for k in ("assignee", "type", "comment"))
+    ):
+        return False
+    columns = then.get("columns") if then else None
+    log.info(
+        "resuming %s as an earlier bulk planned it: its rows hold the changes it read from the "
+        "input's columns, and they are sent as planned",
+        batch.report,
+    )
+    batch.meaning = earlier
+    batch.changes = (
+        None
+        if then is None
+        else ChangeSpec(
+            assignee=options.assignee,
+            type=options.type,
+            comment=options.comment_template,
+            columns={c: c for c in columns if isinstance(c, str)}
+            if isinstance(columns, list)
+            else {},
+        )
+    )
+    return True
 
 
 async def _plan_afresh(
@@ -271,7 +318,8 @@ def _guarded(batch: Batch) -> dict[str, str] | None:
     frame = batch.source.frame
     if batch.options.force or frame is None or not reverts(batch):
         return None
-    pairs = zip(frame["ticket_id"].tolist(), expected_statuses(batch), strict=True)
+    ids = frame[batch.source.id_column].tolist()  # the column the input named, found by name
+    pairs = zip(ids, expected_statuses(batch), strict=True)
     return {str(t).strip().lower(): s for t, s in pairs if s}
 
 

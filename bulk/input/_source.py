@@ -149,6 +149,7 @@ class Source:
         self._status_optional = status_optional  # other changes were asked for on their own
         # Wanted name -> the input's column, for the extra columns the input has.
         self.extras: dict[str, str] = {}
+        self.unread_status: list[str] = []
         self._sep = ","
         self._sniffed = False  # the delimiter is sniffed once: the file is read more than once
         self._keys: list[str] | None = None  # a JSONL file's keys, all lines', read once
@@ -300,6 +301,8 @@ class Source:
                 f"found {_listing(columns)}); name it with --id-column"
             )
         self._pick_extras(columns)
+        # Status-like columns a run that gives the status (or changes none) leaves unread.
+        self.unread_status = [c for c in columns if _norm(c) in STATUS_NAMES]
         if self._need_status:
             self.status_column = _pick(
                 columns, self._wanted_status, STATUS_NAMES, "status column", self.name

@@ -264,3 +264,54 @@ def test_one_status_for_every_row_does_not_read_an_exports_other_columns(
         now = sim.tickets[ticket["id"]]
         assert (now["status"], now["type"]) == ("closed", ticket["type"])
         assert now.get("userRefAssignee") == ticket.get("userRefAssignee")
+
+
+def test_one_type_for_every_row_does_not_read_an_exports_status_column(
+    tmp_path: Path, tickets: list[dict[str, Any]]
+) -> None:
+    """`--type` on an export whose status column is stale re-types and changes no status."""
+    sim = Simulator(SimConfig(rate=None), tickets)
+    export = write_csv(
+        tmp_path / "export.csv", [(t["id"], "solved") for t in tickets], ("id", "status")
+    )
+    with SimulatorThread(sim) as thread:
+        done = run_bulk(
+            "run", str(export), "--type", "cleaning", "--rate", "unlimited",
+            env=demo_vars(thread.base_url),
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "column(s) 'status' not used: --type gives every row's change" in done.stderr
+    assert not [r for r in sim.requests if r.path.endswith("/status")]
+    for ticket in tickets:
+        now = sim.tickets[ticket["id"]]
+        assert (now["status"], now["type"]) == (ticket["status"], "cleaning")
+
+
+def test_a_batch_an_earlier_bulk_planned_resumes_as_planned(
+    tmp_path: Path, tickets: list[dict[str, Any]]
+) -> None:
+    """Planned by a bulk that read an export's `type` column beside `--status` (the journal
+    says so), interrupted, and resumed by this one: it finishes as planned, not refused."""
+    sim = Simulator(SimConfig(rate=None), tickets)
+    rows = [(t["id"], "closed", "cleaning" if t["type"] != "cleaning" else "internet")
+            for t in tickets]  # fmt: skip
+    source = write_csv(tmp_path / "in.csv", rows, ("id", "status", "type"))
+    with SimulatorThread(sim) as thread:
+        env = demo_vars(thread.base_url)
+        first = run_bulk("run", str(source), "--limit", "10", "--rate", "unlimited", env=env)
+        assert first.returncode == 0, first.stderr
+        # What an earlier bulk wrote for `--status closed` on this input: it read `type` too.
+        path = tmp_path / "reports" / "in.report.journal"
+        with sqlite3.connect(path) as conn:
+            meaning = json.loads(
+                conn.execute("SELECT value FROM meta WHERE key = 'meaning'").fetchone()[0]
+            )
+            assert meaning["changes"]["columns"] == ["type"]
+            meaning |= {"status": "closed", "status_column": None}
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'meaning'", (json.dumps(meaning),))
+        resumed = run_bulk("run", str(source), "--status", "closed", "--rate", "unlimited", env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "as an earlier bulk planned it" in resumed.stderr
+    for ticket, (_, _, kind) in zip(tickets, rows, strict=True):
+        now = sim.tickets[ticket["id"]]
+        assert (now["status"], now["type"]) == ("closed", kind)

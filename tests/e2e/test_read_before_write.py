@@ -356,15 +356,19 @@ async def test_a_dataframe_with_expected_statuses_changes_only_what_still_has_th
     import pandas as pd
 
     chosen = tickets[:20]
-    expected = ["New" if t["status"] == "new" else "Solved" for t in chosen]
-    frame = pd.DataFrame({"ticket_id": _ids(chosen), "expected_status": expected})
+    expected: list[str | None] = ["New" if t["status"] == "new" else "Solved" for t in chosen]
+    expected[-1] = None  # missing: no condition (pd.NA in the string column below)
+    # The id column under another name, and a string column's missing value.
+    column = pd.array(expected, dtype="string")
+    frame = pd.DataFrame({"id": _ids(chosen), "expected_status": column})
     options: dict[str, Any] = {"base_url": server, "credentials": creds, "rate": None}
     report = await run_async(frame, status="closed", **options)
     rows = report.set_index("ticket_id")
     for ticket, wanted in zip(chosen, expected, strict=True):
-        held = ticket["status"] == wanted.lower()
+        held = wanted is None or ticket["status"] == wanted.lower()
         assert sim.status_of(ticket["id"]) == ("closed" if held else ticket["status"])
-        assert rows.loc[ticket["id"], "expected_status"] == wanted.lower()
+        shown = rows.loc[ticket["id"], "expected_status"]
+        assert pd.isna(shown) if wanted is None else shown == wanted.lower()
     assert {"new", "solved"} & {t["status"] for t in chosen}
     assert {"inProgress", "closed"} & {t["status"] for t in chosen}
     hostile = frame.assign(expected_status=["=HYPERLINK(1)\x1b[31m"] * len(chosen))
