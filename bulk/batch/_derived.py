@@ -7,11 +7,13 @@ engine, with its own report and audit record.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .._core._csvsafe import neutralise
 from .._core._exceptions import UsageError
+from .._core._files import beside
 from .._core._text import printable
 from ..plan import normalise_status
 from ..report import audit_path, read_audit
@@ -21,6 +23,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["derived_report_path", "read_report", "retry_frame", "undo_frame"]
+
+log = logging.getLogger("bulk")
 
 _NEEDED = ("row", "ticket_id", "target_status", "outcome", "previous_status", "error")
 RETRYABLE = frozenset({"failed", "skipped"})
@@ -94,6 +98,8 @@ def retry_frame(report: Path, only: frozenset[str], *, force: bool = False) -> p
     guarded = _EXPECTED in frame.columns
     if not guarded and not force:
         _refuse_an_older_undo(report)
+    elif not guarded and _undone(report) is not None:
+        log.warning("%s: --force: these reverts are sent unchecked", printable(report, 200))
     chosen = frame["outcome"].isin(only)
     # A skipped duplicate's first row was (or will be) sent; sending it again adds nothing.
     # A ticket an undo could not read is retried: its retry reads it, as the undo meant to.
@@ -109,23 +115,45 @@ def retry_frame(report: Path, only: frozenset[str], *, force: bool = False) -> p
         out = out.rename(columns={"row": "source_row"}).reset_index(drop=True)
     if not guarded:
         return out
-    _keep_expected(out, frame.loc[chosen].reset_index(drop=True), changes=changes)
-    return with_locations(out, report)
+    # A status-only undo's rows each had one: an empty cell there is an edit. Any other
+    # report's (a library run's DataFrame) may leave a row without a condition.
+    strict = not changes and _undone(report) is not None
+    _keep_expected(out, frame.loc[chosen].reset_index(drop=True), strict=strict)
+    # Listing reads 100 tickets a request, but a whole location: only where the undo listed.
+    return with_locations(out, report) if _listed(report) else out
+
+
+def _listed(report: Path) -> bool:
+    """Whether the undo of `report` read by listing (its batch left a snapshot to list from)."""
+    batch = _undone(report)
+    return batch is not None and beside(Path(batch), ".snapshot.csv").is_file()
+
+
+def _undone(report: Path) -> str | None:
+    """The batch report `report` is the undo of, when its audit record says it is an undo's."""
+    derived = (read_audit(audit_path(report)) or {}).get("derived_from")
+    if not isinstance(derived, dict) or derived.get("kind") != "undo":
+        return None
+    batch = derived.get("report")
+    return batch if isinstance(batch, str) and batch else "the batch's report"
 
 
 def _refuse_an_older_undo(report: Path) -> None:
     """An undo's report without `expected_status` (an older bulk's): a retry would send blind."""
-    derived = (read_audit(audit_path(report)) or {}).get("derived_from")
-    if isinstance(derived, dict) and derived.get("kind") == "undo":
+    batch = _undone(report)
+    if batch is not None:
+        shown = printable(batch, 200)
         raise UsageError(
             f"{printable(report, 200)}: an undo's report without the expected_status column "
             "(an older bulk wrote it), so a retry cannot check that each ticket is still as "
-            "the batch left it; run `bulk undo` of the batch's report again instead (it reads "
-            "every ticket first), or pass --force to send these reverts unchecked; nothing was sent"
+            f"the batch left it; undo the batch afresh instead, into a new report (`bulk undo "
+            f"{shown} --report NEW.csv`: it reads every ticket first, and those already "
+            "reverted end unchanged), or pass --force to send these reverts unchecked; nothing "
+            "was sent"
         )
 
 
-def _keep_expected(out: pd.DataFrame, rows: pd.DataFrame, *, changes: bool) -> None:
+def _keep_expected(out: pd.DataFrame, rows: pd.DataFrame, *, strict: bool) -> None:
     """Carry an undo's `expected_status` into its retry, which then reads and guards as it did.
 
     Without it a retry would send the undo's statuses blind: a failed revert retried
@@ -143,7 +171,7 @@ def _keep_expected(out: pd.DataFrame, rows: pd.DataFrame, *, changes: bool) -> N
     out["target_status"] = out["target_status"].mask(again, put_back)
     expected = expected.mask(again, undid)
     unusable = (rows[_EXPECTED] != "") & (expected == "")
-    if not changes:
+    if strict:
         unusable |= expected == ""
     reason = expected.map(lambda _: "").mask(
         unusable, "left alone: the report's expected_status is not a status"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +176,7 @@ def simulate(
     """
     from .. import simulator as sim
 
+    _check_finite(faults)
     schedule, shown = _schedule(rate_after, revoke_after)
     try:
         agent = None if agent_reopen is None else sim.parse_agent(agent_reopen)
@@ -211,9 +215,25 @@ def simulate(
             f"SPACEBRING_NETWORK_ID={sim.DEMO_NETWORK_ID} SPACEBRING_TOKEN_FILE=FILE"
         )
 
+    _serve(lambda: sim.run_forever(server, host, port, on_ready=ready), host, port)
+
+
+def _check_finite(faults: dict[str, Any]) -> None:
+    """click's ranges let nan through (every comparison with it is false)."""
+    options = {"drop_after_rate": "drop-after", "error_after_rate": "error-after"}
+    for name, value in faults.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            option = options.get(name, name.replace("_", "-"))
+            fail_usage(f"--{option}: {value} is not a finite number")
+
+
+def _serve(run: Callable[[], None], host: str, port: int) -> None:
     try:
-        sim.run_forever(server, host, port, on_ready=ready)
-    except OSError as exc:  # the port is taken, or the address is not this machine's
+        run()
+    except OSError as exc:
+        if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+            raise
+        # The port is taken or privileged, or the address is not this machine's.
         fail_usage(
             f"cannot listen on {printable(host, 100)} port {port}: {exc.strerror or exc}; "
             "choose another --port (0 picks a free one)"

@@ -134,9 +134,15 @@ def _run_line(record: dict[str, Any], path: Path) -> RunLine:
     }
     pending = counts.get("pending") if isinstance(counts, dict) else None
     rows = counts.get("rows") if isinstance(counts, dict) else None
-    # Rows a stopped run never sent are in no outcome: shown, the counts add up to the rows.
+    # Rows never sent are in no outcome: shown, the counts add up to the rows. Held back
+    # on purpose (--limit, a dry run) they are not unsent (CONTRACT).
     if isinstance(pending, int) and not isinstance(pending, bool) and pending > 0:
-        shown += f" not-sent={pending}"
+        options = record.get("options")
+        held = isinstance(options, dict) and (
+            options.get("dry_run") is True
+            or (options.get("limit") is not None and record.get("exit_code") == 0)
+        )
+        shown += f" {'held-back' if held else 'not-sent'}={pending}"
     if isinstance(rows, int) and not isinstance(rows, bool):
         shown = f"rows={rows} {shown}"
     judged = verdict(record, clean, pending if isinstance(pending, int) else 0)

@@ -299,17 +299,29 @@ def test_a_retry_of_an_undo_reverts_only_what_is_still_ours(
         assert len(applied) >= 5 and len(moved) >= 5 and set(failed) - applied - set(moved)
         for ticket_id, status in moved.items():
             sim.agent_sets(ticket_id, status)
-        puts = len(sim.sent_ids())
+        puts, seen = len(sim.sent_ids()), len(sim.requests)
         retried = run_bulk("retry", str(undo_report), "--rate", "unlimited", env=env)
         retry_puts = sim.sent_ids()[puts:]
+        # The undo read one ticket at a time (its batch listed nothing): so does its retry.
+        assert [r for r in sim.requests[seen:] if r.method == "GET" and not r.ticket_id] == []
     assert retried.returncode == 0, retried.stderr
     assert f"left alone: {len(moved)} changed since the batch" in retried.stdout
     # Neither the agent's tickets nor those already back are written.
     assert sorted(retry_puts) == sorted(set(failed) - applied - set(moved))
     again = {r["ticket_id"]: r for r in read_report(tmp_path / "reports" / "in.undo.retry.csv")}
     assert set(again) == set(failed)
-    for ticket_id in failed:
-        row = again[ticket_id]
+    _retried_as_guarded(sim, again, before, applied, moved)
+
+
+def _retried_as_guarded(
+    sim: Simulator,
+    again: dict[str, dict[str, str]],
+    before: dict[str, str],
+    applied: set[str],
+    moved: dict[str, str],
+) -> None:
+    """Each retried revert: back if still as the batch left it, the agent's change kept."""
+    for ticket_id, row in again.items():
         assert row["expected_status"] == "closed"
         if ticket_id not in moved:
             assert sim.status_of(ticket_id) == before[ticket_id]
@@ -439,3 +451,25 @@ def test_a_put_back_a_killed_undo_owed_is_paid_on_resume(
     )
     others = [t for t in _ids(tickets) if t != victim and before[t] != "closed"]
     assert all(sim.status_of(t) == before[t] for t in others)
+
+
+def test_retry_force_reverts_what_changed_since_with_a_warning(
+    tmp_path: Path, tickets: list[dict[str, Any]]
+) -> None:
+    tickets = tickets[:100]
+    sim = Simulator(SimConfig(rate=None, seed=3), tickets)
+    before = {t["id"]: t["status"] for t in tickets}
+    with _closed_by_a_batch(tmp_path, sim, tickets) as env:
+        sim.config.error_rate = 0.3
+        args = ("--rate", "unlimited", "--max-attempts", "1", "--max-failure-rate", "1")
+        run_bulk("undo", str(tmp_path / "reports" / "in.report.csv"), *args, env=env)
+        undo_report = tmp_path / "reports" / "in.undo.csv"
+        failed = [r["ticket_id"] for r in read_report(undo_report) if r["outcome"] == "failed"]
+        assert failed
+        sim.config.error_rate = 0.0
+        moved = failed[0]
+        sim.agent_sets(moved, "inProgress" if before[moved] != "inProgress" else "new")
+        forced = run_bulk("retry", str(undo_report), "--force", "--rate", "unlimited", env=env)
+    assert forced.returncode == 0, forced.stderr
+    assert "--force: reverting every ticket, even those changed since the batch" in forced.stderr
+    assert all(sim.status_of(t) == before[t] for t in failed)  # the agent's change too

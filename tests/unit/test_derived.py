@@ -81,6 +81,11 @@ def test_a_failed_put_back_is_retried_as_that_put_back(tmp_path: Path) -> None:
     # The agent's status goes back only while the ticket still has the undo's.
     assert list(frame["target_status"]) == ["solved", "new"]
     assert list(frame["expected_status"]) == ["new", ""]
+    # Not an undo's report (a library run's DataFrame): a row may have no condition.
+    assert frame["skip_reason"][1] == ""
+    audit = {"derived_from": {"kind": "undo", "report": str(tmp_path / "x.csv")}}
+    (tmp_path / "x.undo.run.json").write_text(json.dumps(audit))
+    frame = retry_frame(report, frozenset({"failed"}))
     # A status-only undo's row always had one: an empty cell is an edit.
     assert frame["skip_reason"][1] == "left alone: the report's expected_status is not a status"
 

@@ -91,3 +91,23 @@ def test_the_agent_option_is_read_strictly() -> None:
     for spec in ("5%@30", "0.05", "2@1", "0.1@-1"):
         with pytest.raises(ValueError, match="SHARE@SECOND"):
             parse_agent(spec)
+
+
+def test_a_ticket_already_back_at_an_undos_target_is_unchanged_not_someones_change(
+    journal: Journal,
+) -> None:
+    """Its preview (`would`) and its settling agree: back where the undo would put it is
+    nobody's change to keep; anywhere else is."""
+    ids = [f"{n:08x}-0000-4000-8000-000000000000" for n in range(2)]
+    plan(journal, [to_send(i + 1, t, "new") for i, t in enumerate(ids)])
+    journal.set_expected([(1, "closed"), (2, "closed")])
+    journal.record_reads(
+        [(ids[0], "new", None, None, None, None), (ids[1], "solved", None, None, None, None)],
+        "2024-05-02T00:00:00Z",
+    )
+    would = [r[0] for batch in journal.report_rows(("would",)) for r in batch]
+    assert would == ["already at target", "changed since the batch"]
+    settled = journal.settle_reads("now")
+    assert (settled["already at target"], settled["changed since the batch"]) == (1, 1)
+    outcomes = [r[0] for batch in journal.report_rows(("outcome",)) for r in batch]
+    assert outcomes == ["unchanged", "skipped"]
