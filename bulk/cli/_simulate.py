@@ -6,7 +6,7 @@ import errno
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -36,6 +36,24 @@ def _schedule(
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="'--rate-after'") from None
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _share(name: str, text: str) -> Callable[[_F], _F]:
+    """A fault's share of requests, 0 to 1 (`--drop-after` is `drop_after_rate`)."""
+    dest = name.removeprefix("--").replace("-", "_")
+    dest = dest if dest.endswith("_rate") else f"{dest}_rate"
+    return click.option(
+        name, dest, type=click.FloatRange(0, 1), default=0.0, show_default=True, help=text
+    )
+
+
+def _seconds(name: str, text: str, default: float = 0.0) -> Callable[[_F], _F]:
+    return click.option(
+        name, type=click.FloatRange(min=0), default=default, show_default=True, help=text
+    )
 
 
 @click.command()
@@ -75,57 +93,13 @@ def _schedule(
     show_default=True,
     help="Another client of the same credentials using this many requests/s of the limit.",
 )
-@click.option(
-    "--latency",
-    type=click.FloatRange(min=0),
-    default=0.0,
-    show_default=True,
-    help="Seconds added to every answer.",
-)
-@click.option(
-    "--jitter",
-    type=click.FloatRange(min=0),
-    default=0.0,
-    show_default=True,
-    help="Up to this many more seconds.",
-)
-@click.option(
-    "--error-rate",
-    type=click.FloatRange(0, 1),
-    default=0.0,
-    show_default=True,
-    help="Fraction answered 5xx.",
-)
-@click.option(
-    "--drop-rate",
-    type=click.FloatRange(0, 1),
-    default=0.0,
-    show_default=True,
-    help="Fraction of dropped connections.",
-)
-@click.option(
-    "--slow-rate",
-    type=click.FloatRange(0, 1),
-    default=0.0,
-    show_default=True,
-    help="Fraction answered slowly (after --slow-seconds).",
-)
-@click.option(
-    "--drop-after",
-    "drop_after_rate",
-    type=click.FloatRange(0, 1),
-    default=0.0,
-    show_default=True,
-    help="Fraction of writes applied, then dropped without an answer.",
-)
-@click.option(
-    "--error-after",
-    "error_after_rate",
-    type=click.FloatRange(0, 1),
-    default=0.0,
-    show_default=True,
-    help="Fraction of writes applied, then answered 5xx.",
-)
+@_seconds("--latency", "Seconds added to every answer.")
+@_seconds("--jitter", "Up to this many more seconds.")
+@_share("--error-rate", "Fraction answered 5xx.")
+@_share("--drop-rate", "Fraction of dropped connections.")
+@_share("--slow-rate", "Fraction answered slowly (after --slow-seconds).")
+@_share("--drop-after", "Fraction of writes applied, then dropped without an answer.")
+@_share("--error-after", "Fraction of writes applied, then answered 5xx.")
 @click.option(
     "--token-lifetime",
     type=click.FloatRange(min=0, min_open=True),
@@ -140,13 +114,7 @@ def _schedule(
     show_default=True,
     help="Hand out a new refresh token at each refresh (the old one stops working).",
 )
-@click.option(
-    "--slow-seconds",
-    type=click.FloatRange(min=0),
-    default=5.0,
-    show_default=True,
-    help="How long a slow answer (--slow-rate) waits.",
-)
+@_seconds("--slow-seconds", "How long a slow answer (--slow-rate) waits.", 5.0)
 @click.option("--seed", type=int, help="Seed for repeatable faults.")
 @click.option(
     "--same-status-400", is_flag=True, help="Answer a PUT of the status a ticket has with 400."

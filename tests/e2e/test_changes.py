@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -238,23 +238,29 @@ def test_comments_with_basic_credentials_exit_2_before_sending(
     assert sim.requests == []
 
 
+def _on_export(
+    tmp_path: Path, sim: Simulator, rows: Sequence[Sequence[Any]], header: Sequence[str], *args: str
+) -> Any:
+    """`bulk run export.csv ARGS` against `sim`: a ticket export, its columns maybe stale."""
+    export = write_csv(tmp_path / "export.csv", rows, header)
+    with SimulatorThread(sim) as thread:
+        done = run_bulk(
+            "run", str(export), *args, "--rate", "unlimited", env=demo_vars(thread.base_url)
+        )
+    assert done.returncode == 0, done.stderr
+    return done
+
+
 def test_one_status_for_every_row_does_not_read_an_exports_other_columns(
     tmp_path: Path, tickets: list[dict[str, Any]]
 ) -> None:
     """`--status closed` on a ticket export whose `type` and `assignee` columns are stale
     closes the tickets and changes nothing else (it used to re-type them all)."""
     sim = Simulator(SimConfig(rate=None), tickets)
-    export = tmp_path / "export.csv"
     stale = [
         (t["id"], "cleaning" if t["type"] != "cleaning" else "internet", USER) for t in tickets
     ]
-    write_csv(export, stale, ("id", "type", "assignee"))
-    with SimulatorThread(sim) as thread:
-        done = run_bulk(
-            "run", str(export), "--status", "closed", "--rate", "unlimited",
-            env=demo_vars(thread.base_url),
-        )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    done = _on_export(tmp_path, sim, stale, ("id", "type", "assignee"), "--status", "closed")
     assert "column(s) 'assignee', 'type' not used: --status gives every row's change" in (
         done.stderr
     )
@@ -271,15 +277,8 @@ def test_one_type_for_every_row_does_not_read_an_exports_status_column(
 ) -> None:
     """`--type` on an export whose status column is stale re-types and changes no status."""
     sim = Simulator(SimConfig(rate=None), tickets)
-    export = write_csv(
-        tmp_path / "export.csv", [(t["id"], "solved") for t in tickets], ("id", "status")
-    )
-    with SimulatorThread(sim) as thread:
-        done = run_bulk(
-            "run", str(export), "--type", "cleaning", "--rate", "unlimited",
-            env=demo_vars(thread.base_url),
-        )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    stale = [(t["id"], "solved") for t in tickets]
+    done = _on_export(tmp_path, sim, stale, ("id", "status"), "--type", "cleaning")
     assert "column(s) 'status' not used: --type gives every row's change" in done.stderr
     assert not [r for r in sim.requests if r.path.endswith("/status")]
     for ticket in tickets:

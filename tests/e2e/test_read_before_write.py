@@ -272,6 +272,20 @@ def test_undo_puts_back_a_change_made_after_it_read(
             assert rows[ticket_id]["outcome"] == "updated"
 
 
+def _undo_in_trouble(
+    tmp_path: Path, sim: Simulator, env: dict[str, str], errors: float, lost: float = 0.0
+) -> tuple[Any, Path]:
+    """The batch's undo, each request tried once, against 5xx (`errors`, reads too) and
+    PUTs applied whose answer is lost (`lost`); the server is well again after it."""
+    sim.config.error_rate, sim.config.error_after_rate = errors, lost
+    args = ("--rate", "unlimited", "--max-attempts", "1", "--max-failure-rate", "1")
+    try:
+        undone = run_bulk("undo", str(tmp_path / "reports" / "in.report.csv"), *args, env=env)
+    finally:
+        sim.config.error_rate = sim.config.error_after_rate = 0.0
+    return undone, tmp_path / "reports" / "in.undo.csv"
+
+
 def test_a_retry_of_an_undo_reverts_only_what_is_still_ours(
     tmp_path: Path, tickets: list[dict[str, Any]]
 ) -> None:
@@ -282,17 +296,12 @@ def test_a_retry_of_an_undo_reverts_only_what_is_still_ours(
     sim = Simulator(SimConfig(rate=None, seed=3), tickets)
     before = {t["id"]: t["status"] for t in tickets}
     with _closed_by_a_batch(tmp_path, sim, tickets) as env:
-        report = tmp_path / "reports" / "in.report.csv"
         # Reads pass; a PUT fails unapplied, or is applied and its answer lost.
-        sim.config.error_rate, sim.config.error_after_rate = 0.15, 0.25
-        args = ("--rate", "unlimited", "--max-attempts", "1", "--max-failure-rate", "1")
-        undone = run_bulk("undo", str(report), *args, env=env)
+        undone, undo_report = _undo_in_trouble(tmp_path, sim, env, 0.15, 0.25)
         assert undone.returncode == 1, undone.stderr
-        undo_report = tmp_path / "reports" / "in.undo.csv"
         rows = {r["ticket_id"]: r for r in read_report(undo_report)}
         failed = [t for t, r in rows.items() if r["outcome"] == "failed"]
         assert {rows[t]["expected_status"] for t in failed} == {"closed"}
-        sim.config.error_rate = sim.config.error_after_rate = 0.0
         applied = {t for t in failed if sim.status_of(t) == before[t]}
         moved = {t: "inProgress" if before[t] != "inProgress" else "new" for t in failed[::3]}
         moved = {t: status for t, status in moved.items() if t not in applied}
@@ -340,17 +349,13 @@ def test_tickets_an_undo_could_not_read_are_retried_and_counted_apart(
     sim = Simulator(SimConfig(rate=None, seed=5), tickets)
     before = {t["id"]: t["status"] for t in tickets}
     with _closed_by_a_batch(tmp_path, sim, tickets) as env:
-        sim.config.error_rate = 0.3  # reads and PUTs alike
-        args = ("--rate", "unlimited", "--max-attempts", "1", "--max-failure-rate", "1")
-        undone = run_bulk("undo", str(tmp_path / "reports" / "in.report.csv"), *args, env=env)
-        undo_report = tmp_path / "reports" / "in.undo.csv"
+        undone, undo_report = _undo_in_trouble(tmp_path, sim, env, 0.3)  # reads and PUTs alike
         rows = read_report(undo_report)
         unread = {r["ticket_id"] for r in rows if r["error"].startswith("left alone: could not")}
         assert unread
         changed = sum(r["error"].startswith("changed since") for r in rows)
         assert changed == 0
         assert f"left alone: {len(unread)} could not be read to check" in undone.stdout
-        sim.config.error_rate = 0.0
         retried = run_bulk("retry", str(undo_report), "--only", "failed,skipped", env=env)
     assert retried.returncode == 0, retried.stderr
     again = {r["ticket_id"]: r for r in read_report(tmp_path / "reports" / "in.undo.retry.csv")}
@@ -460,13 +465,9 @@ def test_retry_force_reverts_what_changed_since_with_a_warning(
     sim = Simulator(SimConfig(rate=None, seed=3), tickets)
     before = {t["id"]: t["status"] for t in tickets}
     with _closed_by_a_batch(tmp_path, sim, tickets) as env:
-        sim.config.error_rate = 0.3
-        args = ("--rate", "unlimited", "--max-attempts", "1", "--max-failure-rate", "1")
-        run_bulk("undo", str(tmp_path / "reports" / "in.report.csv"), *args, env=env)
-        undo_report = tmp_path / "reports" / "in.undo.csv"
+        _, undo_report = _undo_in_trouble(tmp_path, sim, env, 0.3)
         failed = [r["ticket_id"] for r in read_report(undo_report) if r["outcome"] == "failed"]
         assert failed
-        sim.config.error_rate = 0.0
         moved = failed[0]
         sim.agent_sets(moved, "inProgress" if before[moved] != "inProgress" else "new")
         forced = run_bulk("retry", str(undo_report), "--force", "--rate", "unlimited", env=env)
