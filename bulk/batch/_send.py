@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
@@ -89,7 +90,10 @@ def _engine(
     if expected:  # an undo: a PUT that overwrote a later change puts it back
 
         async def owe(ticket_id: str, status: str) -> None:
-            await anyio.to_thread.run_sync(journal.owe_put_back, ticket_id, status)
+            try:
+                await anyio.to_thread.run_sync(journal.owe_put_back, ticket_id, status)
+            except sqlite3.Error as exc:  # the put-back goes out anyway, unrecorded
+                log.warning("the journal could not record a put-back owed (%s)", exc)
 
         put = guarding(put, expected, pace, options.max_attempts, owe=owe, owed=owed)
     return Engine(journal, put, pace, engine_settings, stats, seconds)

@@ -23,7 +23,7 @@ from .._core._exceptions import UsageError
 from .._core._exit import ExitCode
 from .._core._rates import AUTO, DOCUMENTED_RATE
 from .._version import __version__
-from ..input import Source
+from ..input import Source, picked_by_name
 from ..journal import REPORT_COLUMNS, Journal
 from ..plan import ChangeSpec, plan_chunk
 from ..report import (
@@ -144,14 +144,19 @@ def _as_planned(batch: Batch, earlier: Any) -> bool:
     now, options = batch.meaning, batch.options
     if any(earlier.get(k) != now.get(k) for k in ({*earlier, *now} - _DERIVED)):
         return False
-    if options.status_column is not None and earlier.get("status_column") != now.get(
-        "status_column"
+    picked = earlier.get("status_column")
+    # A status column bulk found by its name, not one the user named (then or now).
+    if earlier.get("status_column") != now.get("status_column") and (
+        options.status_column is not None
+        or not (picked is None or (isinstance(picked, str) and picked_by_name(picked)))
     ):
         return False
     then = earlier.get("changes")
+    asked = {k: getattr(options, k) for k in ("assignee", "type", "comment")}
+    if then is None and any(v is not None for v in asked.values()):
+        return False  # changes asked for now that the plan does not hold
     if then is not None and (
-        not isinstance(then, dict)
-        or any(then.get(k) != getattr(options, k) for k in ("assignee", "type", "comment"))
+        not isinstance(then, dict) or any(then.get(k) != v for k, v in asked.items())
     ):
         return False
     columns = then.get("columns") if then else None
@@ -186,6 +191,13 @@ async def _plan_afresh(
         # looks for them back to the earliest start and reads before posting.
         posted = await anyio.to_thread.run_sync(comments_posted, journal.path)
         since = earlier.get("comments_since") or (earlier.get("created_at") if posted else None)
+    if earlier.get("planned") and (owed := await anyio.to_thread.run_sync(journal.put_backs_owed)):
+        # Clearing the journal would forget whose status an interrupted undo overwrote.
+        raise UsageError(
+            f"{journal.path}: an interrupted undo still owes {len(owed)} agent's status(es) "
+            "back (it overwrote them and was stopped before putting them back); rerun the "
+            "same command without --fresh first, which puts them back; nothing was sent"
+        )
     await anyio.to_thread.run_sync(journal.clear)
     if batch.changes is not None:
         await anyio.to_thread.run_sync(
@@ -286,6 +298,13 @@ async def send(
     if not pending:
         return None, stats
     assert batch.credentials is not None
+    if options.force and reverts(batch):
+        owed = await anyio.to_thread.run_sync(journal.put_backs_owed)
+        if owed:
+            log.warning(
+                "--force: %d agent's status(es) an interrupted undo owed back are not put back",
+                len(owed),
+            )
     journal.start_writer()
     try:
         with interrupts.suspended():  # the engine's graceful stop takes over
@@ -319,8 +338,11 @@ def _guarded(batch: Batch) -> dict[str, str] | None:
     if batch.options.force or frame is None or not reverts(batch):
         return None
     ids = frame[batch.source.id_column].tolist()  # the column the input named, found by name
-    pairs = zip(ids, expected_statuses(batch), strict=True)
-    return {str(t).strip().lower(): s for t, s in pairs if s}
+    # The first row of a ticket is the one sent (a later one is settled as its duplicate).
+    first: dict[str, str] = {}
+    for ticket, status in zip(ids, expected_statuses(batch), strict=True):
+        first.setdefault(str(ticket).strip().lower(), status)
+    return {ticket: status for ticket, status in first.items() if status}
 
 
 def _changes_since(batch: Batch, start: Start) -> datetime | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import math
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -144,7 +145,7 @@ def simulate(
     """
     from .. import simulator as sim
 
-    _check_finite(faults)
+    _check_finite({**faults, "revoke_after": revoke_after})
     schedule, shown = _schedule(rate_after, revoke_after)
     try:
         agent = None if agent_reopen is None else sim.parse_agent(agent_reopen)
@@ -199,13 +200,12 @@ def _serve(run: Callable[[], None], host: str, port: int) -> None:
     try:
         run()
     except OSError as exc:
-        if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
-            raise
-        # The port is taken or privileged, or the address is not this machine's.
-        fail_usage(
-            f"cannot listen on {printable(host, 100)} port {port}: {exc.strerror or exc}; "
-            "choose another --port (0 picks a free one)"
-        )
+        where = f"cannot listen on {printable(host, 100)} port {port}: {exc.strerror or exc}"
+        if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
+            fail_usage(f"{where}; --host must be an address of this machine (e.g. 127.0.0.1)")
+        if exc.errno in (errno.EADDRINUSE, errno.EACCES):  # taken, or privileged
+            fail_usage(f"{where}; choose another --port (0 picks a free one)")
+        raise
 
 
 def _faults(options: dict[str, Any]) -> str:

@@ -14,6 +14,7 @@ from ._source import (
     Chunk,
     Source,
     open_source,
+    picked_by_name,
     spool_stdin,
 )
 
@@ -28,5 +29,6 @@ __all__ = [
     "clean_cell",
     "file_fingerprint",
     "open_source",
+    "picked_by_name",
     "spool_stdin",
 ]

@@ -55,6 +55,7 @@ __all__ = [
     "Chunk",
     "Source",
     "open_source",
+    "picked_by_name",
     "spool_stdin",
 ]
 
@@ -89,6 +90,11 @@ class Chunk:
 
 def _norm(name: object) -> str:
     return str(name).strip().lower().replace(" ", "_").replace("-", "_")
+
+
+def picked_by_name(column: str) -> bool:
+    """Whether bulk would take `column` as the status column by its name alone."""
+    return _norm(column) in STATUS_NAMES
 
 
 def _listing(columns: list[str]) -> str:

@@ -351,7 +351,14 @@ class Journal(Reads):
             elif column == "would":
                 value = f"({WOULD_SQL})"
             elif column == "error":
-                value = "CASE WHEN outcome IS NULL THEN :reason ELSE error END"
+                # A row an interrupted undo owes a put-back for: the guard's words for a
+                # failed put-back, so `bulk retry` of this report sends it (batch/_derived).
+                value = (
+                    "CASE WHEN outcome IS NULL AND put_back IS NOT NULL THEN"
+                    " 'changed since the batch (was ' || put_back || ' when the undo wrote '"
+                    " || target_status || '); putting ' || put_back || ' back failed: ' || :reason"
+                    " WHEN outcome IS NULL THEN :reason ELSE error END"
+                )
             if neutralise and (column in TEXT_COLUMNS or column in CHANGE_TEXT_COLUMNS):
                 value = neutralise_sql(value)
             expressions.append(f"{value} AS {column}")

@@ -140,7 +140,7 @@ def _run_line(record: dict[str, Any], path: Path) -> RunLine:
         options = record.get("options")
         held = isinstance(options, dict) and (
             options.get("dry_run") is True
-            or (options.get("limit") is not None and record.get("exit_code") == 0)
+            or (options.get("limit") is not None and record.get("stop_reason") is None)
         )
         shown += f" {'held-back' if held else 'not-sent'}={pending}"
     if isinstance(rows, int) and not isinstance(rows, bool):

@@ -314,3 +314,26 @@ def test_a_batch_an_earlier_bulk_planned_resumes_as_planned(
     for ticket, (_, _, kind) in zip(tickets, rows, strict=True):
         now = sim.tickets[ticket["id"]]
         assert (now["status"], now["type"]) == ("closed", kind)
+
+
+@pytest.mark.parametrize(
+    ("first", "then"),
+    [
+        ((), ("--assignee", USER)),  # a change the plan does not hold
+        (("--status-column", "desired"), ()),  # a status column the user named, then not
+    ],
+)
+def test_a_journal_planned_otherwise_is_not_resumed_as_planned(
+    tmp_path: Path, tickets: list[dict[str, Any]], first: tuple[str, ...], then: tuple[str, ...]
+) -> None:
+    sim = Simulator(SimConfig(rate=None), tickets)
+    rows = [(t["id"], "solved", "closed") for t in tickets]
+    source = write_csv(tmp_path / "in.csv", rows, ("id", "status", "desired"))
+    with SimulatorThread(sim) as thread:
+        env = demo_vars(thread.base_url)
+        args = ("run", str(source), "--rate", "unlimited")
+        assert run_bulk(*args, *first, "--limit", "3", env=env).returncode == 0
+        sent = len(sim.requests)
+        again = run_bulk(*args, *then, env=env)
+    assert again.returncode == 2, again.stderr
+    assert "differs in" in again.stderr and len(sim.requests) == sent

@@ -424,12 +424,23 @@ def test_a_retry_of_an_undo_that_listed_lists_too(
     assert [r for r in requests if r.method == "GET" and r.ticket_id] == []
 
 
-def test_a_put_back_a_killed_undo_owed_is_paid_on_resume(
-    tmp_path: Path, tickets: list[dict[str, Any]]
+def _killed_owing(sim: Simulator, journal: Path, ticket: str, undid: str, owed: str) -> None:
+    """What an undo killed between a PUT that overwrote `owed` and its put-back leaves: the
+    ticket at the undo's status, the agent's status owed in the journal."""
+    sim.agent_sets(ticket, undid)
+    opened = bulk.journal.Journal(journal)
+    opened.owe_put_back(ticket, owed)
+    opened.close()
+
+
+@pytest.mark.parametrize("how", ["resume", "retry"])
+def test_a_put_back_a_killed_undo_owed_is_paid(
+    tmp_path: Path, tickets: list[dict[str, Any]], how: str
 ) -> None:
     """Killed after an undo's PUT overwrote an agent's status and before the put-back: the
-    journal holds the debt (written before the put-back is sent), and the resumed undo,
-    whose resent PUT then replaces only its own write, puts the agent's status back."""
+    journal holds the debt (written before the put-back is sent). `--fresh` would forget it
+    and is refused; the resumed undo, whose resent PUT then replaces only its own write,
+    puts the agent's status back, and so does a retry of the interrupted undo's report."""
     tickets = tickets[:40]
     sim = Simulator(SimConfig(rate=None, seed=3), tickets)
     before = {t["id"]: t["status"] for t in tickets}
@@ -439,20 +450,30 @@ def test_a_put_back_a_killed_undo_owed_is_paid_on_resume(
         planned = run_bulk(*args, "--limit", "0", env=env)  # read and planned, nothing sent
         assert planned.returncode == 0, planned.stderr
         victim = next(t for t in _ids(tickets) if before[t] == "new")
-        # What the killed run left: its PUT applied (the ticket at the undo's status) and
-        # the agent's status owed in the journal.
-        sim.agent_sets(victim, "new")
-        journal = bulk.journal.Journal(tmp_path / "reports" / "in.undo.journal")
-        journal.owe_put_back(victim, "solved")
-        journal.close()
-        resumed = run_bulk(*args, env=env)
-    assert resumed.returncode == 0, resumed.stderr
+        _killed_owing(sim, tmp_path / "reports" / "in.undo.journal", victim, "new", "solved")
+        sent = len(sim.requests)
+        fresh = run_bulk(*args, "--fresh", env=env)
+        assert fresh.returncode == 2 and "still owes 1 agent's status(es) back" in fresh.stderr
+        assert len(sim.requests) == sent
+        if how == "resume":
+            done = run_bulk(*args, env=env)
+            paid = "changed since the batch (was solved when the undo wrote; put back)"
+            undo_report = tmp_path / "reports" / "in.undo.csv"
+        else:
+            assert run_bulk(*args, "--limit", "0", env=env).returncode == 0  # its report again
+            undo_report = tmp_path / "reports" / "in.undo.csv"
+            owed = {r["ticket_id"]: r for r in read_report(undo_report)}[victim]["error"]
+            assert owed.startswith("changed since the batch (was solved when the undo wrote new)")
+            retry = ("retry", str(undo_report), "--only", "skipped", "--rate", "unlimited")
+            done = run_bulk(*retry, env=env)
+            paid = ""
+            undo_report = tmp_path / "reports" / "in.undo.retry.csv"
+    assert done.returncode == 0, done.stderr
     assert sim.status_of(victim) == "solved"  # the agent's status, back
-    rows = {r["ticket_id"]: r for r in read_report(tmp_path / "reports" / "in.undo.csv")}
-    assert rows[victim]["outcome"] == "skipped"
-    assert (
-        rows[victim]["error"]
-        == "changed since the batch (was solved when the undo wrote; put back)"
+    rows = {r["ticket_id"]: r for r in read_report(undo_report)}
+    assert (rows[victim]["outcome"], rows[victim]["error"]) == (
+        "skipped" if paid else "updated",
+        paid,
     )
     others = [t for t in _ids(tickets) if t != victim and before[t] != "closed"]
     assert all(sim.status_of(t) == before[t] for t in others)
@@ -474,3 +495,17 @@ def test_retry_force_reverts_what_changed_since_with_a_warning(
     assert forced.returncode == 0, forced.stderr
     assert "--force: reverting every ticket, even those changed since the batch" in forced.stderr
     assert all(sim.status_of(t) == before[t] for t in failed)  # the agent's change too
+
+
+async def test_a_ticket_twice_in_a_dataframe_is_guarded_by_its_first_row(
+    sim: Simulator, server: str, creds: Credentials, tickets: list[dict[str, Any]]
+) -> None:
+    """The first row of a ticket is the one sent; the guard checks its answer against that
+    row's condition, not a later duplicate's (which put the batch's own write back)."""
+    import pandas as pd
+
+    ticket = next(t for t in tickets if t["status"] == "new")
+    frame = pd.DataFrame({"ticket_id": [ticket["id"]] * 2, "expected_status": ["new", "solved"]})
+    report = await run_async(frame, status="closed", base_url=server, credentials=creds, rate=None)
+    assert sim.status_of(ticket["id"]) == "closed"
+    assert list(report["outcome"]) == ["updated", "skipped"]

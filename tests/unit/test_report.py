@@ -22,7 +22,7 @@ from bulk import UsageError
 from bulk._core._csvsafe import csv_cell, neutralise, neutralise_sql
 from bulk.journal import REPORT_COLUMNS, Journal, Outcome
 from bulk.plan import PlannedRow
-from bulk.report import report_frame, write_report
+from bulk.report import list_runs, report_frame, write_report
 
 from ..support import plan, read_report, to_send
 
@@ -207,3 +207,26 @@ def test_report_cells_are_neutralised(tmp_path: Path) -> None:
     for row, cell in zip(read_report(tmp_path / "r.csv"), HOSTILE, strict=True):
         for column in ("ticket_id", "target_status", "error"):
             assert row[column] == "'" + cell, (column, row[column])
+
+
+@pytest.mark.parametrize(
+    ("options", "stop_reason", "shown"),
+    [
+        ({"limit": 3}, None, "rows=11 failed=1 updated=2 held-back=8"),  # a canary, exit 1
+        ({"limit": None}, "stopped: too many failures", "rows=11 failed=1 updated=2 not-sent=8"),
+        ({"dry_run": True}, None, "rows=11 failed=1 updated=2 held-back=8"),
+    ],
+)
+def test_bulk_runs_counts_add_up_to_the_rows(
+    tmp_path: Path, options: dict[str, Any], stop_reason: str | None, shown: str
+) -> None:
+    record = {
+        "ended_at": "2026-11-28T10:00:00+00:00",
+        "exit_code": 1,
+        "options": options,
+        "stop_reason": stop_reason,
+        "counts": {"rows": 11, "pending": 8, "outcomes": {"updated": 2, "failed": 1}},
+    }
+    (tmp_path / "x.run.json").write_text(json.dumps(record))
+    (line,) = list_runs(tmp_path)
+    assert line.counts == shown
