@@ -148,7 +148,7 @@ def _as_planned(batch: Batch, earlier: Any) -> bool:
     # A status column bulk found by its name, not one the user named (then or now).
     if earlier.get("status_column") != now.get("status_column") and (
         options.status_column is not None
-        or not (picked is None or (isinstance(picked, str) and picked_by_name(picked)))
+        or not (not picked or (isinstance(picked, str) and picked_by_name(picked)))
     ):
         return False
     then = earlier.get("changes")
