@@ -27,8 +27,10 @@ def _derived_run(
     options = RunOptions(**options_given)
     try:
         frame = make_frame()
-        if frame.empty:
-            click.echo(f"{report}: no rows to {kind}; nothing to do")
+        # Every row left alone (a dry run's report, say: nothing it lists was sent) leaves
+        # nothing to send, and no reason to ask where to send it.
+        if frame.empty or ("skip_reason" in frame.columns and (frame["skip_reason"] != "").all()):
+            click.echo(f"{printable(report, 200)}: no rows to {kind}; nothing to do")
             sys.exit(ExitCode.OK)
         target = derived_target(report, options.base_url, kind, dry_run=options.dry_run)
     except UsageError as exc:

@@ -238,3 +238,16 @@ def test_a_record_that_contradicts_its_journal_or_others_could_write_is_refused(
     out = cli("retry", str(report), "--only", "failed,skipped", env=demo_vars())
     assert out.exit_code == 2 and "may be changed by other users" in out.output
     assert len(a.sim.requests) == sent and b.sim.requests == []
+
+
+def test_an_undo_of_a_dry_runs_report_has_nothing_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dry run sent nothing: its undo says so, without asking where the batch went."""
+    monkeypatch.chdir(tmp_path)
+    source = write_csv(tmp_path / "in.csv", [("0b4e7f7c-2430-4a6d-970b-534d5e63af16",)], ("id",))
+    dry = cli("run", str(source), "--status", "closed", "--dry-run", env=demo_vars())
+    assert dry.exit_code == 0, dry.output
+    undone = cli("undo", str(tmp_path / "reports" / "in.dry-run.csv"), env=demo_vars())
+    assert undone.exit_code == 0, undone.output
+    assert "no rows to undo; nothing to do" in undone.output and "--base-url" not in undone.output
