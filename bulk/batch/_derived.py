@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from .._core._csvsafe import neutralise
 from .._core._exceptions import UsageError
@@ -96,9 +96,10 @@ def retry_frame(report: Path, only: frozenset[str], *, force: bool = False) -> p
         )
     frame = read_report(report)
     guarded = _EXPECTED in frame.columns
-    if not guarded and not force:
-        _refuse_an_older_undo(report)
-    elif not guarded and _undone(report) is not None:
+    undone = _undone(report)  # the audit record, read once
+    if not guarded and undone is not None:
+        if not force:
+            _refuse_an_older_undo(report, undone)
         log.warning("%s: --force: these reverts are sent unchecked", printable(report, 200))
     chosen = frame["outcome"].isin(only)
     # A skipped duplicate's first row was (or will be) sent; sending it again adds nothing.
@@ -117,40 +118,36 @@ def retry_frame(report: Path, only: frozenset[str], *, force: bool = False) -> p
         return out
     # A status-only undo's rows each had one: an empty cell there is an edit. Any other
     # report's (a library run's DataFrame) may leave a row without a condition.
-    strict = not changes and _undone(report) is not None
+    strict = not changes and undone is not None
     _keep_expected(out, frame.loc[chosen].reset_index(drop=True), strict=strict)
-    # Listing reads 100 tickets a request, but a whole location: only where the undo listed.
-    return with_locations(out, report) if _listed(report) else out
-
-
-def _listed(report: Path) -> bool:
-    """Whether the undo of `report` read by listing (its batch left a snapshot to list from)."""
-    batch = _undone(report)
-    return batch is not None and beside(Path(batch), ".snapshot.csv").is_file()
+    # Listing reads 100 tickets a request, but a whole location: only where the undo listed,
+    # that is where its batch left a snapshot to list from.
+    if undone and beside(Path(undone), ".snapshot.csv").is_file():
+        return with_locations(out, report)
+    return out
 
 
 def _undone(report: Path) -> str | None:
-    """The batch report `report` is the undo of, when its audit record says it is an undo's."""
+    """When `report`'s audit record says it is an undo's: the batch report it undid ("" when
+    the record does not name it); None otherwise."""
     derived = (read_audit(audit_path(report)) or {}).get("derived_from")
     if not isinstance(derived, dict) or derived.get("kind") != "undo":
         return None
     batch = derived.get("report")
-    return batch if isinstance(batch, str) and batch else "the batch's report"
+    return batch if isinstance(batch, str) else ""
 
 
-def _refuse_an_older_undo(report: Path) -> None:
+def _refuse_an_older_undo(report: Path, batch: str) -> NoReturn:
     """An undo's report without `expected_status` (an older bulk's): a retry would send blind."""
-    batch = _undone(report)
-    if batch is not None:
-        shown = printable(batch, 200)
-        raise UsageError(
-            f"{printable(report, 200)}: an undo's report without the expected_status column "
-            "(an older bulk wrote it), so a retry cannot check that each ticket is still as "
-            f"the batch left it; undo the batch afresh instead, into a new report (`bulk undo "
-            f"{shown} --report NEW.csv`: it reads every ticket first, and those already "
-            "reverted end unchanged), or pass --force to send these reverts unchecked; nothing "
-            "was sent"
-        )
+    shown = printable(batch, 200) if batch else "the batch's report"
+    raise UsageError(
+        f"{printable(report, 200)}: an undo's report without the expected_status column "
+        "(an older bulk wrote it), so a retry cannot check that each ticket is still as "
+        f"the batch left it; undo the batch afresh instead, into a new report (`bulk undo "
+        f"{shown} --report NEW.csv`: it reads every ticket first, and those already "
+        "reverted end unchanged), or pass --force to send these reverts unchecked; nothing "
+        "was sent"
+    )
 
 
 def _keep_expected(out: pd.DataFrame, rows: pd.DataFrame, *, strict: bool) -> None:

@@ -146,7 +146,7 @@ def _as_planned(batch: Batch, earlier: Any) -> bool:
         return False
     picked = earlier.get("status_column")
     # A status column bulk found by its name, not one the user named (then or now).
-    if earlier.get("status_column") != now.get("status_column") and (
+    if picked != now.get("status_column") and (
         options.status_column is not None
         or not (not picked or (isinstance(picked, str) and picked_by_name(picked)))
     ):
