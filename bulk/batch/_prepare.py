@@ -55,6 +55,10 @@ class Batch:
     began: float
     started_at: datetime
     changes: ChangeSpec | None = None  # None: status only
+    # Where the batch goes, logged once the journal is locked and planned or resumed: a run
+    # that is then refused (a locked or foreign journal) has sent nothing, nor said it would.
+    route: str = ""
+    route_warnings: tuple[str, ...] = ()
 
 
 async def prepare(
@@ -90,11 +94,9 @@ async def prepare(
     reads = options.preview or not options.dry_run
     target = resolve_target(options.base_url, credentials, need_credentials=reads)
     if options.preview:
-        log.info(f"preview: reading from {target.route()}; no change will be sent")
+        route = f"preview: reading from {target.route()}; no change will be sent"
     else:
-        log.info(target.describe(dry_run=options.dry_run))
-    for warning in target.warnings:
-        log.warning(warning)
+        route = target.describe(dry_run=options.dry_run)
     check_comment_credentials(changes, target.credentials)
     report = options.report or default_report(src, fingerprint, options.dry_run)
     # A batch made from a report (retry, undo) must not overwrite that report.
@@ -128,6 +130,8 @@ async def prepare(
         began,
         started_at,
         changes,
+        route,
+        target.warnings,
     )
 
 

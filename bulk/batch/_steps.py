@@ -123,6 +123,9 @@ async def plan_or_resume(batch: Batch, journal: Journal, interrupts: Interrupts)
     # (a count reads every row: half a second at a million).
     counts = await anyio.to_thread.run_sync(journal.counts)
     start = Start(meta, counts, resent=resent)
+    log.info(batch.route)
+    for warning in batch.route_warnings:
+        log.warning(warning)
     if resuming:
         start.already_final = counts["rows"] - counts["pending"]
         _log_resume(start, batch.report)

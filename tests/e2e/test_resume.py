@@ -208,5 +208,7 @@ def test_second_process_on_the_same_report_does_nothing(
         first.communicate(timeout=60)
     assert second.returncode == 75
     assert "already running" in second.stderr
+    # Refused before planning: it never said it was sending.
+    assert "sending to" not in second.stderr
     assert first.returncode == 0
     assert Counter(sim.sent_ids()) == Counter(ids)  # nothing sent twice
