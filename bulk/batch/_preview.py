@@ -27,11 +27,17 @@ def duration_text(seconds: float) -> str:
     return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
 
 
-async def preview_lines(journal: Journal, batch: Batch, start: Start) -> list[str]:
+async def preview_lines(journal: Journal, batch: Batch, start: Start) -> tuple[list[str], int]:
+    """The preview's line, and how many rows the real run may change.
+
+    Those are the rows that would change and the rows that could not be read (the real run
+    reads them again); an unread row of an interrupted preview counts too.
+    """
     groups = await anyio.to_thread.run_sync(journal.would_counts)
     changes: Counter[str] = Counter()
     already: Counter[str] = Counter()
     other: Counter[str] = Counter()
+    unread = 0
     for would, current, target, rows in groups:
         if would == "would update":
             changes[f"{current}→{target}"] += rows
@@ -39,7 +45,9 @@ async def preview_lines(journal: Journal, batch: Batch, start: Start) -> list[st
             changes[f"other changes, already {target}"] += rows
         elif would == "already at target":
             already[target] += rows
-        elif would is not None:
+        elif would is None:
+            unread += rows
+        else:
             other["could not be read" if would.startswith("not read") else would] += rows
     change = sum(changes.values())
     parts = [f"{change:,} will change"]
@@ -50,7 +58,8 @@ async def preview_lines(journal: Journal, batch: Batch, start: Start) -> list[st
         parts.append(f"{sum(already.values()):,} {at}")
     parts += [f"{n:,} {what}" for what, n in sorted(other.items())]
     timing = _timing(batch, start, change)
-    return ["; ".join(parts) + (f"; {timing}" if timing else "")]
+    line = "; ".join(parts) + (f"; {timing}" if timing else "")
+    return [line], change + other["could not be read"] + unread
 
 
 def _timing(batch: Batch, start: Start, writes: int) -> str:

@@ -463,10 +463,9 @@ async def finish(
         read_counts={
             k: counts[k] for k in ("read", "verified", "drifted", "left_alone", "unreadable")
         },
-        preview=await preview_lines(journal, batch, start)
-        if options.preview and start.confirmed
-        else [],
     )
+    if options.preview and start.confirmed:
+        summary.preview, summary.would_change = await preview_lines(journal, batch, start)
     record = _audit_record(batch, journal, start, summary, stats, counts)
     if not options.dry_run:
         if not counts["pending"]:

@@ -39,6 +39,7 @@ class RunSummary:
     reads_this_run: int = 0  # GETs and listing pages (reading before and after writing)
     read_counts: dict[str, int] = field(default_factory=dict)  # read, verified, drifted, ...
     preview: list[str] = field(default_factory=list)  # --preview: the real change set
+    would_change: int | None = None  # --preview: rows the real run may change
 
     @property
     def effective_rate(self) -> float:

@@ -89,11 +89,13 @@ def execute_batch(
     options: RunOptions,
     yes: bool = True,
     batch_url: str | None = None,
+    run_hint: str | None = None,
     **kwargs: Any,
 ) -> int:
     """Run one batch with a progress display and signal handling; its exit code.
 
     `batch_url`: the earlier batch's API, when this one (a retry, an undo) goes elsewhere.
+    `run_hint`: a preview's command line that runs it for real, shown if a row may change.
     """
     import gc
 
@@ -139,6 +141,12 @@ def execute_batch(
         if freeze:
             gc.unfreeze()
     _print_summary(summary)
+    if run_hint is not None and summary.would_change is not None:
+        click.echo(
+            f"to run it: {run_hint}"
+            if summary.would_change
+            else "nothing to run: no row would change"
+        )
     return summary.exit_code
 
 

@@ -84,10 +84,9 @@ def run(input: str, yes: bool, **kwargs: Any) -> None:
     else:
         source = input
     try:
-        code = execute_batch(source, options, yes)
+        hint = _real_command() if options.preview and input != "-" else None
+        code = execute_batch(source, options, yes, run_hint=hint)
     finally:
         if spooled is not None:
             spooled.unlink(missing_ok=True)
-    if options.preview and input != "-":
-        click.echo(f"to run it: {_real_command()}")
     sys.exit(code)

@@ -226,9 +226,18 @@ def test_preview_on_the_command_line_prints_the_command_and_keeps_the_pace(
         assert f"to run it: bulk run {path} --status closed --rate 100" in shown.stdout
         previewed = len(sim.requests)
         real = run_bulk("run", str(path), "--status", "closed", "--read", "--rate", "100", env=env)
+        done = len(sim.requests)
+        again = run_bulk(
+            "run", str(path), "--status", "closed", "--preview", "--rate", "unlimited", env=env
+        )
     assert real.returncode == 0, real.stderr
+    # Once every ticket is closed, the preview offers nothing to run.
+    assert again.returncode == 0, again.stderr
+    assert "0 will change; 80 already closed" in again.stdout
+    assert "nothing to run: no row would change" in again.stdout
+    assert "to run it" not in again.stdout
     # The real run's GETs and PUTs, in one budget: never a 429, never past the limit.
-    own = sim.requests[previewed:]
+    own = sim.requests[previewed:done]
     assert {r.method for r in own} == {"GET", "PUT"}
     assert not [r for r in own if r.status == 429]
     times = sorted(r.at for r in own)
