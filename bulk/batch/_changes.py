@@ -61,6 +61,13 @@ def change_spec(options: RunOptions, source: Source) -> ChangeSpec | None:
         from_columns=not given,
     )
     template = options.comment_template
+    # A placeholder the input cannot fill is a mistake in the command, not in each row.
+    for name in template.columns if template else ():
+        if name not in source.extras:
+            raise UsageError(
+                f"{source.name}: --comment fills {{{printable(name, 40)}}} from a column of that "
+                "name, which the input does not have; nothing sent"
+            )
     ignored = [
         source.extras[kind]
         for kind in CHANGE_COLUMNS

@@ -87,7 +87,7 @@ class Template(NamedTuple):
             parsed = list(string.Formatter().parse(text))
         except ValueError as exc:
             raise UsageError(
-                f"--comment: not a valid template ({exc}); write {{{{ for a brace"
+                f"--comment: not a valid template ({exc}); write {{{{ and }}}} for braces"
             ) from None
         for literal, field, spec, conversion in parsed:
             if field is not None and (

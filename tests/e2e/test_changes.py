@@ -238,6 +238,17 @@ def test_comments_with_basic_credentials_exit_2_before_sending(
     assert sim.requests == []
 
 
+def test_a_comment_placeholder_the_input_cannot_fill_exits_2_before_sending(
+    sim_thread: tuple[Simulator, str], tickets: list[dict[str, Any]]
+) -> None:
+    sim, url = sim_thread
+    source = write_csv(Path("in.csv"), [[t["id"]] for t in tickets[:3]], ["ticket_id"])
+    result = run_bulk("run", str(source), "--comment", "moved: {legacy}", env=demo_vars(url))
+    assert result.returncode == 2
+    assert "in.csv: --comment fills {legacy} from a column" in result.stderr
+    assert sim.requests == []
+
+
 def _on_export(
     tmp_path: Path, sim: Simulator, rows: Sequence[Sequence[Any]], header: Sequence[str], *args: str
 ) -> Any:
