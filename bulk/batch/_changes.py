@@ -45,11 +45,11 @@ def change_spec(options: RunOptions, source: Source) -> ChangeSpec | None:
     # would also re-type and reassign every ticket to the export's (maybe stale) values. A
     # --comment alone keeps them: a templated comment beside per-row changes is one batch.
     given = [
-        name
+        options.named.format(name)
         for name, value in (
-            ("--status", options.status),
-            ("--assignee", options.assignee),
-            ("--type", options.type),
+            ("status", options.status),
+            ("assignee", options.assignee),
+            ("type", options.type),
         )
         if value is not None
     ]
@@ -79,8 +79,8 @@ def change_spec(options: RunOptions, source: Source) -> ChangeSpec | None:
         shown = ", ".join(repr(printable(c, 40)) for c in ignored)
         log.warning(
             f"{source.name}: column(s) {shown} not used: {' and '.join(given)} "
-            f"give{'s' if len(given) == 1 else ''} every row's change (drop the option to send "
-            "each row's own values)"
+            f"give{'s' if len(given) == 1 else ''} every row's change (without "
+            f"{'it' if len(given) == 1 else 'them'}, each row's own values are sent)"
         )
     return spec if spec.any else None
 

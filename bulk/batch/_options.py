@@ -60,6 +60,8 @@ class RunOptions:
     verify: bool = False  # re-read what the run changed or skipped
     locations: tuple[str, ...] = ()  # list these locations to read (100 tickets a request)
     force: bool = False  # undo: revert tickets even if changed since the batch
+    # How messages name an option: "--{}" on the command line, "[action] {}" in a job.
+    named: str = "--{}"
 
     def check(self) -> None:
         """Raise `UsageError` (exit 2) for an option no run could use; normalise the rest."""

@@ -505,7 +505,11 @@ def _audit_record(
         "report": str(batch.report),
         "journal": str(journal.path),
         "base_url": batch.base_url,  # where retry and undo of this report send by default
-        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},
+        "options": {
+            k: (str(v) if isinstance(v, Path) else v)
+            for k, v in asdict(options).items()
+            if k != "named"  # how messages name options: not an option
+        },
         "counts": counts,
         "requests_this_run": stats.requests,
         "reads_this_run": summary.reads_this_run,

@@ -73,6 +73,7 @@ def _options(job: Job, report: Path, dry_run: bool) -> RunOptions:
         assignee=job.action.assignee,
         type=job.action.type,
         comment=job.action.comment,
+        named="[action] {}",
     )
     if isinstance(job.source, FileSource):
         options.id_column = job.source.id_column

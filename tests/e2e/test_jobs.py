@@ -189,3 +189,20 @@ def test_nightly_cleanup_job_closes_exactly_the_selected(
     assert {r["ticket_id"] for r in report} == chosen
     assert {r["outcome"] for r in report} == {"updated"}
     assert {r["previous_status"] for r in report} == {"solved"}
+
+
+def test_a_jobs_one_status_is_named_as_the_job_file_names_it(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """The warning about the input's unread columns names the job's key, not a CLI option."""
+    ids = [row[0] for row in sample_ids("mass_close.csv", "ticket_id")][:3]
+    with open(tmp_path / "a.csv", "w", encoding="utf-8") as handle:
+        handle.write("ticket_id,type\n" + "".join(f"{t},cleaning\n" for t in ids))
+    job = tmp_path / "j.toml"
+    job.write_text(
+        'name = "x"\n[source]\nkind = "file"\npath = "a.csv"\n[action]\nstatus = "closed"\n'
+    )
+    out = bulk(env, "job", "run", str(job), "--dry-run")
+    assert out.returncode == 0, out.stderr
+    assert "column(s) 'type' not used: [action] status gives every row's change" in out.stderr
+    assert "--status" not in out.stderr
