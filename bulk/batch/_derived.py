@@ -78,9 +78,11 @@ def read_report(path: Path) -> pd.DataFrame:
     return frame
 
 
-def derived_report_path(report: Path, kind: str) -> Path:
+def derived_report_path(report: Path, kind: str, dry_run: bool = False) -> Path:
+    """`x.report.csv` -> `x.undo.csv`; a dry run's `x.undo.dry-run.csv` (as `bulk run`'s
+    dry runs have their own name: the real undo's report is what undoing the undo reads)."""
     base = report.name.rsplit(".", 1)[0].removesuffix(".report")
-    return report.with_name(f"{base}.{kind}{report.suffix}")
+    return report.with_name(f"{base}.{kind}{'.dry-run' if dry_run else ''}{report.suffix}")
 
 
 def retry_frame(report: Path, only: frozenset[str], *, force: bool = False) -> pd.DataFrame:

@@ -248,6 +248,6 @@ def derived_options(f: Any) -> Any:
         "--report",
         type=click.Path(path_type=Path, dir_okay=False),
         help="Report path (.csv, .jsonl, .parquet). Default: beside REPORT, e.g. "
-        "x.report.csv -> x.retry.csv or x.undo.csv",
+        "x.report.csv -> x.retry.csv or x.undo.csv (a dry run: x.undo.dry-run.csv)",
     )
     return _apply(f, [report, base_url, *_sending_options()])

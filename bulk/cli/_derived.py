@@ -37,7 +37,7 @@ def _derived_run(
         fail_usage(str(exc))
     options.base_url = target.base_url
     if options.report is None:
-        options.report = derived_report_path(report, kind)
+        options.report = derived_report_path(report, kind, options.dry_run)
     derived = {
         "kind": kind,
         "report": str(report),

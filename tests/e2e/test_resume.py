@@ -183,6 +183,14 @@ def test_undo_puts_changed_tickets_back(tmp_path: Path, sim_thread: tuple[Simula
     assert preview.returncode == 0, preview.stderr
     assert "would send 60 requests" in preview.stderr
     assert all(sim.status_of(t) == "solved" for t in ids)
+    assert (tmp_path / "reports" / "in.undo.dry-run.csv").is_file()
+    # A dry run never writes over the report of a run that sent: undo reads it.
+    kept = report_path.read_bytes()
+    over = bulk(
+        url, "run", str(path), "--status", "closed", "--dry-run", "--report", str(report_path)
+    )
+    assert over.returncode == 2 and "a dry run writes its own" in over.stderr
+    assert report_path.read_bytes() == kept
 
     undone = bulk(url, "undo", str(report_path), "--rate", "unlimited")
     assert undone.returncode == 0, undone.stderr
