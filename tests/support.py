@@ -115,6 +115,12 @@ def demo_vars(base_url: str | None = None, secret: str = DEMO_CLIENT_SECRET) -> 
     return variables
 
 
+def forget_journal(report: Path) -> None:
+    """The batch's journal removed: it cannot resume, so its unsent rows are a retry's."""
+    for suffix in (".journal", ".journal-wal", ".journal-shm"):
+        report.with_name(report.name.removesuffix(".csv") + suffix).unlink(missing_ok=True)
+
+
 def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """This process's environment and `extra`, without what a developer may have set for
     real work (SPACEBRING_* credentials, a job's LOCATIONS): a test never uses a real account."""

@@ -33,6 +33,7 @@ __all__ = [
     "planned_fingerprint",
     "read_meta",
     "refuse_unless_ours",
+    "unsent_rows",
 ]
 
 # Marks a SQLite file as a journal of bulk's ("bulk" in ASCII), in the file's
@@ -248,6 +249,26 @@ def read_meta(path: Path) -> dict[str, Any]:
         return {key: json.loads(value) for key, value in rows}
     except (sqlite3.Error, ValueError):
         return {}
+
+
+def unsent_rows(path: Path) -> frozenset[int]:
+    """The rows the unfinished batch of the journal at `path` has not sent, read-only.
+
+    Running that batch's command again sends them; empty when the journal is missing, not
+    bulk's, or its batch is complete.
+    """
+    meta = read_meta(path)
+    if not meta.get("planned") or meta.get("complete"):
+        return frozenset()
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            found = conn.execute("SELECT row FROM rows WHERE outcome IS NULL").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return frozenset()
+    return frozenset(row for (row,) in found)
 
 
 def planned_fingerprint(path: Path) -> str | None:

@@ -287,9 +287,10 @@ def _commands(
         out.append(("resume (sends only what is not final)", _resume(record, shown)))
     if facts.outcomes.get("failed"):
         out.append(("send the failed rows again", f"bulk retry {shown}"))
-    if facts.pending or facts.outcomes.get("failed"):
+    # Unsent rows are the batch's to send when it resumes (a retry leaves them to it).
+    if not facts.pending and facts.outcomes.get("skipped"):
         out.append(
-            ("send failed and unsent rows again", f"bulk retry {shown} --only failed,skipped")
+            ("send failed and skipped rows again", f"bulk retry {shown} --only failed,skipped")
         )
     if facts.outcomes.get("updated"):
         out.append(("see what undo would do", f"bulk undo {shown} --dry-run"))
