@@ -16,6 +16,7 @@ import contextlib
 import csv
 import functools
 import logging
+import threading
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -139,7 +140,9 @@ def should_read(batch: Batch, locations: tuple[str, ...], undo: bool) -> bool:
     return bool(locations) or undo
 
 
-def _reader(batch: Batch, client: TicketClient, controller: RateController) -> Reader:
+def _reader(
+    batch: Batch, client: TicketClient, controller: RateController, stop: threading.Event | None
+) -> Reader:
     options = batch.options
     return Reader(
         client,
@@ -148,6 +151,7 @@ def _reader(batch: Batch, client: TicketClient, controller: RateController) -> R
         backoff_base=options.backoff_base,
         backoff_max=options.backoff_max,
         concurrency=options.concurrency or 8,
+        stop=stop,
     )
 
 
@@ -200,8 +204,10 @@ async def _read_into(
     for location in locations:
         pages += await reader.list_location(location, listed)
     after = 0
-    while rows := await anyio.to_thread.run_sync(
-        functools.partial(journal.to_read, after, _BATCH, verify=verify)
+    while not reader.stopped and (
+        rows := await anyio.to_thread.run_sync(
+            functools.partial(journal.to_read, after, _BATCH, verify=verify)
+        )
     ):
         after = rows[-1][0]
         reads: list[ReadRecord] = []
@@ -212,9 +218,17 @@ async def _read_into(
 
 
 async def read_before(
-    batch: Batch, journal: Journal, controller: RateController, client: TicketClient | None
+    batch: Batch,
+    journal: Journal,
+    controller: RateController,
+    client: TicketClient | None,
+    stop: threading.Event | None = None,
 ) -> Reading | None:
-    """Read the batch's tickets (unless this run does not read); settle what needs no write."""
+    """Read the batch's tickets (unless this run does not read); settle what needs no write.
+
+    Once `stop` is set (an interrupt), no read starts; what was read is kept for the rerun,
+    which reads only the rest and settles then.
+    """
     expected = _expected(batch)
     if expected and not (await anyio.to_thread.run_sync(journal.meta)).get("expected_set"):
         await anyio.to_thread.run_sync(journal.set_expected, expected)
@@ -224,7 +238,7 @@ async def read_before(
         return None
     at = _now()
     reading = Reading()
-    reader = _reader(batch, client, controller)
+    reader = _reader(batch, client, controller, stop)
     try:
         record: Record = lambda reads: journal.record_reads(reads, at)  # noqa: E731
         reading.pages = await _read_into(reader, journal, locations, record, verify=False)
@@ -237,6 +251,9 @@ async def read_before(
         raise ListingUnreadable(f"{exc.message}; stopped, nothing sent") from None
     finally:
         reading.requests = reader.requests
+    if reader.stopped:
+        log.info("read before writing: interrupted after %d request(s)", reading.requests)
+        return reading
     if not batch.options.dry_run:
         if batch.options.force and expected:
             log.warning("--force: reverting every ticket, even those changed since the batch")
@@ -258,11 +275,13 @@ async def verify_after(
     controller: RateController,
     client: TicketClient,
     locations: tuple[str, ...],
+    stop: threading.Event | None = None,
 ) -> Reading:
-    """Re-read what the run changed or skipped; fill `verified`. Resumable: only the unverified."""
+    """Re-read what the run changed or skipped; fill `verified`. Resumable: only the unverified
+    (an interrupt, `stop`, leaves the rest so)."""
     reading = Reading()
     controller.set_sleep(anyio.sleep)  # the engine's wait ends at once once it has stopped
-    reader = _reader(batch, client, controller)
+    reader = _reader(batch, client, controller, stop)
     try:
         reading.pages = await _read_into(
             reader, journal, locations, journal.record_verified, verify=True

@@ -59,7 +59,9 @@ async def execute(
             start.confirmed = confirm_first(batch, start, interrupts, confirm)
             opening = session(batch, settings(options).workers, controller)
             async with opening if start.confirmed else contextlib.nullcontext(None) as client:
-                start.reading = await read_before(batch, journal, controller, client)
+                start.reading = await read_before(
+                    batch, journal, controller, client, interrupts.requested
+                )
                 if start.reading is not None:
                     await recount(journal, start)
                 progress = progress or NoProgress()
@@ -68,7 +70,12 @@ async def execute(
                 if verify and client is not None:
                     interrupts.then = "finishing the report, then stopping"
                     start.verifying = await verify_after(
-                        batch, journal, controller, client, locations_of(batch)
+                        batch,
+                        journal,
+                        controller,
+                        client,
+                        locations_of(batch),
+                        interrupts.requested,
                     )
             interrupts.then = "finishing the report, then stopping"
             return await finish(batch, journal, start, sent, interrupts, collect)

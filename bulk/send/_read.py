@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -142,9 +143,13 @@ class Reader:
         backoff_base: float = 0.5,
         backoff_max: float = 30.0,
         concurrency: int = 8,
+        stop: threading.Event | None = None,
     ) -> None:
         self._client = client
         self._controller = controller
+        # Set by a signal handler (which cannot cancel tasks safely): no read starts after it,
+        # the reads in flight end as they would.
+        self._stop = stop or threading.Event()
         self._max_attempts = max_attempts
         self._backoff = (backoff_base, backoff_max)
         self._concurrency = concurrency
@@ -179,17 +184,24 @@ class Reader:
         except RequestError as exc:
             return Read(ticket_id, None, exc.message)
 
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
     async def read_each(
         self, ticket_ids: Iterable[str], found: Callable[[Read], Awaitable[None]]
     ) -> None:
         """GET every ticket, `concurrency` at a time; `found` gets each read as it ends.
 
-        CredentialsRejected (and any error but a row's own) ends all reads.
+        CredentialsRejected (and any error but a row's own) ends all reads; so, once the
+        reads in flight end, does `stop`.
         """
         pending = iter(ticket_ids)
 
         async def worker() -> None:
             for ticket_id in pending:  # one shared iterator: each id is taken once
+                if self.stopped:
+                    return
                 await found(await self.read_one(ticket_id))
 
         async with anyio.create_task_group() as tg:
@@ -202,13 +214,13 @@ class Reader:
         """Every ticket of `location`, a page at a time to `found`; the pages read.
 
         Raises `UnexpectedAnswer` for a page that is not a listing page or a
-        listing that does not advance.
+        listing that does not advance. Once `stop` is set, no page is asked for.
         """
         token: str | None = None
         tokens: set[str] = set()
         seen: set[int] = set()
         stalled = pages = 0
-        while True:
+        while not self.stopped:
             where = f"listing location {location}, page {pages + 1}"
             data = await self._call(functools.partial(self._page, location, token))
             pages += 1
@@ -221,10 +233,11 @@ class Reader:
             stalled = 0 if fresh else stalled + 1
             await found(states)
             if token is None:
-                return pages
+                break
             if token in tokens or stalled >= STALL_PAGES or pages >= MAX_PAGES:
                 raise UnexpectedAnswer(f"{where}: the listing goes round instead of ending")
             tokens.add(token)
+        return pages
 
 
 def _checked_page(data: dict[str, Any]) -> tuple[list[TicketState], str | None]:
