@@ -7,12 +7,13 @@ reports exactly as before and pays nothing for it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from .._core._config import Credentials
+from .._core._config import Credentials, credentials_from_env
 from .._core._exceptions import UsageError
 from .._core._text import printable
 from ..input import Source
@@ -86,14 +87,22 @@ def change_spec(options: RunOptions, source: Source) -> ChangeSpec | None:
 
 
 def check_comment_credentials(spec: ChangeSpec | None, credentials: Credentials | None) -> None:
-    """The API allows creating a comment only with OAuth2 (Bearer): Basic is refused up front."""
+    """The API allows creating a comment only with OAuth2 (Bearer): Basic is refused up front.
+
+    A dry run needs no credentials, but those configured are checked all the same: its exit 0
+    says the real run would go ahead.
+    """
     comments = spec is not None and (spec.comment is not None or "comment" in spec.columns)
+    if comments and credentials is None:
+        with contextlib.suppress(UsageError):  # none, or not yet complete: the run says so
+            credentials = credentials_from_env()
     if comments and credentials is not None and credentials.scheme == "basic":
         raise UsageError(
             "comments need OAuth2 (Bearer) credentials: the Spacebring API allows "
             "POST /support/tickets/v1/comment only with OAuth2, not with Basic "
-            "(SPACEBRING_CLIENT_ID/SECRET); set SPACEBRING_ACCESS_TOKEN and "
-            "SPACEBRING_NETWORK_ID; nothing was sent"
+            "(SPACEBRING_CLIENT_ID/SECRET alone); set SPACEBRING_ACCESS_TOKEN and "
+            "SPACEBRING_NETWORK_ID, or SPACEBRING_REFRESH_TOKEN and SPACEBRING_NETWORK_ID "
+            "beside the client id and secret; nothing was sent"
         )
 
 

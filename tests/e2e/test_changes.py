@@ -235,6 +235,10 @@ def test_comments_with_basic_credentials_exit_2_before_sending(
     result = run_bulk("run", str(source), "--comment", "hello", env=demo_vars(url))
     assert result.returncode == 2
     assert "OAuth2" in result.stderr and "POST /support/tickets/v1/comment" in result.stderr
+    assert "SPACEBRING_REFRESH_TOKEN" in result.stderr
+    # A dry run needs no credentials, but says what the real run would meet.
+    dry = run_bulk("run", str(source), "--comment", "hello", "--dry-run", env=demo_vars(url))
+    assert dry.returncode == 2 and "comments need OAuth2" in dry.stderr
     assert sim.requests == []
 
 
