@@ -226,8 +226,10 @@ class Source:
             try:
                 for record in reader:
                     lines.row_done()
-                    # Blank lines are skipped (and not counted as rows).
-                    if len(record) > 1 or (record and record[0].strip()):
+                    # Blank lines are skipped (and not counted as rows); so are lines of
+                    # empty cells only (`;;`), as Excel saves rows that were touched and
+                    # emptied, and as an .xlsx's empty rows are skipped.
+                    if any(cell.strip() for cell in record):
                         yield record
             except csv.Error as exc:
                 if "field limit" in str(exc):

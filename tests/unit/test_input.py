@@ -42,6 +42,16 @@ def test_formats(tmp_path: Path, suffix: str) -> None:
     assert list(report["target_status"][:2]) == ["closed", "new"]
 
 
+def test_lines_of_empty_cells_are_blank_as_excel_saves_them(tmp_path: Path) -> None:
+    path = tmp_path / "in.csv"
+    text = f"Ticket ID;Status\r\n{ID};closed\r\n;\r\n; ;\r\n{ID2};new\r\n;;\r\n\r\n"
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    report = dry(path)
+    assert list(report["ticket_id"]) == [ID, ID2]
+    assert list(report["row"]) == [1, 2]  # not counted as rows
+    assert list(report["outcome"]) == ["skipped", "skipped"]
+
+
 def test_dataframe_and_status_option(tmp_path: Path) -> None:
     report = dry(pd.DataFrame({"id": [ID, ID2]}), status="Solved")
     assert list(report["target_status"]) == ["solved", "solved"]
