@@ -155,7 +155,7 @@ def _reader(
     )
 
 
-Record = Callable[[list[ReadRecord]], None]
+Record = Callable[[list[ReadRecord]], int]  # the rows it read
 
 
 def _found(s: TicketState) -> ReadRecord:
@@ -190,19 +190,31 @@ def _collect(
 async def _read_into(
     reader: Reader, journal: Journal, locations: tuple[str, ...], record: Record, verify: bool
 ) -> int:
-    """List the locations, then GET what they did not hold; the pages listed."""
+    """List the locations, then GET what they did not hold; the pages listed.
+
+    A listing brings a whole location, 100 tickets a page, the batch's or not; a GET brings
+    one ticket. Listing goes on while it has cost fewer requests than the rows left to read
+    would cost one GET each: never more than twice the cheaper way (the ski-rental rule).
+    A walkthrough listed 14 pages to read 3 tickets.
+    """
+    left = await anyio.to_thread.run_sync(functools.partial(journal.count_to_read, verify=verify))
+    if not left:
+        return 0  # a rerun of a finished batch: nothing to read
+    pages = 0
 
     async def keep(records: list[ReadRecord], states: list[TicketState]) -> None:
-        await anyio.to_thread.run_sync(record, records)
+        nonlocal left
+        left -= await anyio.to_thread.run_sync(record, records)
         if not verify:
             await anyio.to_thread.run_sync(journal.note_assignees, _assignees(states))
 
     async def listed(states: list[TicketState]) -> None:
+        nonlocal pages
+        pages += 1
         await keep(_records(states), states)
 
-    pages = 0
     for location in locations:
-        pages += await reader.list_location(location, listed)
+        await reader.list_location(location, listed, more=lambda: pages < left)
     after = 0
     while not reader.stopped and (
         rows := await anyio.to_thread.run_sync(

@@ -67,15 +67,23 @@ class Reads:
                 (after_row, limit),
             ).fetchall()
 
-    def record_reads(self, reads: Iterable[ReadRecord], at: str) -> None:
-        """Keep what was read of these tickets on their rows not yet decided nor read."""
+    def count_to_read(self, *, verify: bool = False) -> int:
+        """How many rows `to_read` has left."""
+        where = _TO_VERIFY if verify else _TO_READ
         with self._lock:
-            self._conn.executemany(
+            (count,) = self._conn.execute(f"SELECT COUNT(*) FROM rows WHERE {where}").fetchone()
+        return int(count)
+
+    def record_reads(self, reads: Iterable[ReadRecord], at: str) -> int:
+        """Keep what was read of these tickets on their rows not yet decided nor read; how
+        many rows that read."""
+        with self._lock:
+            return self._conn.executemany(
                 "UPDATE rows SET current_status = ?, update_date = ?, status_update_date = ?,"
                 " location_ref = ?, read_error = ?, read_at = ?"
                 f" WHERE ticket_key = ? AND {_TO_READ}",
                 [(s, u, su, loc, err, at, key) for key, s, u, su, loc, err in reads],
-            )
+            ).rowcount
 
     def note_assignees(self, pairs: Iterable[tuple[str, str]]) -> None:
         """The assignee read before sending, kept as the previous value of the row's
@@ -89,15 +97,16 @@ class Reads:
                 [(assignee, key) for key, assignee in pairs],
             )
 
-    def record_verified(self, reads: Iterable[ReadRecord]) -> None:
-        """`yes` where the ticket holds the row's target, else `drifted: now X`."""
+    def record_verified(self, reads: Iterable[ReadRecord]) -> int:
+        """`yes` where the ticket holds the row's target, else `drifted: now X`; how many
+        rows that verified."""
         with self._lock:
-            self._conn.executemany(
+            return self._conn.executemany(
                 "UPDATE rows SET verified = CASE WHEN ?1 = target_status THEN 'yes'"
                 " WHEN ?1 IS NULL THEN 'drifted: not found' ELSE 'drifted: now ' || ?1 END"
                 f" WHERE ticket_key = ?2 AND {_TO_VERIFY}",
                 [(status, key) for key, status, *_, err in reads if err is None],
-            )
+            ).rowcount
 
     def set_expected(self, pairs: Iterable[tuple[int, str]]) -> None:
         """(row, status): an undo reverts the row only while its ticket still has `status`."""

@@ -209,18 +209,22 @@ class Reader:
                 tg.start_soon(worker)
 
     async def list_location(
-        self, location: str, found: Callable[[list[TicketState]], Awaitable[None]]
+        self,
+        location: str,
+        found: Callable[[list[TicketState]], Awaitable[None]],
+        more: Callable[[], bool] = lambda: True,
     ) -> int:
         """Every ticket of `location`, a page at a time to `found`; the pages read.
 
         Raises `UnexpectedAnswer` for a page that is not a listing page or a
-        listing that does not advance. Once `stop` is set, no page is asked for.
+        listing that does not advance. No page is asked for once `stop` is set, or
+        `more()` says the rest is not worth listing.
         """
         token: str | None = None
         tokens: set[str] = set()
         seen: set[int] = set()
         stalled = pages = 0
-        while not self.stopped:
+        while not self.stopped and more():
             where = f"listing location {location}, page {pages + 1}"
             data = await self._call(functools.partial(self._page, location, token))
             pages += 1

@@ -82,6 +82,29 @@ def test_preview_reads_by_listing_and_matches_the_truth(
     assert len(snapshot) == len(tickets) + 1
 
 
+def test_a_few_tickets_in_big_locations_are_not_read_by_listing_them_whole(
+    tmp_path: Path,
+    sim_thread: tuple[Simulator, str],
+    creds: Credentials,
+    tickets: list[dict[str, Any]],
+) -> None:
+    """Listing costs a request per 100 tickets of a location, the batch's or not: it goes on
+    only while it has cost fewer requests than the rows left would cost one GET each."""
+    sim, server = sim_thread
+    few = tickets[-3:]  # late in the listing's order: listed whole, 7 pages would find them
+    report = bulk.preview(
+        _input(tmp_path, few),
+        status="closed",
+        base_url=server,
+        credentials=creds,
+        locations=list(LOCATIONS),
+    )
+    listed = [r for r in sim.requests if r.method == "GET" and r.ticket_id is None]
+    gets = [r for r in sim.requests if r.ticket_id]
+    assert len(listed) <= 3 and len(listed) + len(gets) <= 6
+    assert list(report["current_status"]) == [t["status"] for t in few]
+
+
 async def test_a_run_that_reads_sends_only_what_is_not_done(
     tmp_path: Path, sim: Simulator, server: str, creds: Credentials, tickets: list[dict[str, Any]]
 ) -> None:
