@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 from ._exceptions import UsageError
 from ._files import read_file, replacing
 from ._ids import UUID_PATTERN
-from ._text import printable
+from ._text import hide_secrets, printable
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -139,12 +139,14 @@ class Credentials:
         _check_basic("client_id", client_id, "client_secret", client_secret)
         _check_network("network_id", network_id)
         token = base64.b64encode(f"{client_id}:{client_secret}".encode()).decode()
+        hide_secrets(token, f"{client_id}:{client_secret}", client_secret, client_id)
         return cls("basic", f"Basic {token}", network_id)
 
     @classmethod
     def bearer(cls, access_token: str, network_id: str) -> Credentials:
         _check_shape("access_token", access_token)
         _check_network("network_id", network_id)
+        hide_secrets(access_token)
         return cls("bearer", f"Bearer {access_token}", network_id)
 
     @classmethod
@@ -159,6 +161,8 @@ class Credentials:
         _check_basic("client_id", client_id, "client_secret", client_secret)
         _check_shape("refresh_token", refresh_token)
         _check_network("network_id", network_id)
+        hide_secrets(f"{client_id}:{client_secret}", client_secret, client_id)
+        hide_secrets(refresh_token, rotating=True)
         grant = RefreshGrant(client_id, client_secret, refresh_token, token_file)
         return cls("oauth", "", network_id, refresh_grant=grant)
 

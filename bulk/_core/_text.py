@@ -21,7 +21,16 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["KEEP", "MAX_TEXT", "LongText", "clean_text", "cut_text", "printable"]
+__all__ = [
+    "KEEP",
+    "MAX_TEXT",
+    "REDACTED",
+    "LongText",
+    "clean_text",
+    "cut_text",
+    "hide_secrets",
+    "printable",
+]
 
 # Long enough for any real API message, short enough for one report cell.
 MAX_TEXT = 500
@@ -36,9 +45,45 @@ _UNSAFE = re.compile(
 _SPACES = re.compile(r"\s+")
 
 
+# The credentials this process holds, registered where they are made (and as OAuth renews
+# them): a server or proxy that echoes a request's headers in its error text (a WAF's page,
+# a gateway's "upstream rejected Basic ...") must not carry them into a report, log, page or
+# journal. Tuples replaced whole, never changed in place: read without a lock from any thread.
+REDACTED = "[redacted]"
+_MIN_SECRET = 6  # shorter strings would hide innocent text, and guess in a few tries anyway
+_KEPT_ROTATING = 8  # OAuth's tokens: the latest few (a token endpoint may renew every request)
+_fixed: tuple[str, ...] = ()
+_rotating: tuple[str, ...] = ()
+_secrets: tuple[str, ...] = ()
+
+
+def hide_secrets(*values: str, rotating: bool = False) -> None:
+    """Never show these in server text again (`clean_text` puts REDACTED in their place)."""
+    global _fixed, _rotating, _secrets
+    new = tuple(v for v in dict.fromkeys(values) if len(v) >= _MIN_SECRET and v not in _secrets)
+    if not new:
+        return
+    if rotating:
+        _rotating = (*_rotating, *new)[-_KEPT_ROTATING:]
+    else:
+        _fixed = (*_fixed, *new)
+    # Longest first: "id:secret" goes before its "secret" is found inside it.
+    _secrets = tuple(sorted({*_fixed, *_rotating}, key=len, reverse=True))
+
+
+def _redact(text: str) -> str:
+    for secret in _secrets:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
 def clean_text(value: object, limit: int = MAX_TEXT) -> str:
-    """`value` as one printable line: controls and bidi marks become one space, at most `limit`."""
+    """`value` as one printable line: controls and bidi marks become one space, at most `limit`;
+    a credential of this process's (`hide_secrets`) becomes REDACTED, before it could be cut."""
     text = value if isinstance(value, str) else str(value)
+    if _secrets:
+        text = _redact(text)
     # isprintable() is False for every character _UNSAFE matches (categories
     # Cc, Cf, Zl, Zp) and for tabs and new lines: clean text costs one C scan.
     if len(text) <= limit and text.isprintable():

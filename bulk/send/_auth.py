@@ -27,7 +27,7 @@ import anyio.to_thread
 
 from .._core._config import RefreshGrant, save_refresh_token
 from .._core._exceptions import CredentialsRejected, RetriableError, UsageError
-from .._core._text import printable
+from .._core._text import hide_secrets, printable
 from ._retry import retrying
 
 __all__ = ["REFRESH_AHEAD", "PostForm", "TokenProvider"]
@@ -139,8 +139,10 @@ class TokenProvider:
             if not _HEADER_SAFE.fullmatch(rotated):
                 raise CredentialsRejected("token refresh: the new refresh token is malformed", 200)
             self._refresh_token = rotated
+            hide_secrets(rotated, rotating=True)
             await self._keep(rotated)
         now = self._clock()
+        hide_secrets(access, rotating=True)
         self._access = access
         self._renew_at = now + lifetime - min(REFRESH_AHEAD, lifetime / 10)
         self.refreshes += 1

@@ -11,6 +11,7 @@ control sequence got out, and the child's peak memory (from `wait4`).
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import json
 import sqlite3
@@ -26,7 +27,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from bulk.simulator import SimulatorThread, demo_env
+from bulk.simulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, SimulatorThread, demo_env
 
 from ..support import Measured, demo_vars, read_report, run_bulk_measured, write_csv
 
@@ -77,6 +78,9 @@ ROWS = {
     "redirect-307": ("unexpected answer: redirect (307) to {elsewhere} — not followed", 1),
     "message-400": ("HTTP 400 ]0;pwned [2J gnp.exe x 31m end: no ]0;pwned", 1),
     "message-500": ("HTTP 500 ]0;pwned [2J gnp.exe x 31m end: no ]0;pwned", 2),
+    # A proxy that echoes the request's credentials in its error text.
+    "echo-400": ("HTTP 400 badRequest: rejected Basic [redacted] ([redacted])", 1),
+    "echo-502": ("HTTP 502 gateway: upstream refused [redacted] for Basic [redacted]", 2),
 }
 MODE_OF = {str(uuid.UUID(int=n + 1)): mode for n, mode in enumerate(ROWS)}
 ID_OF = {mode: ticket for ticket, mode in MODE_OF.items()}
@@ -126,6 +130,16 @@ class Hostile:
         if mode.startswith("redirect-"):
             location = f"{self.redirect_to}/ok/support/tickets/v1/{ticket_id}/status"
             return web.Response(status=int(mode[-3:]), headers={"Location": location})
+        if mode.startswith("echo-"):
+            auth = request.headers["Authorization"]
+            plain = base64.b64decode(auth.removeprefix("Basic ")).decode()
+            message = (
+                f"rejected {auth} ({plain})"
+                if mode == "echo-400"
+                else f"upstream refused {plain.partition(':')[2]} for {auth}"
+            )
+            kind = "badRequest" if mode == "echo-400" else "gateway"
+            return web.json_response({"message": message, "type": kind}, status=int(mode[-3:]))
         if mode.startswith("message-"):
             body = {"message": f"no {HOSTILE}", "type": f"\u202e{HOSTILE}"}
             return web.json_response(body, status=int(mode[-3:]))
@@ -284,6 +298,10 @@ def test_only_an_answer_that_proves_success_counts(servers: Any, tmp_path: Path)
     # Server text is there to read, made harmless, everywhere it is kept.
     assert "pwned" in json.dumps(report)
     assert_clean(child.stdout, child.stderr, *run_files(tmp_path))
+    # No credential, as sent or decoded, however the server echoed it.
+    basic = base64.b64encode(f"{DEMO_CLIENT_ID}:{DEMO_CLIENT_SECRET}".encode()).decode()
+    for text in (child.stdout, child.stderr, *run_files(tmp_path)):
+        assert DEMO_CLIENT_SECRET not in text and basic not in text
 
 
 def test_a_hostile_401_stops_the_run_without_touching_the_terminal(

@@ -175,6 +175,19 @@ def test_clean_text(raw: object, shown: str) -> None:
     assert clean_text(raw) == shown
 
 
+def test_credentials_are_redacted_from_server_text_before_it_is_cut() -> None:
+    from bulk._core._text import clean_text, hide_secrets
+
+    Credentials.bearer("tok-" + "a" * 40, str(uuid.uuid4()))
+    # A secret astride the cut is hidden whole, not half shown.
+    assert clean_text("x" * 480 + " Bearer tok-" + "a" * 40) == "x" * 480 + " Bearer [redacted]"
+    for n in range(12):  # a token endpoint that renews every request: the latest stay hidden
+        hide_secrets(f"access-{n:04d}", rotating=True)
+    assert clean_text("echo access-0011 access-0000") == "echo [redacted] access-0000"
+    assert clean_text("still tok-" + "a" * 40) == "still [redacted]"
+    assert clean_text("short ok") == "short ok"
+
+
 @pytest.mark.parametrize(
     ("location", "shown"),
     [
