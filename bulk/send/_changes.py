@@ -37,7 +37,7 @@ from .._core._exceptions import (
     UnexpectedAnswer,
 )
 from ..journal import FINAL_STATES, ChangeLog, ChangeState, Outcome
-from ._change_calls import Activity, ChangeClient
+from ._change_calls import Activity, ChangeClient, same_text
 from ._engine import Engine, Stopped
 
 __all__ = ["ChangeRunner"]
@@ -290,16 +290,16 @@ class ChangeRunner:
         return _ANSWERED_SETTLE
 
     async def _find(self, row: int, ticket: str, text: str, sent: list[int]) -> Activity | None:
-        """This client's comment with exactly `text` on the ticket since the batch began."""
+        """This client's comment with `text` (as the server may store it) on the ticket since
+        the batch began; one whose time cannot be read counts too: posting again is the worse
+        mistake."""
         state = await self._engine.request(row, sent, self._client.details, ticket)
-        wanted = text.strip()
         for activity in state.activities:
             when = _parse_time(activity.created)
             if (
                 activity.type == "comment"
-                and (activity.text or "").strip() == wanted
-                and when is not None
-                and when >= self._since
+                and same_text(activity.text, text)
+                and (when is None or when >= self._since)
                 and (self._author is None or activity.author in (None, self._author))
             ):
                 return activity

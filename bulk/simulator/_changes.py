@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import unicodedata
 import uuid
 from collections import Counter
 from datetime import UTC, datetime
@@ -197,6 +198,8 @@ class ChangeRoutes:
         key = self._ticket_key(part.get("ticketRef"))
         if isinstance(key, web.Response):
             return key
+        if self.config.comments_nfc:
+            text = unicodedata.normalize("NFC", text)
         with self._lock:
             data = {"text": text}
             author = _membership(self.config.user_id)

@@ -72,6 +72,9 @@ class SimConfig:
     # Answers the real API may give (its spec documents only 400 for these calls):
     same_status_400: bool = False  # a PUT of the status the ticket already has: 400
     unknown_400: bool = False  # an unknown ticket: 400 (saying so) instead of 404
+    # A comment's text stored in Unicode's composed form (NFC), as many servers store text:
+    # a file from macOS holds `é` as `e` and a combining accent. The 201 says what was kept.
+    comments_nfc: bool = False
     # (share, second): `second` s after the first request, an agent reopens that share of
     # the tickets PUTs had changed (see _agent.py); None: nobody else touches the tickets.
     agent_reopen: tuple[float, float] | None = None

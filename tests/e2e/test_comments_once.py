@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import re
 import shlex
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,25 @@ async def test_attempts_run_out_on_a_posted_comment_it_is_found_not_failed(
     ids = {c["id"] for t in tickets[:3] for c in sim.comments(t["id"])}
     assert len(ids) == 3
     assert set(report["comment_id"]) == ids
+
+
+@pytest.mark.parametrize("lost", [0.0, 1.0])
+async def test_a_comment_the_server_stores_in_another_form_is_posted_once(
+    tickets: list[dict[str, Any]], lost: float
+) -> None:
+    """A server that keeps the text composed (NFC) answers 201 with other bytes than those
+    sent (decomposed, as from macOS): that is not "not posted" (six copies, hostile review),
+    whether the 201 arrives or is lost and the comment is looked for."""
+    sim = Simulator(SimConfig(rate=None, seed=3, comments_nfc=True, error_after_rate=lost), tickets)
+    text = unicodedata.normalize("NFD", "Clôturé après la migration")
+    frame = _ids(tickets).assign(comment=text)
+    async with serving(sim) as url:
+        report = await bulk.run_async(
+            frame, credentials=BEARER, base_url=url, rate=None, report=Path("nfc.csv")
+        )
+    assert set(report["outcome"]) == {"updated"}, report["error"].tolist()
+    assert [len(sim.comments(t["id"])) for t in tickets] == [1] * len(tickets)
+    assert set(report["comment_id"]) == {sim.comments(t["id"])[0]["id"] for t in tickets}
 
 
 async def test_attempts_run_out_on_an_unposted_comment_it_fails_as_not_posted(
