@@ -118,12 +118,14 @@ def _cell(value: Any) -> Any:
 
 
 def _checked_page(
-    data: dict[str, Any], limit: int, age_field: str | None = None
+    data: dict[str, Any], limit: int, age_field: str | None = None, location: str | None = None
 ) -> tuple[list[dict[str, Any]], str | None]:
     """The page's tickets and next cursor, or why the page is not a listing page.
 
     `age_field`: the field the selection reads times from, which must then be
-    absent or a date-time with a time zone.
+    absent or a date-time with a time zone. `location`: the location listed, which a
+    ticket that names its own must name (a listing that ignored its filter would have
+    the job change tickets of other locations).
     """
     tickets = data.get("tickets")
     if not isinstance(tickets, list):
@@ -134,6 +136,11 @@ def _checked_page(
         ticket_id = ticket.get("id") if isinstance(ticket, dict) else None
         if not isinstance(ticket_id, str) or not UUID_PATTERN.fullmatch(ticket_id.lower()):
             raise ValueError(f"ticket {number} of the page has no valid id")
+        held = ticket.get("locationRef")
+        if location is not None and held is not None and str(held).lower() != location.lower():
+            raise ValueError(
+                f"ticket {ticket_id} is of location {clean_text(held, 60)}, not the one listed"
+            )
         if age_field is not None:
             try:
                 _when(ticket.get(age_field))
@@ -222,7 +229,7 @@ async def _read_page(
     select = job.select
     age_field = select.age_field if select is not None and select.older_than else None
     try:
-        return _checked_page(data, job.source.page_size, age_field)
+        return _checked_page(data, job.source.page_size, age_field, location)
     except ValueError as exc:
         raise ListingUnreadable(
             f"{where}: unexpected answer: {exc}; stopped, nothing sent"

@@ -229,7 +229,7 @@ class Reader:
             data = await self._call(functools.partial(self._page, location, token))
             pages += 1
             try:
-                states, token = _checked_page(data)
+                states, token = _checked_page(data, location)
             except ValueError as exc:
                 raise UnexpectedAnswer(f"{where}: {exc}") from None
             fresh = {hash(s) for s in states} - seen
@@ -244,18 +244,21 @@ class Reader:
         return pages
 
 
-def _checked_page(data: dict[str, Any]) -> tuple[list[TicketState], str | None]:
+def _checked_page(data: dict[str, Any], location: str) -> tuple[list[TicketState], str | None]:
     tickets = data.get("tickets")
     if not isinstance(tickets, list):
         raise ValueError("'tickets' is not a list")
     if len(tickets) > PAGE_SIZE:
         raise ValueError(f"{len(tickets)} tickets on a page of at most {PAGE_SIZE}")
-    # A listing brings other tickets than the batch's: one that fails the checks
-    # is left out (a ticket of the batch missing from the listing is read alone).
+    # A listing brings other tickets than the batch's: one that fails the checks, or names
+    # another location than the one listed, is left out (a ticket of the batch missing
+    # from the listing is read alone).
     states = []
     for ticket in tickets:
         with contextlib.suppress(ValueError):
-            states.append(ticket_state(ticket))
+            state = ticket_state(ticket)
+            if state.location is None or state.location.lower() == location.lower():
+                states.append(state)
     token = data.get("nextPageToken")
     if token is not None and (not isinstance(token, str) or len(token) > MAX_TOKEN):
         raise ValueError("'nextPageToken' is not a string of a cursor's size")

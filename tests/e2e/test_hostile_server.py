@@ -33,6 +33,7 @@ from ..support import Measured, demo_vars, read_report, run_bulk_measured, write
 
 TICKETS = [str(uuid.UUID(int=n + 1)) for n in range(2)]  # for listings
 LOCATION = str(uuid.UUID(int=99))
+OTHER = str(uuid.UUID(int=98))
 MB = 1 << 20
 PEAK_LIMIT_MB = 150
 # What a terminal would act on, and the bidi override that flips text around.
@@ -204,6 +205,8 @@ class Hostile:
             "tickets-not-list": {"tickets": {"id": TICKETS[0]}},
             "too-many": {"tickets": tickets * 2},
             "bad-id": {"tickets": [{"id": "../../admin", "status": "solved"}]},
+            # A listing that ignored its locationRef filter: a job must not close these.
+            "foreign": {"tickets": [{"id": TICKETS[0], "status": "solved", "locationRef": OTHER}]},
             "token-not-text": {"tickets": tickets, "nextPageToken": {"page": 2}},
             "endless": {
                 "tickets": [{"id": str(uuid.UUID(int=page * 10 + n))} for n in range(2)],
@@ -216,7 +219,7 @@ class Hostile:
                         "status": "closed",
                         "type": HOSTILE,
                         "number": 7,
-                        "locationRef": HOSTILE,
+                        "locationRef": LOCATION,
                     }
                     for t in TICKETS
                 ]
@@ -384,7 +387,7 @@ def test_listed_text_reaches_the_snapshot_clean(servers: Any, tmp_path: Path) ->
     (snapshot,) = (tmp_path / "reports").glob("*.snapshot.csv")
     rows = read_report(snapshot)
     assert [r["id"] for r in rows] == TICKETS and rows[0]["number"] == "7"
-    assert "pwned" in rows[0]["type"] and "pwned" in rows[0]["locationRef"]
+    assert "pwned" in rows[0]["type"]
     assert_clean(snapshot.read_text(encoding="utf-8"), child.stdout, child.stderr)
 
 
@@ -411,6 +414,10 @@ async def list_job(base_url: str, tmp_path: Path) -> None:
         ("tickets-not-list", "unexpected answer: 'tickets' is not a list"),
         ("too-many", "unexpected answer: 4 tickets on a page of at most 2"),
         ("bad-id", "unexpected answer: ticket 1 of the page has no valid id"),
+        (
+            "foreign",
+            f"unexpected answer: ticket {TICKETS[0]} is of location {OTHER}, not the one listed",
+        ),
         ("token-not-text", "unexpected answer: 'nextPageToken' is not a string"),
         ("html", "unexpected answer: content type text/html, not JSON (HTTP 200)"),
     ],

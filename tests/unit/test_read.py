@@ -34,6 +34,22 @@ def test_a_ticket_answer_is_checked_not_trusted() -> None:
             ticket_state(answer, ID)
 
 
+def test_a_listed_ticket_of_another_location_is_left_out() -> None:
+    from bulk.send._read import _checked_page
+
+    here, elsewhere = OTHER, "1badc0de-0000-4000-8000-000000000000"
+    page = {
+        "tickets": [
+            {**GOOD, "locationRef": elsewhere},
+            {**GOOD, "id": OTHER, "locationRef": here.upper()},
+            {**GOOD, "id": "2badc0de-0000-4000-8000-000000000000"},  # no location: kept
+        ]
+    }
+    states, token = _checked_page(page, here)
+    assert [s.ticket_id for s in states] == [OTHER, "2badc0de-0000-4000-8000-000000000000"]
+    assert token is None
+
+
 def test_reads_settle_rows_that_need_no_write(journal: Journal) -> None:
     ids = [f"{n:08x}-0000-4000-8000-000000000000" for n in range(4)]
     plan(journal, [to_send(i + 1, t) for i, t in enumerate(ids)])
