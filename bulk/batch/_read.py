@@ -215,6 +215,9 @@ async def _read_into(
 
     for location in locations:
         await reader.list_location(location, listed, more=lambda: pages < left)
+    if reader.relisted:
+        again = functools.partial(journal.read_again, sorted(reader.relisted), verify=verify)
+        await anyio.to_thread.run_sync(again)
     after = 0
     while not reader.stopped and (
         rows := await anyio.to_thread.run_sync(

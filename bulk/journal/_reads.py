@@ -74,6 +74,17 @@ class Reads:
             (count,) = self._conn.execute(f"SELECT COUNT(*) FROM rows WHERE {where}").fetchone()
         return int(count)
 
+    def read_again(self, ticket_keys: Iterable[str], *, verify: bool = False) -> None:
+        """Forget what was read (or verified) of these tickets, on rows still to settle: a
+        listing brought them twice, and only a read of each alone says which is current."""
+        done = "verified = NULL" if verify else "read_at = NULL, read_error = NULL"
+        where = "outcome IN ('updated', 'unchanged')" if verify else "outcome IS NULL"
+        with self._lock:
+            self._conn.executemany(
+                f"UPDATE rows SET {done} WHERE ticket_key = ? AND {where}",
+                [(key,) for key in ticket_keys],
+            )
+
     def record_reads(self, reads: Iterable[ReadRecord], at: str) -> int:
         """Keep what was read of these tickets on their rows not yet decided nor read; how
         many rows that read."""

@@ -150,6 +150,7 @@ class Reader:
         # Set by a signal handler (which cannot cancel tasks safely): no read starts after it,
         # the reads in flight end as they would.
         self._stop = stop or threading.Event()
+        self.relisted: set[str] = set()  # tickets a listing brought twice
         self._max_attempts = max_attempts
         self._backoff = (backoff_base, backoff_max)
         self._concurrency = concurrency
@@ -232,7 +233,11 @@ class Reader:
                 states, token = _checked_page(data, location)
             except ValueError as exc:
                 raise UnexpectedAnswer(f"{where}: {exc}") from None
-            fresh = {hash(s) for s in states} - seen
+            ids = {hash(s.ticket_id): s.ticket_id for s in states}
+            fresh = ids.keys() - seen
+            # Listed again: it changed while the listing ran (the listing is in order of
+            # last change), and which of its two states is current is for a read to say.
+            self.relisted.update(ids[h] for h in ids.keys() - fresh)
             seen |= fresh
             stalled = 0 if fresh else stalled + 1
             await found(states)

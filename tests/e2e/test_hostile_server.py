@@ -34,6 +34,7 @@ from ..support import Measured, demo_vars, read_report, run_bulk_measured, write
 TICKETS = [str(uuid.UUID(int=n + 1)) for n in range(2)]  # for listings
 LOCATION = str(uuid.UUID(int=99))
 OTHER = str(uuid.UUID(int=98))
+STALE = str(uuid.UUID(int=400))  # mode stale-first's ticket
 MB = 1 << 20
 PEAK_LIMIT_MB = 150
 # What a terminal would act on, and the bidi override that flips text around.
@@ -93,6 +94,7 @@ class Hostile:
     def __init__(self) -> None:
         self.requests: Counter[tuple[str, str]] = Counter()
         self.redirect_to = ""  # base URL the redirect modes point at
+        self.statuses: dict[str, str] = {}  # mode stale-first: what its PUTs set
         self._bomb = gzip_bomb(400)
         self._lock = threading.Lock()
 
@@ -100,7 +102,15 @@ class Hostile:
         app = web.Application()
         app.router.add_put("/{mode}/support/tickets/v1/{id}/status", self._put)
         app.router.add_get("/{mode}/support/tickets/v1", self._list)
+        app.router.add_get("/{mode}/support/tickets/v1/{id}", self._get)
         return app
+
+    async def _get(self, request: web.Request) -> web.Response:
+        """One ticket, as the PUTs of mode `stale-first` left it."""
+        ticket_id = request.match_info["id"]
+        self._note(request.match_info["mode"], "GET one")
+        status = self.statuses.get(ticket_id, "new")
+        return web.json_response({"ticket": {"id": ticket_id, "status": status}, "activities": []})
 
     def count(self, mode: str, method: str = "PUT") -> int:
         with self._lock:
@@ -119,7 +129,8 @@ class Hostile:
         target = json.loads(await request.read())["ticket"]["status"]
         ticket = {"id": ticket_id, "status": target}
         activity = {"id": str(uuid.uuid4()), "data": {"previousAttributes": {"status": "new"}}}
-        if mode == "ok":
+        if mode in ("ok", "stale-first"):
+            self.statuses[ticket_id] = target
             return web.json_response({"activity": activity, "ticket": ticket})
         if mode == "gzip-bomb":
             headers = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
@@ -225,6 +236,19 @@ class Hostile:
                 ]
             },
         }
+        if mode == "stale-first":
+            # The ticket changed while listing ran (in order of last change): listed first
+            # as it was (closed), then again as it is, later in the listing.
+            first, now = page == 1, self.statuses.get(STALE, "new")
+            ticket = {
+                "id": STALE,
+                "status": "closed" if first else now,
+                "updateDate": "2024-01-01T00:00:00Z" if first else "2024-01-02T00:00:00Z",
+                "locationRef": LOCATION,
+            }
+            return web.json_response(
+                {"tickets": [ticket], **({"nextPageToken": "t1"} if first else {})}
+            )
         if mode == "html":
             return web.Response(text="<html>portal</html>", content_type="text/html")
         return web.json_response(pages[mode])
@@ -378,6 +402,21 @@ def test_a_listing_that_goes_round_stops_the_job_before_sending(
     assert hostile.count(mode, "GET") - before == pages
     assert hostile.count(mode, "PUT") == 0
     assert not list((tmp_path / "reports").glob(".hostile.current"))  # nothing to resume
+
+
+def test_a_ticket_listed_twice_is_read_again_alone(servers: Any, tmp_path: Path) -> None:
+    """Listed first as closed, then (changed meanwhile) as new: the first entry had won, and
+    the run skipped a ticket that was open, and --verify said `yes` (hostile review)."""
+    hostile, _, base, _ = servers
+    # Two tickets the listing does not hold keep it going to its second page.
+    batch = [STALE, str(uuid.UUID(int=500)), str(uuid.UUID(int=501))]
+    child, report = run_rows(
+        f"{base}/stale-first", batch, tmp_path, "--location", LOCATION, "--verify"
+    )
+    assert child.code == 0, child.stderr
+    row = report[0]
+    assert (row["outcome"], row["current_status"], row["verified"]) == ("updated", "new", "yes")
+    assert hostile.statuses[STALE] == "closed"
 
 
 def test_listed_text_reaches_the_snapshot_clean(servers: Any, tmp_path: Path) -> None:
