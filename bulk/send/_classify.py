@@ -98,11 +98,14 @@ def _retry_after(value: str | None, now: float | None) -> float | None:
     return max(0.0, when.timestamp() - current)
 
 
-def classify_response(status: int, body: bytes, headers: Mapping[str, str]) -> RequestError:
-    """Turn an answer other than 200 into the error the engine acts on."""
+def classify_response(
+    status: int, body: bytes, headers: Mapping[str, str], expect: int = 200
+) -> RequestError:
+    """Turn an answer other than the `expect`ed one into the error the engine acts on."""
     if status < 300:
-        # The calls bulk makes answer 200 on success; a 201/202/204 proves nothing.
-        return UnexpectedAnswer(f"HTTP {status}, not 200", status)
+        # Each call's success has one status (200, or a comment's 201, a PATCH's 204);
+        # another 2xx proves nothing.
+        return UnexpectedAnswer(f"HTTP {status}, not {expect}", status)
     if status < 400:
         # Never followed: a PUT re-sent to wherever a redirect says would carry
         # the credentials there, and that host's 200 would count as ours.

@@ -266,7 +266,7 @@ class TicketClient:
                     return {} if code == 204 else _json_object(await _read(response), response)
                 # A redirect's body is never read: only its Location matters.
                 body = await _error_body(response) if code >= 400 else b""
-                raise classify_response(code, body, response.headers)
+                raise classify_response(code, body, response.headers, expect)
         except RequestError:
             raise
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:

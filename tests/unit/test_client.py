@@ -209,6 +209,14 @@ def test_a_redirect_names_only_its_host(location: str | None, shown: str) -> Non
     assert error.message == f"unexpected answer: redirect (307) to {shown} — not followed"
 
 
+def test_another_success_status_names_the_one_expected() -> None:
+    from bulk.send import classify_response
+
+    error = classify_response(200, b"{}", {}, expect=201)
+    assert isinstance(error, UnexpectedAnswer) and not error.retriable
+    assert error.message == "unexpected answer: HTTP 200, not 201"
+
+
 def _nested(depth: int) -> bytes:
     """An object whose deepest value is `depth` containers down, the top one counted."""
     return b'{"a":' + b"[" * (depth - 1) + b"]" * (depth - 1) + b"}"
