@@ -28,7 +28,8 @@ __all__ = ["derived_report_path", "read_report", "retry_frame", "undo_frame"]
 log = logging.getLogger("bulk")
 
 _NEEDED = ("row", "ticket_id", "target_status", "outcome", "previous_status", "error")
-RETRYABLE = frozenset({"failed", "skipped"})
+RETRYABLE = frozenset({"drifted", "failed", "skipped"})
+_VERIFIED = "verified"  # --verify's column: `yes`, or `drifted: now X`
 # A batch of changes: per kind, the value asked for and its outcome column.
 _CHANGE_KINDS = (
     ("assignee", "assignee_outcome"),
@@ -70,7 +71,7 @@ def read_report(path: Path) -> pd.DataFrame:
     missing = [c for c in _NEEDED if c not in frame.columns]
     if missing:
         raise UsageError(f"{path}: not a bulk report (no column {', '.join(missing)})")
-    extra = dict.fromkeys((*UNDO_COLUMNS, *_RETRY_COLUMNS, _EXPECTED))
+    extra = dict.fromkeys((*UNDO_COLUMNS, *_RETRY_COLUMNS, _EXPECTED, _VERIFIED))
     kept = list(_NEEDED) + [c for c in extra if c in frame.columns]
     frame = frame[kept].copy()
     for column in kept[1:]:
@@ -105,6 +106,10 @@ def retry_frame(report: Path, only: frozenset[str], *, force: bool = False) -> p
             _refuse_an_older_undo(report, undone)
         log.warning("%s: --force: these reverts are sent unchecked", printable(report, 200))
     chosen = frame["outcome"].isin(only)
+    # Drifted (--verify): the change landed, then the ticket changed again; sent again, its
+    # status goes back to the target (its other changes are done).
+    drifted = _drifted(report, frame, only)
+    chosen |= drifted
     # A skipped duplicate's first row was (or will be) sent; sending it again adds nothing.
     # A ticket an undo could not read is retried: its retry reads it, as the undo meant to.
     left_alone = frame["error"].str.startswith(("duplicate of row", "left alone:"))
@@ -115,7 +120,7 @@ def retry_frame(report: Path, only: frozenset[str], *, force: bool = False) -> p
         chosen &= ~_left_to_its_batch(report, frame["row"], chosen)
     changes = any(outcome in frame.columns for _, outcome in _CHANGE_KINDS)
     if changes:
-        out = _retry_changes(report, frame.loc[chosen])
+        out = _retry_changes(report, frame.loc[chosen], drifted.loc[chosen])
     else:
         out = frame.loc[chosen, ["ticket_id", "target_status", "row"]]
         out = out.rename(columns={"row": "source_row"}).reset_index(drop=True)
@@ -202,8 +207,21 @@ def _keep_expected(out: pd.DataFrame, rows: pd.DataFrame, *, strict: bool) -> No
     out[_EXPECTED] = expected
 
 
-def _retry_changes(report: Path, frame: pd.DataFrame) -> pd.DataFrame:
-    """Per row, only the changes that did not finish, with the values the batch asked for.
+def _drifted(report: Path, frame: pd.DataFrame, only: frozenset[str]) -> pd.Series:
+    """The rows --verify found drifted, when `only` asks for them."""
+    if "drifted" not in only:
+        return frame["row"] != frame["row"]
+    if _VERIFIED not in frame.columns:
+        raise UsageError(
+            f"{printable(report, 200)}: --only drifted, but the report has no `verified` "
+            "column (its run did not --verify); nothing was sent"
+        )
+    return frame[_VERIFIED].str.startswith("drifted") & frame["outcome"].isin(_DONE)
+
+
+def _retry_changes(report: Path, frame: pd.DataFrame, drifted: pd.Series) -> pd.DataFrame:
+    """Per row, only the changes that did not finish, with the values the batch asked for;
+    a drifted row's status, which did.
 
     A change that is done (a posted comment above all) is never sent again.
     """
@@ -224,7 +242,8 @@ def _retry_changes(report: Path, frame: pd.DataFrame) -> pd.DataFrame:
     out = frame[["ticket_id", "row"]].copy()
     out["target_status"] = frame["target_status"]
     if "status_outcome" in frame.columns:
-        out["target_status"] = out["target_status"].where(~frame["status_outcome"].isin(_DONE), "")
+        done = frame["status_outcome"].isin(_DONE) & ~drifted
+        out["target_status"] = out["target_status"].where(~done, "")
     reason = frame["row"].map(lambda _: "")
     for value, outcome in _CHANGE_KINDS:
         if outcome not in frame.columns:

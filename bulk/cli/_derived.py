@@ -54,7 +54,8 @@ def _derived_run(
     "--only",
     default="failed",
     show_default=True,
-    help="Which outcomes to send again: failed, skipped, or both (failed,skipped).",
+    help="Which rows to send again: failed, skipped, drifted (--verify found the ticket "
+    "changed again since), or several (failed,skipped).",
 )
 @click.option(
     "--force",

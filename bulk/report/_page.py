@@ -26,7 +26,7 @@ from .._core._text import printable
 from .._version import __version__
 from ..journal import JournalFacts, read_facts
 from ._audit import audit_path, read_audit
-from ._verdict import Verdict, verdict
+from ._verdict import Verdict, recorded_count, verdict
 
 __all__ = [
     "PAGE_SUFFIX",
@@ -292,6 +292,8 @@ def _commands(
         out.append(
             ("send failed and skipped rows again", f"bulk retry {shown} --only failed,skipped")
         )
+    if recorded_count(record, "drifted"):
+        out.append(("set the drifted tickets' status again", f"bulk retry {shown} --only drifted"))
     if facts.outcomes.get("updated"):
         out.append(("see what undo would do", f"bulk undo {shown} --dry-run"))
         out.append(("undo: put the updated tickets back", f"bulk undo {shown}"))

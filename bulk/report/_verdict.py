@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-__all__ = ["EXIT_MEANINGS", "Verdict", "verdict"]
+__all__ = ["EXIT_MEANINGS", "Verdict", "recorded_count", "verdict"]
 
 # The contract's exit codes (CONTRACT.md, "Exit status").
 EXIT_MEANINGS = {
     0: "no row failed or is invalid, and none was left unsent",
-    1: "the run finished; some rows failed or are invalid",
+    1: "the run finished; some rows failed, are invalid, or drifted after it (--verify)",
     2: "bad usage or unreadable input; nothing was sent",
     3: "stopped early on purpose; the report is written and the run resumes when rerun",
     75: "another process was running the same report or job; nothing was done",
@@ -54,7 +54,7 @@ def verdict(record: Mapping[str, Any] | None, outcomes: Mapping[str, int], pendi
         detail = f"{outcomes.get('failed', 0)} failed, {outcomes.get('invalid', 0)} invalid"
         if pending and not bad:
             detail = f"{pending} rows not sent"
-        drifted = _count(record, "drifted")
+        drifted = recorded_count(record, "drifted")
         if drifted and not bad and not pending:
             # --verify: every row succeeded, but some tickets changed again since.
             return Verdict(
@@ -73,7 +73,7 @@ def verdict(record: Mapping[str, Any] | None, outcomes: Mapping[str, int], pendi
     return Verdict("unknown", f"exit {code}", _reason(reason, ""), code)
 
 
-def _count(record: Mapping[str, Any] | None, name: str) -> int:
+def recorded_count(record: Mapping[str, Any] | None, name: str) -> int:
     """A count from the audit record's `counts` (an untrusted file: anything else is 0)."""
     counts = record.get("counts") if record else None
     value = counts.get(name) if isinstance(counts, dict) else None

@@ -15,6 +15,7 @@ import pytest
 
 import bulk
 from bulk import Credentials, run_async
+from bulk.batch import retry_frame
 from bulk.simulator import LOCATIONS, SimConfig, Simulator, SimulatorThread, make_tickets, serve
 
 from ..support import (
@@ -148,6 +149,17 @@ async def test_verify_finds_the_agents_changes_and_exits_1(
     page = again.attrs["summary"].page.read_text()
     assert f"{len(reopened)} drifted after the run" in page
     assert page.count("changed after the run: drifted: now new") == len(reopened)
+    assert "--only drifted" in page and "some rows failed, are invalid, or drifted" in page
+    # The way forward: the drifted tickets' status, set again (and nothing else).
+    report = again.attrs["summary"].report
+    frame = retry_frame(report, frozenset({"drifted"}))
+    assert set(frame["ticket_id"]) == reopened and set(frame["target_status"]) == {"closed"}
+    sent = len(sim.sent_ids())
+    retried = await run_async(frame, rate=None, report=tmp_path / "drift.csv", **options)
+    assert retried.attrs["summary"].exit_code == 0
+    assert sorted(sim.sent_ids()[sent:]) == sorted(reopened)
+    assert all(sim.status_of(t) == "closed" for t in reopened)
+    assert retry_frame(tmp_path / "drift.csv", frozenset({"drifted"})).empty
 
 
 @contextlib.contextmanager
