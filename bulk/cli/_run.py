@@ -76,7 +76,7 @@ def run(input: str, yes: bool, **kwargs: Any) -> None:
     options = RunOptions(**kwargs)
     spooled = None
     if input == "-":
-        spooled = spool_stdin(Path("reports") / ".stdin")
+        spooled = spool_stdin(Path("reports"))
         source: Any = spooled
         if options.report is None:
             kind = "dry-run" if options.dry_run else "report"

@@ -440,9 +440,14 @@ class Source:
             row += len(ids)
 
 
-def spool_stdin(folder: Path) -> Path:
+# Where standard input is spooled, under the reports folder; its files are named for what
+# they hold in every message ("standard input"), not by their made-up names.
+STDIN_FOLDER = ".stdin"
+
+
+def spool_stdin(reports: Path) -> Path:
     """Copy standard input to a file so it can be hashed, sniffed and re-read on resume."""
-    path = folder / f"{secrets.token_hex(8)}.csv"
+    path = reports / STDIN_FOLDER / f"{secrets.token_hex(8)}.csv"
     with replacing(path, "wb", new=True) as out:
         shutil.copyfileobj(sys.stdin.buffer, out)
     return path
@@ -471,6 +476,7 @@ def open_source(
         if not path.is_file():
             # A directory, a FIFO (reading it could wait forever), a device.
             raise UsageError(f"{printable(path, 200)}: not a regular file")
-        result = Source(str(path), path, None, *columns)
+        shown = "standard input" if path.parent.name == STDIN_FOLDER else str(path)
+        result = Source(shown, path, None, *columns)
     result.resolve_columns()
     return result

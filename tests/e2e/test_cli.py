@@ -44,6 +44,10 @@ def test_stdin_and_status_option(tmp_path: Path, sim_thread: tuple[Simulator, st
     assert out.returncode == 0, out.stderr
     assert all(sim.status_of(t) == "inProgress" for t in ids)
     assert len(read_report(tmp_path / "reports" / "stdin.report.csv")) == 5
+    # Errors name standard input, not the file it was spooled to.
+    empty = bulk("run", "-", "--status", "closed", "--dry-run", env=creds(url), stdin="")
+    assert empty.returncode == 2
+    assert "bulk: error: standard input: the file is empty" in empty.stderr
 
 
 @pytest.mark.parametrize(
