@@ -306,7 +306,7 @@ class Source:
         if not self.id_column:
             raise UsageError(
                 f"{self.name}: no ticket id column (looked for {', '.join(ID_NAMES)}; "
-                f"found {_listing(columns)}); name it with --id-column"
+                f"found {_listing(columns)}); name it with {self._option('id_column')}"
             )
         self._pick_extras(columns)
         # Status-like columns a run that gives the status (or changes none) leaves unread.
@@ -318,13 +318,18 @@ class Source:
             if not self.status_column and not self.extras and not self._status_optional:
                 raise UsageError(
                     f"{self.name}: no status column (looked for {', '.join(STATUS_NAMES)}; "
-                    f"found {_listing(columns)}); name it with --status-column or give --status"
+                    f"found {_listing(columns)}); name it with {self._option('status_column')} "
+                    f"or give {self._option('status')}"
                 )
             if self.status_column == self.id_column:
                 raise UsageError(
                     f"{self.name}: column {printable(self.id_column, 40)!r} cannot hold both "
                     "the ticket id and the status"
                 )
+
+    def _option(self, name: str) -> str:
+        """How the caller names an option: a DataFrame's caller is the library's."""
+        return f"{name}=" if self.frame is not None else f"--{name.replace('_', '-')}"
 
     def _pick_extras(self, columns: list[str]) -> None:
         """The change columns (and a comment template's) that the input has; absent ones are not."""

@@ -52,6 +52,13 @@ def test_lines_of_empty_cells_are_blank_as_excel_saves_them(tmp_path: Path) -> N
     assert list(report["outcome"]) == ["skipped", "skipped"]
 
 
+def test_a_dataframe_without_its_columns_is_told_the_librarys_words() -> None:
+    with pytest.raises(bulk.UsageError, match="name it with id_column=$"):
+        open_source(pd.DataFrame({"x": [ID]}))
+    with pytest.raises(bulk.UsageError, match="name it with status_column= or give status=$"):
+        open_source(pd.DataFrame({"id": [ID]}))
+
+
 def test_dataframe_and_status_option(tmp_path: Path) -> None:
     report = dry(pd.DataFrame({"id": [ID, ID2]}), status="Solved")
     assert list(report["target_status"]) == ["solved", "solved"]
