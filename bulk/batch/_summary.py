@@ -77,7 +77,7 @@ class RunSummary:
 
     def _reading_lines(self) -> list[str]:
         counts, out = self.read_counts, []
-        if counts.get("read") and not self.dry_run:
+        if counts.get("read") and (not self.dry_run or self.would_change is not None):
             out.append(f"read first: {counts['read']} tickets ({self.reads_this_run} reads)")
         if left := counts.get("left_alone"):
             unreadable = counts.get("unreadable", 0)

@@ -267,6 +267,7 @@ def test_preview_on_the_command_line_prints_the_command_and_keeps_the_pace(
         )
         assert shown.returncode == 0, shown.stderr
         assert "will change" in shown.stdout
+        assert "read first: 80 tickets (" in shown.stdout  # its requests: reads, no write
         assert f"to run it: bulk run {path} --status closed --rate 100" in shown.stdout
         previewed = len(sim.requests)
         real = run_bulk("run", str(path), "--status", "closed", "--read", "--rate", "100", env=env)
