@@ -53,6 +53,9 @@ class JournalFacts:
     rows_total: int  # how many rows matter in all
     seconds: list[Second]
     meta: dict[str, Any] = field(default_factory=dict)
+    # Changes besides status that were made: (kind, before, after, how many); a comment's
+    # text is not shown, only that it was posted (or deleted).
+    other_changes: list[tuple[str, str, str, int]] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -74,6 +77,29 @@ def read_facts(path: Path, pending_reason: str = "not sent") -> JournalFacts:
         raise UsageError(f"{printable(path, 200)}: cannot read the journal ({exc})") from None
     finally:
         conn.close()
+
+
+_OTHER_CHANGES = """
+SELECT kind,
+       CASE WHEN kind IN ('comment', 'delete_comment') THEN '' ELSE COALESCE(previous_value, '?') END,
+       CASE kind WHEN 'comment' THEN 'posted' WHEN 'delete_comment' THEN 'deleted' ELSE value END,
+       COUNT(*)
+FROM changes WHERE state = 'updated' AND kind != 'status'
+GROUP BY 1, 2, 3 ORDER BY 4 DESC LIMIT ?
+"""
+
+
+def _other_changes(conn: sqlite3.Connection) -> list[tuple[str, str, str, int]]:
+    """Assignees, types and comments changed, grouped; none in a status-only journal."""
+    found = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'changes'"
+    ).fetchone()
+    if found is None:
+        return []
+    return [
+        (printable(kind, 20), printable(before, 40), printable(after, 40), n)
+        for kind, before, after, n in conn.execute(_OTHER_CHANGES, (MAX_GROUPS,))
+    ]
 
 
 def _read(conn: sqlite3.Connection, pending_reason: str) -> JournalFacts:
@@ -105,12 +131,15 @@ def _read(conn: sqlite3.Connection, pending_reason: str) -> JournalFacts:
             (printable(a, 40), printable(b, 40), n)
             for a, b, n in conn.execute(
                 "SELECT COALESCE(previous_status, '?'), target_status, COUNT(*) FROM rows"
-                " WHERE outcome = 'updated' GROUP BY 1, 2 ORDER BY 3 DESC LIMIT ?",
+                # A row that changed no status (assignee or type only) is no transition.
+                " WHERE outcome = 'updated' AND target_status != ''"
+                " GROUP BY 1, 2 ORDER BY 3 DESC LIMIT ?",
                 (MAX_GROUPS,),
             )
         ],
         rows=_rows(conn, matter, pending_reason) if rows_total else [],
         rows_total=rows_total,
+        other_changes=_other_changes(conn),
         seconds=read_seconds(conn),
         meta=_meta(conn),
     )

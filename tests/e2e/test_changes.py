@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -299,6 +300,15 @@ def test_one_type_for_every_row_does_not_read_an_exports_status_column(
     for ticket in tickets:
         now = sim.tickets[ticket["id"]]
         assert (now["status"], now["type"]) == (ticket["status"], "cleaning")
+    # The page's "What changed" shows the types, and no status row of '?' to nothing.
+    page = (tmp_path / "reports" / "export.report.html").read_text()
+    changed = page.split('<section id="changes">')[1].split("</section>")[0]
+    retyped = sum(t["type"] != "cleaning" for t in tickets)
+    shown = re.findall(
+        r"<td>type</td><td>(\w+)</td><td>cleaning</td><td class=\"num\">(\d+)", changed
+    )
+    assert sum(int(n) for _, n in shown) == retyped and shown
+    assert "<td>?</td>" not in changed and "No ticket was changed" not in changed
 
 
 def test_a_batch_an_earlier_bulk_planned_resumes_as_planned(

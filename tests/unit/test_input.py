@@ -53,9 +53,9 @@ def test_lines_of_empty_cells_are_blank_as_excel_saves_them(tmp_path: Path) -> N
 
 
 def test_a_dataframe_without_its_columns_is_told_the_librarys_words() -> None:
-    with pytest.raises(bulk.UsageError, match="name it with id_column=$"):
+    with pytest.raises(bulk.UsageError, match=r"name it with id_column=$"):
         open_source(pd.DataFrame({"x": [ID]}))
-    with pytest.raises(bulk.UsageError, match="name it with status_column= or give status=$"):
+    with pytest.raises(bulk.UsageError, match=r"name it with status_column= or give status=$"):
         open_source(pd.DataFrame({"id": [ID]}))
 
 
