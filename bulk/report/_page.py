@@ -261,9 +261,15 @@ def _run_facts(
             printable(record.get("input_sha256") or meaning.get("input_sha256") or "?", 80),
         ),
         ("sent to", _bare_url(str(meaning.get("base_url") or "?"))),
-        ("started", printable(record.get("started_at") or facts.meta.get("created_at") or "?", 40)),
+        # The batch began when it was planned (the first invocation; the record's own
+        # `started_at` is its last's), and a killed invocation leaves seconds in the journal
+        # but no record: the journal counts them all.
+        (
+            "started",
+            printable(facts.meta.get("created_at") or record.get("started_at") or "?", 40),
+        ),
         ("ended", printable(record.get("ended_at") or "?", 40)),
-        ("invocations", str(len(runs)) if isinstance(runs, list) else "?"),
+        ("invocations", _invocations(facts, runs)),
         ("written by", printable(record.get("tool") or "?", 40)),
         ("page rendered by", f"bulk {__version__}"),
     ]
@@ -276,6 +282,13 @@ def _run_facts(
     options = _safe_options(record.get("options"))
     out.extend((f"option {k}", v) for k, v in options.items())
     return out
+
+
+def _invocations(facts: JournalFacts, runs: object) -> str:
+    recorded = len(runs) if isinstance(runs, list) else 0
+    seen = len({second.invocation for second in facts.seconds})
+    count = max(recorded, seen)
+    return str(count) if count else "?"
 
 
 def _commands(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import json
 import re
 import uuid
 from pathlib import Path
@@ -69,6 +70,10 @@ def test_charts_one_pair_per_invocation(runs: dict[str, Run]) -> None:
     assert titles[0].startswith("Throughput (invocation 1") and "invocation 2" in titles[2]
     assert resumed.html.count("<svg") == 4
     assert "invocations</dt><dd>2</dd>" in resumed.html
+    # The batch began with its first invocation, not its last.
+    record = json.loads(runs["resumed"].report.with_name("resumed.report.run.json").read_text())
+    first = record["invocations"][0]["started_at"]
+    assert first != record["started_at"] and f"started</dt><dd>{first}</dd>" in resumed.html
 
 
 def test_a_run_too_short_to_chart_says_so(runs: dict[str, Run]) -> None:
