@@ -96,7 +96,9 @@ def _engine(
                 log.warning("the journal could not record a put-back owed (%s)", exc)
 
         put = guarding(put, expected, pace, options.max_attempts, owe=owe, owed=owed)
-    return Engine(journal, put, pace, engine_settings, stats, seconds)
+    engine = Engine(journal, put, pace, engine_settings, stats, seconds)
+    engine.wrote = journal.has_written()
+    return engine
 
 
 async def _guard(
