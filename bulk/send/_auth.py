@@ -39,6 +39,8 @@ log = logging.getLogger("bulk")
 REFRESH_AHEAD = 60.0
 # Without expires_in (RFC 6749 makes it only RECOMMENDED): the documented lifetime.
 _DEFAULT_LIFETIME = 3600.0
+# Refreshes at most this often, whatever a token endpoint says of its tokens' lifetime.
+_SHORTEST_LIFETIME = 1.0
 # Transient failures of the token endpoint (5xx, 429, timeouts, resets) are retried this often.
 _ATTEMPTS = 4
 _HEADER_SAFE = re.compile(r"[\x21-\x7e]{1,8000}")
@@ -184,4 +186,8 @@ def _lifetime(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return _DEFAULT_LIFETIME
     seconds = float(value)
-    return seconds if math.isfinite(seconds) and seconds > 0 else _DEFAULT_LIFETIME
+    if not math.isfinite(seconds) or seconds <= 0:
+        return _DEFAULT_LIFETIME
+    # `expires_in: 1e-9` had bulk refresh before every request (hostile review); a token
+    # that truly ends sooner than this is refreshed on its 401 instead.
+    return max(seconds, _SHORTEST_LIFETIME)

@@ -233,3 +233,26 @@ def _nested(depth: int) -> bytes:
 )
 def test_answers_nested_deeper_than_max_depth_are_refused(body: bytes, shallow: bool) -> None:
     assert _shallow(orjson.loads(body), body) is shallow
+
+
+async def test_a_token_said_to_last_no_time_is_not_refreshed_before_every_request() -> None:
+    """`expires_in: 1e-9` (hostile review): refreshed at most once a second, on a fake clock."""
+    from bulk._core._config import RefreshGrant
+    from bulk.send._auth import TokenProvider
+
+    asked: list[dict[str, str]] = []
+    now = [100.0]
+
+    async def post_form(form: dict[str, str]) -> tuple[int, str, bytes]:
+        asked.append(form)
+        body = {"access_token": f"tok-{len(asked)}", "token_type": "Bearer", "expires_in": 1e-9}
+        return 200, "application/json", orjson.dumps(body)
+
+    grant = RefreshGrant("client-x", "secret-y", "refresh-z")
+    provider = TokenProvider(grant, post_form, clock=lambda: now[0])
+    for _ in range(20):
+        await provider.authorization()
+        now[0] += 0.01
+    assert len(asked) == 1
+    now[0] += 1.0
+    assert await provider.authorization() == "Bearer tok-2"
