@@ -232,6 +232,18 @@ def _is_ours(path: Path) -> bool:
     )
 
 
+def _read_only(path: Path, sql: str) -> list[Any] | None:
+    """`sql`'s rows from the journal file at `path`, opened read-only; None if unreadable."""
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            return conn.execute(sql).fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None
+
+
 def read_meta(path: Path) -> dict[str, Any]:
     """A journal's meta, read-only; empty when there is no such file or it is not bulk's."""
     try:
@@ -240,14 +252,10 @@ def read_meta(path: Path) -> dict[str, Any]:
         return {}
     if not path.is_file():
         return {}
+    rows = _read_only(path, "SELECT key, value FROM meta") or []
     try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-        try:
-            rows = conn.execute("SELECT key, value FROM meta").fetchall()
-        finally:
-            conn.close()
         return {key: json.loads(value) for key, value in rows}
-    except (sqlite3.Error, ValueError):
+    except ValueError:
         return {}
 
 
@@ -260,14 +268,7 @@ def unsent_rows(path: Path) -> frozenset[int]:
     meta = read_meta(path)
     if not meta.get("planned") or meta.get("complete"):
         return frozenset()
-    try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-        try:
-            found = conn.execute("SELECT row FROM rows WHERE outcome IS NULL").fetchall()
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return frozenset()
+    found = _read_only(path, "SELECT row FROM rows WHERE outcome IS NULL") or []
     return frozenset(row for (row,) in found)
 
 
