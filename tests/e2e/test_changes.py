@@ -228,29 +228,29 @@ async def test_undo_restores_assignee_and_type_and_deletes_comments(
         assert now.get("userRefAssignee") == old.get("userRefAssignee")
 
 
-def test_comments_with_basic_credentials_exit_2_before_sending(
-    sim_thread: tuple[Simulator, str], tickets: list[dict[str, Any]]
+@pytest.mark.parametrize(
+    ("comment", "extra", "said"),
+    [
+        ("hello", (), ("OAuth2", "POST /support/tickets/v1/comment", "SPACEBRING_REFRESH_TOKEN")),
+        # A dry run needs no credentials, but says what the real run would meet.
+        ("hello", ("--dry-run",), ("comments need OAuth2",)),
+        ("moved: {legacy}", (), ("in.csv: --comment fills {legacy} from a column",)),
+    ],
+)
+def test_a_batch_of_comments_that_cannot_go_exits_2_before_sending(
+    sim_thread: tuple[Simulator, str],
+    tickets: list[dict[str, Any]],
+    comment: str,
+    extra: tuple[str, ...],
+    said: tuple[str, ...],
 ) -> None:
+    """Basic credentials (the API takes comments only with OAuth2), or a placeholder the
+    input cannot fill: refused before anything is sent."""
     sim, url = sim_thread
     source = write_csv(Path("in.csv"), [[t["id"]] for t in tickets[:3]], ["ticket_id"])
-    result = run_bulk("run", str(source), "--comment", "hello", env=demo_vars(url))
+    result = run_bulk("run", str(source), "--comment", comment, *extra, env=demo_vars(url))
     assert result.returncode == 2
-    assert "OAuth2" in result.stderr and "POST /support/tickets/v1/comment" in result.stderr
-    assert "SPACEBRING_REFRESH_TOKEN" in result.stderr
-    # A dry run needs no credentials, but says what the real run would meet.
-    dry = run_bulk("run", str(source), "--comment", "hello", "--dry-run", env=demo_vars(url))
-    assert dry.returncode == 2 and "comments need OAuth2" in dry.stderr
-    assert sim.requests == []
-
-
-def test_a_comment_placeholder_the_input_cannot_fill_exits_2_before_sending(
-    sim_thread: tuple[Simulator, str], tickets: list[dict[str, Any]]
-) -> None:
-    sim, url = sim_thread
-    source = write_csv(Path("in.csv"), [[t["id"]] for t in tickets[:3]], ["ticket_id"])
-    result = run_bulk("run", str(source), "--comment", "moved: {legacy}", env=demo_vars(url))
-    assert result.returncode == 2
-    assert "in.csv: --comment fills {legacy} from a column" in result.stderr
+    assert all(words in result.stderr for words in said), result.stderr
     assert sim.requests == []
 
 
