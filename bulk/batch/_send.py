@@ -96,9 +96,7 @@ def _engine(
                 log.warning("the journal could not record a put-back owed (%s)", exc)
 
         put = guarding(put, expected, pace, options.max_attempts, owe=owe, owed=owed)
-    engine = Engine(journal, put, pace, engine_settings, stats, seconds)
-    engine.wrote = journal.has_written()
-    return engine
+    return Engine(journal, put, pace, engine_settings, stats, seconds)
 
 
 async def _guard(

@@ -297,12 +297,6 @@ class Journal(Reads):
         self._check()
 
     # -- reading back ------------------------------------------------------------
-    def has_written(self) -> bool:
-        """Whether a row of this batch was updated: its credentials have written a ticket."""
-        with self._lock:
-            found = self._conn.execute("SELECT 1 FROM rows WHERE outcome = 'updated' LIMIT 1")
-            return found.fetchone() is not None
-
     def counts(self) -> dict[str, Any]:
         with self._lock:
             c = self._conn

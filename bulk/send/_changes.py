@@ -101,9 +101,10 @@ class ChangeRunner:
                     await self._finish(row, change, _Done("not sent"), 0)
                     continue
                 failed = not await self._one(row, ticket, change, sent)
-        except (Stopped, CredentialsRejected):
-            # Stopped (`Engine.refused` says why, for a credential refused), not the row's
-            # fault: it stays pending and a rerun sends what is left.
+        except (Stopped, CredentialsRejected) as exc:
+            if isinstance(exc, CredentialsRejected):
+                engine.stop(f"stopped: credentials rejected ({exc.message})")
+            # Not the row's fault: it stays pending and a rerun sends what is left.
             return Outcome(None, None, None, sent[0], None, None, None, None, row)
         finally:
             engine.stats.in_flight -= 1
@@ -117,13 +118,7 @@ class ChangeRunner:
         """Send one change and journal it; False when it failed."""
         mine = [0]
         try:
-            try:
-                done = await self._apply(row, ticket, change, mine)
-            except CredentialsRejected as refused:
-                failure = self._engine.refused(refused)
-                if failure is None:
-                    raise
-                raise failure from None
+            done = await self._apply(row, ticket, change, mine)
         except CredentialsRejected:
             sent[0] += mine[0]
             raise
@@ -137,7 +132,6 @@ class ChangeRunner:
             )
             return False
         sent[0] += mine[0]
-        self._engine.wrote = self._engine.wrote or done.state == "updated"
         await self._finish(row, change, done, mine[0])
         return True
 

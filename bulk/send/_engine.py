@@ -22,13 +22,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 from tenacity import AsyncRetrying
 
-from .._core._exceptions import (
-    ChangedSince,
-    CredentialsRejected,
-    FatalRequestError,
-    RequestError,
-    RetriableError,
-)
+from .._core._exceptions import ChangedSince, CredentialsRejected, RequestError, RetriableError
 from ..journal import Journal, Outcome
 from ._client import Answer
 from ._clock import utc_stamp
@@ -104,23 +98,6 @@ class Engine:
         # What a worker does with a row: by default one status PUT; a batch of
         # several changes per row puts its own handler here (send/_changes.py).
         self.handle_row: Callable[[int, str, str], Awaitable[Outcome]] = self._process
-        # Whether these credentials have written a ticket of this batch (this run or an
-        # earlier one): see `refused`.
-        self.wrote = False
-
-    def refused(self, exc: CredentialsRejected) -> RequestError | None:
-        """A 401 or 403: the row's failure, or None when it stops the run (its row pending).
-
-        A 403 after the credentials wrote a ticket of this batch says this ticket is forbidden
-        to them, not they to the API: the row fails and the run goes on (the failure rate
-        stop still catches credentials that lost their rights midway). Before any write it
-        stops the run, as a 401 always does: one forbidden ticket otherwise stopped every
-        rerun at the same row (hostile review).
-        """
-        if exc.http_status == 403 and self.wrote:
-            return FatalRequestError(f"{exc.message} (this ticket: others were written)", 403)
-        self.stop(f"stopped: credentials rejected ({exc.message})")
-        return None
 
     def stop(self, reason: str) -> None:
         if self.stop_reason is None:
@@ -355,7 +332,8 @@ class Engine:
         except _Stopped:
             pass
         except CredentialsRejected as exc:
-            error = self.refused(exc) or exc
+            error = exc
+            self.stop(f"stopped: credentials rejected ({exc.message})")
         except RequestError as exc:
             error = exc
         finally:
@@ -364,7 +342,6 @@ class Engine:
         elapsed = int((time.monotonic() - began) * 1000)
         now = utc_stamp()
         if answer is not None:
-            self.wrote = True
             stats.done += 1
             outcome = "unchanged" if answer.previous_status == status else "updated"
             return Outcome(

@@ -151,7 +151,6 @@ class Reader:
         # the reads in flight end as they would.
         self._stop = stop or threading.Event()
         self.relisted: set[str] = set()  # tickets a listing brought twice
-        self._read_some = False
         self._max_attempts = max_attempts
         self._backoff = (backoff_base, backoff_max)
         self._concurrency = concurrency
@@ -176,16 +175,12 @@ class Reader:
         """One GET; not found and failed reads are answers too (`Read.error`)."""
         try:
             data = await self._call(lambda: self._client.get_ticket(ticket_id))
-            self._read_some = True
             return Read(ticket_id, ticket_state(data.get("ticket"), ticket_id))
         except NotFound:
             return Read(ticket_id, None)
         except ValueError as exc:
             return Read(ticket_id, None, f"unexpected answer: {exc}")
-        except CredentialsRejected as exc:
-            # A 403 once others were read: this ticket is forbidden (Engine.refused says why).
-            if exc.http_status == 403 and self._read_some:
-                return Read(ticket_id, None, exc.message)
+        except CredentialsRejected:
             raise  # every further read would fail the same way: the caller stops
         except RequestError as exc:
             return Read(ticket_id, None, exc.message)
@@ -239,7 +234,6 @@ class Reader:
             except ValueError as exc:
                 raise UnexpectedAnswer(f"{where}: {exc}") from None
             ids = {hash(s.ticket_id): s.ticket_id for s in states}
-            self._read_some = True
             fresh = ids.keys() - seen
             # Listed again: it changed while the listing ran (the listing is in order of
             # last change), and which of its two states is current is for a read to say.
