@@ -38,7 +38,7 @@ from .._core._exceptions import (
 )
 from ..journal import FINAL_STATES, ChangeLog, ChangeState, Outcome
 from ._change_calls import Activity, ChangeClient, same_text
-from ._engine import Engine, Stopped
+from ._engine import Engine, Stopped, rejected
 
 __all__ = ["ChangeRunner"]
 
@@ -103,7 +103,7 @@ class ChangeRunner:
                 failed = not await self._one(row, ticket, change, sent)
         except (Stopped, CredentialsRejected) as exc:
             if isinstance(exc, CredentialsRejected):
-                engine.stop(f"stopped: credentials rejected ({exc.message})")
+                engine.stop(rejected(exc, ticket))
             # Not the row's fault: it stays pending and a rerun sends what is left.
             return Outcome(None, None, None, sent[0], None, None, None, None, row)
         finally:

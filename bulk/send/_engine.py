@@ -66,6 +66,15 @@ class Stopped(Exception):
 _Stopped = Stopped
 
 
+def rejected(exc: CredentialsRejected, ticket_id: str) -> str:
+    """Why a 401 or 403 stopped the run. A 403 names its ticket: one the credentials may not
+    change stops every rerun there too, and only the user can leave it out of the input."""
+    reason = f"stopped: credentials rejected ({exc.message})"
+    if exc.http_status == 403:
+        reason += f" at ticket {ticket_id} (if only that ticket is refused, leave it out)"
+    return reason
+
+
 class Engine:
     def __init__(
         self,
@@ -333,7 +342,7 @@ class Engine:
             pass
         except CredentialsRejected as exc:
             error = exc
-            self.stop(f"stopped: credentials rejected ({exc.message})")
+            self.stop(rejected(exc, ticket_id))
         except RequestError as exc:
             error = exc
         finally:

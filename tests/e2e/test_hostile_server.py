@@ -129,7 +129,10 @@ class Hostile:
         target = json.loads(await request.read())["ticket"]["status"]
         ticket = {"id": ticket_id, "status": target}
         activity = {"id": str(uuid.uuid4()), "data": {"previousAttributes": {"status": "new"}}}
-        if mode in ("ok", "stale-first"):
+        if mode == "forbid-second" and ticket_id == TICKETS[1]:
+            body = {"message": "not a ticket of your locations", "type": "forbidden"}
+            return web.json_response(body, status=403)
+        if mode in ("ok", "stale-first", "forbid-second"):
             self.statuses[ticket_id] = target
             return web.json_response({"activity": activity, "ticket": ticket})
         if mode == "gzip-bomb":
@@ -341,6 +344,18 @@ def test_a_hostile_401_stops_the_run_without_touching_the_terminal(
     assert "credentials rejected (HTTP 401" in said and "pwned" in said, said
     assert {r["outcome"] for r in report} == {"skipped"}
     assert_clean(child.stdout, child.stderr, *run_files(tmp_path))
+
+
+def test_a_403_stops_the_run_and_names_its_ticket(servers: Any, tmp_path: Path) -> None:
+    """A 403 may be revoked credentials or one ticket they may not change: the run stops
+    either way (a rerun stops there too), and says at which ticket, so it can be left out."""
+    _, _, base, _ = servers
+    batch = [TICKETS[0], TICKETS[1], str(uuid.UUID(int=600))]
+    child, report = run_rows(f"{base}/forbid-second", batch, tmp_path, "--concurrency", "1")
+    assert child.code == 3, child.stderr
+    assert [r["outcome"] for r in report] == ["updated", "skipped", "skipped"]
+    said = "HTTP 403 forbidden: not a ticket of your locations) at ticket " + TICKETS[1]
+    assert said in child.stdout and said in report[1]["error"]
 
 
 def test_a_slow_drip_is_cut_off_at_the_timeout(servers: Any, tmp_path: Path) -> None:
