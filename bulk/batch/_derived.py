@@ -15,7 +15,7 @@ from .._core._csvsafe import neutralise
 from .._core._exceptions import UsageError
 from .._core._files import beside
 from .._core._text import printable
-from ..journal import unsent_rows
+from ..journal import held_rows
 from ..plan import normalise_status
 from ..report import audit_path, read_audit
 from ._undo_changes import UNDO_COLUMNS, changes_undo_frame, with_locations
@@ -117,7 +117,7 @@ def retry_frame(report: Path, only: frozenset[str], *, force: bool = False) -> p
         left_alone &= ~frame["error"].str.startswith(_UNREAD)
     chosen &= ~left_alone
     if "skipped" in only:
-        chosen &= ~_left_to_its_batch(report, frame["row"], chosen)
+        chosen &= ~_left_to_its_batch(report, frame, chosen)
     changes = any(outcome in frame.columns for _, outcome in _CHANGE_KINDS)
     if changes:
         out = _retry_changes(report, frame.loc[chosen], drifted.loc[chosen])
@@ -137,18 +137,28 @@ def retry_frame(report: Path, only: frozenset[str], *, force: bool = False) -> p
     return out
 
 
-def _left_to_its_batch(report: Path, rows: pd.Series, chosen: pd.Series) -> pd.Series:
-    """Which `rows` the report's own unfinished batch has still to send.
+def _left_to_its_batch(report: Path, frame: pd.DataFrame, chosen: pd.Series) -> pd.Series:
+    """Which rows the report says were skipped but its own unfinished batch answers for.
 
-    Rerunning that batch's command sends them; a retry sending them too would send each
-    change twice, a comment above all (found by a walkthrough: 75 of 100 tickets got theirs
-    twice). They are left to the batch.
+    Rerunning that batch's command sends those it has not sent; those it sent after the
+    report was written (a run killed before writing it) are done. A retry sending them too
+    would send each change twice, a comment above all (found by a walkthrough: 75 of 100
+    tickets got theirs twice). They are left to the batch.
     """
-    held = rows.isin(unsent_rows(beside(report, ".journal")))
+    journal = beside(report, ".journal")
+    try:
+        owned = held_rows(journal)
+    except UsageError as exc:
+        raise UsageError(
+            f"{exc}; so a retry of {printable(report, 200)} cannot tell which of its skipped "
+            "rows its batch still sends: nothing sent"
+        ) from None
+    held = frame["row"].isin(owned) & (frame["outcome"] == "skipped")
     if count := int((held & chosen).sum()):
         log.warning(
-            "%s: %d rows are not sent yet by its own batch, which can be resumed: they are left "
-            "to it (run that batch's command again to send them; a retry would send them twice)",
+            "%s: %d skipped rows are its own batch's to send (it can resume), or were sent "
+            "after this report was written: they are left to it (run that batch's command "
+            "again; a retry would send them twice)",
             printable(report, 200),
             count,
         )

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from .._core._exceptions import UsageError
+from .._core._exceptions import JobLocked, UsageError
 from .._core._exit import ExitCode
 from .._core._text import printable
 from ._common import derived_options, execute_batch
 from ._console import fail_usage
+
+if TYPE_CHECKING:
+    from ..batch import RunOptions
 
 __all__ = ["retry", "runs", "undo"]
 
@@ -21,10 +24,30 @@ def _derived_run(
     kind: str, report: Path, make_frame: Any, yes: bool, options_given: dict[str, Any]
 ) -> None:
     """A batch made from an earlier report (retry, undo), run like any other."""
-    from ..batch import RunOptions, derived_report_path, derived_target
-    from ..report import batch_of
+    from .._core._files import JobLock, beside
+    from ..batch import RunOptions
 
     options = RunOptions(**options_given)
+    # The batch of REPORT may be running (or resumed meanwhile): what a retry takes from
+    # its report, it would send as well. Its lock is held from reading the report to the end.
+    lock = JobLock(beside(report, ".lock"), "the batch of this report")
+    try:
+        if report.is_file():  # else reading it says so, and no lock file is left behind
+            lock.acquire()
+    except (JobLocked, UsageError) as exc:
+        fail_usage(str(exc), exc.exit_code)
+    except OSError:
+        pass  # a folder it cannot write: no batch of its could have run there since either
+    try:
+        _derive(kind, report, make_frame, yes, options)
+    finally:
+        lock.release()
+
+
+def _derive(kind: str, report: Path, make_frame: Any, yes: bool, options: RunOptions) -> None:
+    from ..batch import derived_report_path, derived_target
+    from ..report import batch_of
+
     try:
         frame = make_frame()
         # Every row left alone (a dry run's report, say: nothing it lists was sent) leaves

@@ -1,14 +1,14 @@
 """The run's memory in SQLite: planned rows, duplicates, outcomes, meta.
 
 `Journal` is the one way to write and read a journal; `read_meta`,
-`planned_fingerprint` and `unsent_rows` read a journal file without opening it for writing.
+`planned_fingerprint` and `held_rows` read a journal file without opening it for writing.
 """
 
 from ._changes import FINAL_STATES, ChangeLog, ChangeState, change_columns
 from ._facts import JournalFacts, read_facts
 from ._journal import COMMIT_EVERY, Journal
 from ._reads import SNAPSHOT_COLUMNS, ReadRecord
-from ._schema import REPORT_COLUMNS, Outcome, planned_fingerprint, read_meta, unsent_rows
+from ._schema import REPORT_COLUMNS, Outcome, held_rows, planned_fingerprint, read_meta
 from ._seconds import ANSWER_CLASSES, Second
 
 __all__ = [
@@ -25,8 +25,8 @@ __all__ = [
     "ReadRecord",
     "Second",
     "change_columns",
+    "held_rows",
     "planned_fingerprint",
     "read_facts",
     "read_meta",
-    "unsent_rows",
 ]

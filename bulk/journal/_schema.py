@@ -28,12 +28,12 @@ __all__ = [
     "WOULD_SQL",
     "Outcome",
     "connect",
+    "held_rows",
     "migrate",
     "outcomes_sql",
     "planned_fingerprint",
     "read_meta",
     "refuse_unless_ours",
-    "unsent_rows",
 ]
 
 # Marks a SQLite file as a journal of bulk's ("bulk" in ASCII), in the file's
@@ -259,16 +259,24 @@ def read_meta(path: Path) -> dict[str, Any]:
         return {}
 
 
-def unsent_rows(path: Path) -> frozenset[int]:
-    """The rows the unfinished batch of the journal at `path` has not sent, read-only.
+def held_rows(path: Path) -> frozenset[int]:
+    """The rows the unfinished batch of the journal at `path` still answers for: those it has
+    not sent, and those it finished after its report was last written could say so (a run
+    killed before its report). Empty when there is no journal or its batch is complete.
 
-    Running that batch's command again sends them; empty when the journal is missing, not
-    bulk's, or its batch is complete.
+    Raises `UsageError` when a journal is there but cannot be read: what it holds is unknown.
     """
-    meta = read_meta(path)
-    if not meta.get("planned") or meta.get("complete"):
+    if not path.exists():
         return frozenset()
-    found = _read_only(path, "SELECT row FROM rows WHERE outcome IS NULL") or []
+    refuse_unless_ours(path)
+    meta = read_meta(path)
+    if meta.get("complete"):
+        return frozenset()
+    found = _read_only(
+        path, "SELECT row FROM rows WHERE outcome IS NULL OR outcome IN ('updated', 'unchanged')"
+    )
+    if found is None or not meta.get("planned"):
+        raise UsageError(f"{printable(path, 200)}: cannot read this journal")
     return frozenset(row for (row,) in found)
 
 

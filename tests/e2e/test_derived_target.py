@@ -21,6 +21,7 @@ from click.testing import CliRunner, Result
 
 import bulk
 from bulk import Credentials
+from bulk._core._files import JobLock
 from bulk.cli import main
 from bulk.simulator import (
     DEMO_CLIENT_ID,
@@ -132,20 +133,39 @@ def test_a_retry_leaves_the_rows_a_resumable_batch_has_not_sent_to_it(
     tmp_path: Path, apis: tuple[Api, Api]
 ) -> None:
     """Retrying the unsent rows of a batch that can resume, then resuming it, sent them twice
-    (a comment twice on 75 of 100 tickets, in a walkthrough): the retry leaves them alone."""
+    (a comment twice on 75 of 100 tickets, in a walkthrough): the retry leaves them alone,
+    and those the batch sent after its report was written (a run killed before writing it),
+    and it does not run beside the batch."""
     a, _ = apis
     report = batch_on(a, tmp_path, limit=10)
-    retried = cli("retry", str(report), "--only", "failed,skipped", env=demo_vars())
-    assert retried.exit_code == 0, retried.output
-    assert "14 rows are not sent yet by its own batch, which can be resumed" in retried.output
-    assert "no rows to retry; nothing to do" in retried.output
-    assert len(a.sim.sent_ids()) == 10
     page = report.with_name("in.report.html").read_text()
     assert "--only failed,skipped" not in page  # the page offers resuming instead
-    path = tmp_path / "in.csv"
-    resumed = bulk.run(path, base_url=a.url, credentials=BASIC, rate=None)
+    # The batch sends 5 more, then is killed before its report: the report is the old one.
+    older = report.read_bytes()
+    bulk.run(tmp_path / "in.csv", base_url=a.url, credentials=BASIC, rate=None, limit=5)
+    report.write_bytes(older)
+    retried = cli("retry", str(report), "--only", "failed,skipped", env=demo_vars())
+    assert retried.exit_code == 0, retried.output
+    assert "14 skipped rows are its own batch's to send (it can resume)" in retried.output
+    assert "no rows to retry; nothing to do" in retried.output
+    assert len(a.sim.sent_ids()) == 15
+    with JobLock(report.with_name("in.report.lock"), "a batch"):  # the batch, running
+        running = cli("retry", str(report), env=demo_vars())
+    assert running.exit_code == 75 and "already running" in running.output
+    resumed = bulk.run(tmp_path / "in.csv", base_url=a.url, credentials=BASIC, rate=None)
     assert resumed.attrs["summary"].exit_code == 0
     assert sorted(a.sim.sent_ids()) == sorted(a.sim.tickets)  # each ticket once
+
+
+def test_a_retry_of_a_report_whose_journal_cannot_be_read_is_refused(
+    tmp_path: Path, apis: tuple[Api, Api]
+) -> None:
+    a, _ = apis
+    report = batch_on(a, tmp_path, limit=10)
+    report.with_name("in.report.journal").write_bytes(b"not a journal")
+    out = cli("retry", str(report), "--only", "skipped", env=demo_vars())
+    assert out.exit_code == 2 and "cannot tell which of its skipped rows" in out.output
+    assert len(a.sim.sent_ids()) == 10
 
 
 def test_an_explicit_other_base_url_is_named_then_used(
