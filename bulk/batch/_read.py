@@ -266,15 +266,16 @@ async def read_before(
         raise ListingUnreadable(f"{exc.message}; stopped, nothing sent") from None
     finally:
         reading.requests = reader.requests
-    if reader.stopped:
-        log.info("read before writing: interrupted after %d request(s)", reading.requests)
-        return reading
     if not batch.options.dry_run:
         if batch.options.force and expected:
             log.warning("--force: reverting every ticket, even those changed since the batch")
+        # Settled now, interrupted or not: a rerun must not settle on reads taken long before.
         reading.settled = await anyio.to_thread.run_sync(
             lambda: journal.settle_reads(_now(), force=batch.options.force)
         )
+    if reader.stopped:
+        log.info("read before writing: interrupted after %d request(s)", reading.requests)
+        return reading
     await anyio.to_thread.run_sync(write_snapshot, journal, batch)
     log.info(
         "read before writing: %d request(s)%s",

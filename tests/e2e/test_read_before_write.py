@@ -586,12 +586,17 @@ def test_an_interrupt_while_reading_stops_the_reads(
         child.send_signal(signal.SIGINT)
         _out, err = child.communicate(timeout=60)
         read = len(sim.requests)
+        # What was read is settled as it was read (a rerun must not settle on old reads).
+        first = read_report(tmp_path / "reports" / "in.report.csv")
+        settled = {r["ticket_id"] for r in first if r["outcome"] == "unchanged"}
         resumed = run_bulk(*args, "400", env=env)
     assert child.returncode == 130, err
     assert "read before writing: interrupted after" in err
     # The reads in flight when it came end; 260 were left to start.
     assert read < 40 + 30, read
     assert {r.method for r in sim.requests[:read]} == {"GET"}
+    closed = {t["id"] for t in tickets if t["status"] == "closed"}
+    assert settled and settled <= closed
     assert resumed.returncode == 0, resumed.stderr
     gets = Counter(
         r.ticket_id for r in sim.requests if r.method == "GET" and r.status == 200 and r.ticket_id
