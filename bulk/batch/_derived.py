@@ -226,7 +226,8 @@ def _drifted(report: Path, frame: pd.DataFrame, only: frozenset[str]) -> pd.Seri
             f"{printable(report, 200)}: --only drifted, but the report has no `verified` "
             "column (its run did not --verify); nothing was sent"
         )
-    return frame[_VERIFIED].str.startswith("drifted") & frame["outcome"].isin(_DONE)
+    drifted = frame[_VERIFIED].str.startswith("drifted") & frame["outcome"].isin(_DONE)
+    return drifted & (frame["target_status"] != "")  # (older reports verified type-only rows)
 
 
 def _retry_changes(report: Path, frame: pd.DataFrame, drifted: pd.Series) -> pd.DataFrame:

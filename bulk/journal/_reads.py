@@ -34,7 +34,8 @@ SNAPSHOT_COLUMNS = (
 )
 
 _TO_READ = "outcome IS NULL AND ticket_key IS NOT NULL AND read_at IS NULL"
-_TO_VERIFY = "outcome IN ('updated', 'unchanged') AND verified IS NULL"
+# A row that changed no status (assignee or type only) has no status to verify.
+_TO_VERIFY = "outcome IN ('updated', 'unchanged') AND verified IS NULL AND target_status != ''"
 # A ticket already back at the undo's target (an undo's revert whose answer was lost, retried;
 # or someone put it back by hand) is not someone else's change to keep: it is settled as
 # already at target. A row of several changes keeps the stricter rule (README).

@@ -294,8 +294,10 @@ def test_one_type_for_every_row_does_not_read_an_exports_status_column(
     """`--type` on an export whose status column is stale re-types and changes no status."""
     sim = Simulator(SimConfig(rate=None), tickets)
     stale = [(t["id"], "solved") for t in tickets]
-    done = _on_export(tmp_path, sim, stale, ("id", "status"), "--type", "cleaning")
+    # --verify: a row that changed no status has none to verify (all had read `drifted`).
+    done = _on_export(tmp_path, sim, stale, ("id", "status"), "--type", "cleaning", "--verify")
     assert "column(s) 'status' not used: --type gives every row's change" in done.stderr
+    assert "drifted" not in done.stdout
     assert not [r for r in sim.requests if r.path.endswith("/status")]
     for ticket in tickets:
         now = sim.tickets[ticket["id"]]
