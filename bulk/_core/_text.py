@@ -20,6 +20,7 @@ Two policies, because the two kinds of text are read for different things:
 from __future__ import annotations
 
 import re
+import urllib.parse
 
 __all__ = [
     "KEEP",
@@ -48,49 +49,60 @@ _SPACES = re.compile(r"\s+")
 # The credentials this process holds, registered where they are made (and as OAuth renews
 # them): a server or proxy that echoes a request's headers in its error text (a WAF's page,
 # a gateway's "upstream rejected Basic ...") must not carry them into a report, log, page or
-# journal. Tuples replaced whole, never changed in place: read without a lock from any thread.
+# journal. Each is hidden as sent, without its base64 padding and URL-encoded; and whatever
+# follows "Basic " or "Bearer " is hidden too, even cut short or not ours. Tuples replaced
+# whole, never changed in place: read without a lock from any thread.
 REDACTED = "[redacted]"
 _MIN_SECRET = 6  # shorter strings would hide innocent text, and guess in a few tries anyway
-_KEPT_ROTATING = 8  # OAuth's tokens: the latest few (a token endpoint may renew every request)
+_KEPT_ROTATING = 8  # of each kind of OAuth token: a token endpoint may renew every request
+# A credential's shape after the scheme: 16 or more token characters, a digit or a base64
+# sign among them ("basic cleaning services" in a ticket's text is left as it is).
+_AUTHORIZATION = re.compile(
+    r"(?i)\b(basic|bearer)(\s+)(?=[A-Za-z0-9._~+/%=-]*[0-9+/=%])[A-Za-z0-9._~+/%=-]{16,}"
+)
 _fixed: tuple[str, ...] = ()
-_rotating: tuple[str, ...] = ()
+_rotating: dict[str, tuple[str, ...]] = {}
 _secrets: tuple[str, ...] = ()
 
 
-def hide_secrets(*values: str, rotating: bool = False) -> None:
-    """Never show these in server text again (`clean_text` puts REDACTED in their place)."""
-    global _fixed, _rotating, _secrets
-    new = tuple(v for v in dict.fromkeys(values) if len(v) >= _MIN_SECRET and v not in _secrets)
-    if not new:
-        return
+def hide_secrets(*values: str, rotating: str | None = None) -> None:
+    """Never show these in server text again (`clean_text` puts REDACTED in their place).
+
+    `rotating`: a kind of token renewed as the run goes (OAuth's access and refresh tokens),
+    of which the latest few are kept.
+    """
+    global _fixed, _secrets
+    new = tuple(v for v in dict.fromkeys(values) if len(v) >= _MIN_SECRET)
     if rotating:
-        _rotating = (*_rotating, *new)[-_KEPT_ROTATING:]
+        _rotating[rotating] = (*_rotating.get(rotating, ()), *new)[-_KEPT_ROTATING:]
     else:
-        _fixed = (*_fixed, *new)
+        _fixed = (*_fixed, *(v for v in new if v not in _fixed))
+    kept = (*_fixed, *(v for held in _rotating.values() for v in held))
+    forms = {f for v in kept for f in (v, v.rstrip("="), urllib.parse.quote(v, safe=""))}
     # Longest first: "id:secret" goes before its "secret" is found inside it.
-    _secrets = tuple(sorted({*_fixed, *_rotating}, key=len, reverse=True))
+    _secrets = tuple(sorted((f for f in forms if len(f) >= _MIN_SECRET), key=len, reverse=True))
 
 
 def _redact(text: str) -> str:
     for secret in _secrets:
         if secret in text:
             text = text.replace(secret, REDACTED)
+    if "asic" in text or "earer" in text or "ASIC" in text or "EARER" in text:
+        text = _AUTHORIZATION.sub(rf"\1\2{REDACTED}", text)
     return text
 
 
 def clean_text(value: object, limit: int = MAX_TEXT) -> str:
     """`value` as one printable line: controls and bidi marks become one space, at most `limit`;
     a credential of this process's (`hide_secrets`) becomes REDACTED, before it could be cut."""
-    text = value if isinstance(value, str) else str(value)
-    if _secrets:
-        text = _redact(text)
+    text = _redact(value if isinstance(value, str) else str(value))
     # isprintable() is False for every character _UNSAFE matches (categories
     # Cc, Cf, Zl, Zp) and for tabs and new lines: clean text costs one C scan.
     if len(text) <= limit and text.isprintable():
         return text
     # Cut before cleaning too, so a megabyte of text costs no more than a line.
     text = _UNSAFE.sub(" ", text[: limit * 2])
-    text = _SPACES.sub(" ", text).strip()
+    text = _redact(_SPACES.sub(" ", text).strip())  # a secret that controls had hidden
     if len(text) > limit:
         text = text[: limit - 1].rstrip() + "…"
     return text

@@ -141,10 +141,10 @@ class TokenProvider:
             if not _HEADER_SAFE.fullmatch(rotated):
                 raise CredentialsRejected("token refresh: the new refresh token is malformed", 200)
             self._refresh_token = rotated
-            hide_secrets(rotated, rotating=True)
+            hide_secrets(rotated, rotating="refresh")
             await self._keep(rotated)
         now = self._clock()
-        hide_secrets(access, rotating=True)
+        hide_secrets(access, rotating="access")
         self._access = access
         self._renew_at = now + lifetime - min(REFRESH_AHEAD, lifetime / 10)
         self.refreshes += 1

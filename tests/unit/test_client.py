@@ -176,16 +176,32 @@ def test_clean_text(raw: object, shown: str) -> None:
 
 
 def test_credentials_are_redacted_from_server_text_before_it_is_cut() -> None:
+    from urllib.parse import quote
+
     from bulk._core._text import clean_text, hide_secrets
 
-    Credentials.bearer("tok-" + "a" * 40, str(uuid.uuid4()))
+    secret = "s3cret-" + uuid.uuid4().hex  # this test's own: the registry is per process
+    creds = Credentials.basic("client-x", secret)
+    basic = creds.headers()["Authorization"].removeprefix("Basic ")
     # A secret astride the cut is hidden whole, not half shown.
-    assert clean_text("x" * 480 + " Bearer tok-" + "a" * 40) == "x" * 480 + " Bearer [redacted]"
-    for n in range(12):  # a token endpoint that renews every request: the latest stay hidden
-        hide_secrets(f"access-{n:04d}", rotating=True)
-    assert clean_text("echo access-0011 access-0000") == "echo [redacted] access-0000"
-    assert clean_text("still tok-" + "a" * 40) == "still [redacted]"
-    assert clean_text("short ok") == "short ok"
+    echoed = "x" * 480 + f" {secret} after"
+    assert clean_text(echoed) == "x" * 480 + " [redacted] after"
+    # As sent, decoded, unpadded, URL-encoded, cut short by the server, or between controls.
+    assert clean_text(f"got client-x:{secret}") == "got [redacted]"
+    assert clean_text(f"got {basic.rstrip('=')}!") == "got [redacted]!"
+    assert clean_text(f"got {quote(basic, safe='')}") == "got [redacted]"
+    assert clean_text(f"rejected Basic {basic[:20]}") == "rejected Basic [redacted]"
+    assert clean_text(f"\x1b[2J{secret}\x07") == "[2J[redacted]"
+    # Innocent text stays: the client id, a scheme's word in prose.
+    assert clean_text("client-x: basic cleaning services") == "client-x: basic cleaning services"
+    # A token endpoint that renews every request: the latest of each kind stay hidden, and
+    # a refresh token is not pushed out by access tokens.
+    hide_secrets("refresh-" + secret, rotating="refresh")
+    for n in range(12):
+        hide_secrets(f"access-{n:04d}-{secret}", rotating="access")
+    assert clean_text(f"echo access-0011-{secret}") == "echo [redacted]"
+    assert clean_text(f"echo access-0000-{secret}") == "echo access-0000-[redacted]"
+    assert clean_text(f"echo refresh-{secret}") == "echo [redacted]"
 
 
 @pytest.mark.parametrize(
