@@ -291,15 +291,15 @@ class ChangeRunner:
 
     async def _find(self, row: int, ticket: str, text: str, sent: list[int]) -> Activity | None:
         """This client's comment with `text` (as the server may store it) on the ticket since
-        the batch began; one whose time cannot be read counts too: posting again is the worse
-        mistake."""
+        the batch began (one whose time cannot be read may be an older one's: not ours)."""
         state = await self._engine.request(row, sent, self._client.details, ticket)
         for activity in state.activities:
             when = _parse_time(activity.created)
             if (
                 activity.type == "comment"
                 and same_text(activity.text, text)
-                and (when is None or when >= self._since)
+                and when is not None
+                and when >= self._since
                 and (self._author is None or activity.author in (None, self._author))
             ):
                 return activity
