@@ -66,8 +66,9 @@ def change_spec(options: RunOptions, source: Source) -> ChangeSpec | None:
     for name in template.columns if template else ():
         if name not in source.extras:
             raise UsageError(
-                f"{source.name}: --comment fills {{{printable(name, 40)}}} from a column of that "
-                "name, which the input does not have; nothing sent"
+                f"{source.name}: {options.named.format('comment')} fills "
+                f"{{{printable(name, 40)}}} from a column of that name, which the input does not "
+                "have; nothing sent"
             )
     ignored = [
         source.extras[kind]

@@ -73,9 +73,9 @@ def check_outputs(report: Path, input_path: Path | None, dry_run: bool) -> None:
     if dry_run and audit_path(report).is_file():
         # Only a real run leaves an audit record: its report is what undo and retry read.
         raise UsageError(
-            f"{printable(report, 200)}: the report of a run that sent (its audit record is "
-            "beside it, and undo and retry read both); a dry run writes its own: choose "
-            "another --report"
+            f"{printable(report, 200)}: the report of a real run, not a dry run (its audit "
+            "record is beside it, and undo and retry read both); a dry run writes its own: "
+            "choose another --report"
         )
     for what, path, ours in (
         ("a report", report, _is_report),
