@@ -83,6 +83,9 @@ def hide_secrets(*values: str, rotating: str | None = None) -> None:
     _secrets = tuple(sorted((f for f in forms if len(f) >= _MIN_SECRET), key=len, reverse=True))
 
 
+# Its cost, measured: a 36-character cell took 0.45 us to clean, 1.4 us with Basic
+# credentials held (6 us when it holds the word "basic"); a job's listing at the documented
+# pace brings about a thousand cells a second, so a few milliseconds a second at most.
 def _redact(text: str) -> str:
     for secret in _secrets:
         if secret in text:
