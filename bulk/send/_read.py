@@ -198,16 +198,27 @@ class Reader:
         reads in flight end, does `stop`.
         """
         pending = iter(ticket_ids)
+        # Raised after the group, as itself: from inside, a task group wraps it in an
+        # ExceptionGroup that no caller's `except CredentialsRejected` matches (a traceback).
+        refused: list[CredentialsRejected] = []
 
         async def worker() -> None:
             for ticket_id in pending:  # one shared iterator: each id is taken once
-                if self.stopped:
+                if self.stopped or refused:
                     return
-                await found(await self.read_one(ticket_id))
+                try:
+                    read = await self.read_one(ticket_id)
+                except CredentialsRejected as exc:
+                    where = f" at ticket {ticket_id}" if exc.http_status == 403 else ""
+                    refused.append(CredentialsRejected(exc.message + where, exc.http_status))
+                    return
+                await found(read)
 
         async with anyio.create_task_group() as tg:
             for _ in range(self._concurrency):
                 tg.start_soon(worker)
+        if refused:
+            raise refused[0]
 
     async def list_location(
         self,

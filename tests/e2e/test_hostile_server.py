@@ -109,6 +109,9 @@ class Hostile:
         """One ticket, as the PUTs of mode `stale-first` left it."""
         ticket_id = request.match_info["id"]
         self._note(request.match_info["mode"], "GET one")
+        if request.match_info["mode"] == "forbid-second" and ticket_id == TICKETS[1]:
+            body = {"message": "not a ticket of your locations", "type": "forbidden"}
+            return web.json_response(body, status=403)
         status = self.statuses.get(ticket_id, "new")
         return web.json_response({"ticket": {"id": ticket_id, "status": status}, "activities": []})
 
@@ -356,6 +359,24 @@ def test_a_403_stops_the_run_and_names_its_ticket(servers: Any, tmp_path: Path) 
     assert [r["outcome"] for r in report] == ["updated", "skipped", "skipped"]
     said = "HTTP 403 forbidden: not a ticket of your locations) at ticket " + TICKETS[1]
     assert said in child.stdout and said in report[1]["error"]
+
+
+def test_a_403_while_reading_stops_before_sending_and_names_its_ticket(
+    servers: Any, tmp_path: Path
+) -> None:
+    """It came out of the readers' task group wrapped, and ended in a traceback."""
+    hostile, _, base, _ = servers
+    batch = [TICKETS[0], TICKETS[1], str(uuid.UUID(int=601))]
+    puts = hostile.count("forbid-second")
+    source = write_csv(tmp_path / "in.csv", [(t,) for t in batch], header=("ticket_id",))
+    child = bulk(f"{base}/forbid-second", "run", str(source), "--status", "closed", "--read",
+                 "--rate", "unlimited", cwd=tmp_path)  # fmt: skip
+    assert child.code == 3 and "Traceback" not in child.stderr, child.stderr
+    assert "stopped: credentials rejected while reading (HTTP 403 forbidden: not a ticket" in (
+        child.stderr
+    )
+    assert f"at ticket {TICKETS[1]}); nothing was sent" in child.stderr
+    assert hostile.count("forbid-second") == puts
 
 
 def test_a_slow_drip_is_cut_off_at_the_timeout(servers: Any, tmp_path: Path) -> None:
