@@ -103,7 +103,7 @@ class ChangeRunner:
                 failed = not await self._one(row, ticket, change, sent)
         except (Stopped, CredentialsRejected) as exc:
             if isinstance(exc, CredentialsRejected):
-                engine.stop(rejected(exc, ticket))
+                engine.stop(rejected(exc, ticket))  # a comment's, or after the first
             # Not the row's fault: it stays pending and a rerun sends what is left.
             return Outcome(None, None, None, sent[0], None, None, None, None, row)
         finally:
@@ -119,9 +119,17 @@ class ChangeRunner:
         mine = [0]
         try:
             done = await self._apply(row, ticket, change, mine)
-        except CredentialsRejected:
+        except CredentialsRejected as exc:
             sent[0] += mine[0]
-            raise
+            # Not a comment's: a 403 on the read that settles an unknown POST must leave
+            # the row pending, whose resume looks for the comment first.
+            failed = None if change.kind == "comment" else self._engine.refused(exc, ticket)
+            if not isinstance(failed, FatalRequestError):
+                raise
+            await self._finish(
+                row, change, _Done("failed", http_status=403), mine[0], failed.message
+            )
+            return False
         except RequestError as exc:
             sent[0] += mine[0]
             detail = exc.message

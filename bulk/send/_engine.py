@@ -22,7 +22,13 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 from tenacity import AsyncRetrying
 
-from .._core._exceptions import ChangedSince, CredentialsRejected, RequestError, RetriableError
+from .._core._exceptions import (
+    ChangedSince,
+    CredentialsRejected,
+    FatalRequestError,
+    RequestError,
+    RetriableError,
+)
 from ..journal import Journal, Outcome
 from ._client import Answer
 from ._clock import utc_stamp
@@ -67,11 +73,13 @@ _Stopped = Stopped
 
 
 def rejected(exc: CredentialsRejected, ticket_id: str) -> str:
-    """Why a 401 or 403 stopped the run. A 403 names its ticket: one the credentials may not
-    change stops every rerun there too, and only the user can leave it out of the input."""
+    """Why a 401 or 403 stopped the run; a 403 names its ticket (see `Engine.refused`)."""
     reason = f"stopped: credentials rejected ({exc.message})"
     if exc.http_status == 403:
-        reason += f" at ticket {ticket_id} (if only that ticket is refused, leave it out)"
+        reason += (
+            f" at ticket {ticket_id}, which fails; if only that ticket is refused, rerunning "
+            "the same command sends the rest"
+        )
     return reason
 
 
@@ -107,6 +115,17 @@ class Engine:
         # What a worker does with a row: by default one status PUT; a batch of
         # several changes per row puts its own handler here (send/_changes.py).
         self.handle_row: Callable[[int, str, str], Awaitable[Outcome]] = self._process
+
+    def refused(self, exc: CredentialsRejected, ticket_id: str) -> RequestError:
+        """A 401 or 403 stops the run: revoked credentials and a ticket refused to them look
+        the same, and safety comes first. The row whose 403 stopped it fails (the others stay
+        pending): else every rerun sent that row first and stopped there again (hostile
+        review); `bulk retry` sends it once it may be changed."""
+        first = not self.stopping
+        self.stop(rejected(exc, ticket_id))
+        if exc.http_status == 403 and first:
+            return FatalRequestError(f"{exc.message}; the run stopped here", 403)
+        return exc
 
     def stop(self, reason: str) -> None:
         if self.stop_reason is None:
@@ -341,8 +360,7 @@ class Engine:
         except _Stopped:
             pass
         except CredentialsRejected as exc:
-            error = exc
-            self.stop(rejected(exc, ticket_id))
+            error = self.refused(exc, ticket_id)
         except RequestError as exc:
             error = exc
         finally:

@@ -349,16 +349,25 @@ def test_a_hostile_401_stops_the_run_without_touching_the_terminal(
     assert_clean(child.stdout, child.stderr, *run_files(tmp_path))
 
 
-def test_a_403_stops_the_run_and_names_its_ticket(servers: Any, tmp_path: Path) -> None:
+def test_a_403_stops_the_run_names_its_ticket_and_fails_only_its_row(
+    servers: Any, tmp_path: Path
+) -> None:
     """A 403 may be revoked credentials or one ticket they may not change: the run stops
-    either way (a rerun stops there too), and says at which ticket, so it can be left out."""
+    either way, says at which ticket, and fails that row only, so the rerun goes past it
+    (it had stopped every rerun there)."""
     _, _, base, _ = servers
     batch = [TICKETS[0], TICKETS[1], str(uuid.UUID(int=600))]
     child, report = run_rows(f"{base}/forbid-second", batch, tmp_path, "--concurrency", "1")
     assert child.code == 3, child.stderr
-    assert [r["outcome"] for r in report] == ["updated", "skipped", "skipped"]
-    said = "HTTP 403 forbidden: not a ticket of your locations) at ticket " + TICKETS[1]
-    assert said in child.stdout and said in report[1]["error"]
+    assert [r["outcome"] for r in report] == ["updated", "failed", "skipped"]
+    assert (
+        report[1]["error"]
+        == "HTTP 403 forbidden: not a ticket of your locations; the run stopped here"
+    )
+    assert f"at ticket {TICKETS[1]}, which fails; if only that ticket is refused" in child.stdout
+    again, report = run_rows(f"{base}/forbid-second", batch, tmp_path, "--concurrency", "1")
+    assert again.code == 1, again.stderr  # the refused row stays failed
+    assert [r["outcome"] for r in report] == ["updated", "failed", "updated"]
 
 
 def test_a_403_while_reading_stops_before_sending_and_names_its_ticket(
