@@ -27,6 +27,7 @@ __all__ = [
     "FatalRequestError",
     "JobLocked",
     "ListingUnreadable",
+    "LockUnwritable",
     "NotFound",
     "RequestError",
     "RetriableError",
@@ -62,6 +63,12 @@ class ListingUnreadable(UsageError):
     cursor that does not advance, pages that bring nothing new, more pages
     than any real listing, a listed time without a time zone.
     """
+
+
+class LockUnwritable(UsageError):
+    """Raised by `JobLock.acquire`: the lock file cannot be opened to write (a read-only
+    folder, another user's file). A run refuses (exit 2); `bulk retry` and `bulk undo` of a
+    report there go on without the batch's lock, and say so."""
 
 
 class JobLocked(BulkError):

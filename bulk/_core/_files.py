@@ -37,7 +37,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from ._exceptions import JobLocked, UsageError
+from ._exceptions import JobLocked, LockUnwritable, UsageError
 from ._text import printable
 
 __all__ = [
@@ -235,6 +235,10 @@ class JobLock:
                 raise UsageError(
                     f"{printable(self.path, 200)}: the lock file is a symbolic link; bulk does "
                     "not write through links (remove the link)"
+                ) from None
+            if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise LockUnwritable(
+                    f"{printable(self.path, 200)}: cannot open ({exc.strerror})"
                 ) from None
             raise UsageError(f"{printable(self.path, 200)}: cannot open ({exc.strerror})") from None
         if not stat.S_ISREG(os.fstat(fd).st_mode):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from .._core._exceptions import JobLocked, UsageError
+from .._core._exceptions import JobLocked, LockUnwritable, UsageError
 from .._core._exit import ExitCode
 from .._core._text import printable
 from ._common import derived_options, execute_batch
@@ -34,10 +35,12 @@ def _derived_run(
     try:
         if report.is_file():  # else reading it says so, and no lock file is left behind
             lock.acquire()
+    except LockUnwritable as exc:
+        # A folder (or lock file) this user cannot write: a batch of its own could not have
+        # run there since either; another user's could, which this cannot see.
+        logging.getLogger("bulk").warning("%s; going on without the batch's lock", exc)
     except (JobLocked, UsageError) as exc:
         fail_usage(str(exc), exc.exit_code)
-    except OSError:
-        pass  # a folder it cannot write: no batch of its could have run there since either
     try:
         _derive(kind, report, make_frame, yes, options)
     finally:

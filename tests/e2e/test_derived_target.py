@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import pytest
@@ -155,6 +155,28 @@ def test_a_retry_leaves_the_rows_a_resumable_batch_has_not_sent_to_it(
     resumed = bulk.run(tmp_path / "in.csv", base_url=a.url, credentials=BASIC, rate=None)
     assert resumed.attrs["summary"].exit_code == 0
     assert sorted(a.sim.sent_ids()) == sorted(a.sim.tickets)  # each ticket once
+
+
+def test_an_undo_of_a_report_whose_lock_cannot_be_written_goes_on(
+    tmp_path: Path, apis: tuple[Api, Api], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A report in a folder this user cannot write (a read-only mount): no lock, said so."""
+    import errno
+    import os
+
+    a, _ = apis
+    report = batch_on(a, tmp_path)
+    real_open = os.open
+
+    def read_only(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if str(path).endswith("in.report.lock"):
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", read_only)
+    out = cli("undo", str(report), "--dry-run", env=demo_vars())
+    assert out.exit_code == 0, (out.output, repr(out.exception))
+    assert "cannot open (Read-only file system); going on without the batch's lock" in out.output
 
 
 def test_a_retry_of_a_report_whose_journal_cannot_be_read_is_refused(
