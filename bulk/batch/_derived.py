@@ -17,7 +17,7 @@ from .._core._files import beside
 from .._core._text import printable
 from ..journal import held_rows
 from ..plan import normalise_status
-from ..report import audit_path, read_audit
+from ..report import audit_path, batch_of, read_audit
 from ._undo_changes import UNDO_COLUMNS, changes_undo_frame, with_locations
 
 if TYPE_CHECKING:
@@ -147,7 +147,7 @@ def _left_to_its_batch(report: Path, frame: pd.DataFrame, chosen: pd.Series) -> 
     """
     journal = beside(report, ".journal")
     try:
-        owned = held_rows(journal)
+        owned = held_rows(journal, batch_of(report))
     except UsageError as exc:
         raise UsageError(
             f"{exc}; so a retry of {printable(report, 200)} cannot tell which of its skipped "

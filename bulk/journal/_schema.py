@@ -259,24 +259,34 @@ def read_meta(path: Path) -> dict[str, Any]:
         return {}
 
 
-def held_rows(path: Path) -> frozenset[int]:
-    """The rows the unfinished batch of the journal at `path` still answers for: those it has
-    not sent, and those it finished after its report was last written could say so (a run
-    killed before its report). Empty when there is no journal or its batch is complete.
+def held_rows(path: Path, batch_id: str | None) -> frozenset[int]:
+    """The rows the unfinished batch `batch_id` (its journal at `path`) still answers for:
+    those it has not sent, and those it finished after its report was last written could
+    say so (a run killed before its report). Empty when there is no journal or its batch
+    is complete.
 
-    Raises `UsageError` when a journal is there but cannot be read: what it holds is unknown.
+    Raises `UsageError` when a journal is there but cannot say: unreadable, still planning
+    (a run killed then), or another batch's (a `--fresh` run killed before its report).
     """
     if not path.exists():
         return frozenset()
     refuse_unless_ours(path)
     meta = read_meta(path)
+    shown = printable(path, 200)
+    if batch_id is not None and meta.get("batch_id") not in (None, batch_id):
+        raise UsageError(
+            f"{shown} is another batch's journal (a --fresh run that did not finish?); "
+            "finish that run with its own command first"
+        )
     if meta.get("complete"):
         return frozenset()
+    if meta and not meta.get("planned"):
+        raise UsageError(f"{shown}: its run was stopped while planning; rerun its command")
     found = _read_only(
         path, "SELECT row FROM rows WHERE outcome IS NULL OR outcome IN ('updated', 'unchanged')"
     )
-    if found is None or not meta.get("planned"):
-        raise UsageError(f"{printable(path, 200)}: cannot read this journal")
+    if found is None or not meta:
+        raise UsageError(f"{shown}: cannot read this journal")
     return frozenset(row for (row,) in found)
 
 

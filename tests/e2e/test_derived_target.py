@@ -11,6 +11,7 @@ the terminal prompt needs a child on a pseudo-terminal.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -184,7 +185,14 @@ def test_a_retry_of_a_report_whose_journal_cannot_be_read_is_refused(
 ) -> None:
     a, _ = apis
     report = batch_on(a, tmp_path, limit=10)
-    report.with_name("in.report.journal").write_bytes(b"not a journal")
+    journal = report.with_name("in.report.journal")
+    # A --fresh run killed before its report: the journal beside it is another batch's.
+    with sqlite3.connect(journal) as conn:
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'batch_id'", ('"' + "0" * 32 + '"',))
+    conn.close()
+    out = cli("retry", str(report), "--only", "skipped", env=demo_vars())
+    assert out.exit_code == 2 and "is another batch's journal" in out.output
+    journal.write_bytes(b"not a journal")
     out = cli("retry", str(report), "--only", "skipped", env=demo_vars())
     assert out.exit_code == 2 and "cannot tell which of its skipped rows" in out.output
     assert len(a.sim.sent_ids()) == 10
