@@ -8,7 +8,9 @@ retitles the user's terminal, `ESC [ 2 J` clears it, and a bidi override
 Two policies, because the two kinds of text are read for different things:
 
 - Server text (`clean_text`) is prose read by a person: controls and bidi
-  marks become a space, and it is cut with an ellipsis. Every server string
+  marks become a space, invisible characters (zero-width, soft hyphen) are
+  dropped, a credential of this process's is redacted, and it is cut with an
+  ellipsis. Every server string
   is cleaned where it enters bulk (the client, the error classifier, the
   listing), before it can reach a terminal, log, report or file.
 - Input cells and names (`cut_text`, `printable`) are data the user must find
@@ -44,6 +46,9 @@ _UNSAFE = re.compile(
     "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]+"
 )
 _SPACES = re.compile(r"\s+")
+# Characters that show as nothing (zero-width space and joiners, word joiner, BOM, soft
+# hyphen): dropped, so none can hide inside a word, a credential above all.
+_INVISIBLE = re.compile("[\u00ad\u200b-\u200d\u2060\ufeff]+")
 
 
 # The credentials this process holds, registered where they are made (and as OAuth renews
@@ -90,7 +95,8 @@ def _redact(text: str) -> str:
     for secret in _secrets:
         if secret in text:
             text = text.replace(secret, REDACTED)
-    if "asic" in text or "earer" in text or "ASIC" in text or "EARER" in text:
+    lowered = text.lower()
+    if "basic" in lowered or "bearer" in lowered:
         text = _AUTHORIZATION.sub(rf"\1\2{REDACTED}", text)
     return text
 
@@ -104,7 +110,7 @@ def clean_text(value: object, limit: int = MAX_TEXT) -> str:
     if len(text) <= limit and text.isprintable():
         return text
     # Cut before cleaning too, so a megabyte of text costs no more than a line.
-    text = _UNSAFE.sub(" ", text[: limit * 2])
+    text = _UNSAFE.sub(" ", _INVISIBLE.sub("", text[: limit * 2]))
     text = _redact(_SPACES.sub(" ", text).strip())  # a secret that controls had hidden
     if len(text) > limit:
         text = text[: limit - 1].rstrip() + "…"
