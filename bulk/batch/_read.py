@@ -241,8 +241,8 @@ async def read_before(
 ) -> Reading | None:
     """Read the batch's tickets (unless this run does not read); settle what needs no write.
 
-    Once `stop` is set (an interrupt), no read starts; what was read is kept for the rerun,
-    which reads only the rest and settles then.
+    Once `stop` is set (an interrupt), no read starts; what was read is settled at once, and
+    the rerun reads only the rest.
     """
     expected = _expected(batch)
     if expected and not (await anyio.to_thread.run_sync(journal.meta)).get("expected_set"):
