@@ -250,8 +250,11 @@ def read_meta(path: Path) -> dict[str, Any]:
         refuse_unless_ours(path)
     except UsageError:
         return {}
-    if not path.is_file():
-        return {}
+    return _meta(path) if path.is_file() else {}
+
+
+def _meta(path: Path) -> dict[str, Any]:
+    """The meta of a journal already judged to be bulk's; empty when unreadable."""
     rows = _read_only(path, "SELECT key, value FROM meta") or []
     try:
         return {key: json.loads(value) for key, value in rows}
@@ -271,7 +274,7 @@ def held_rows(path: Path, batch_id: str | None) -> frozenset[int]:
     if not path.exists():
         return frozenset()
     refuse_unless_ours(path)
-    meta = read_meta(path)
+    meta = _meta(path)
     shown = printable(path, 200)
     if batch_id is not None and meta.get("batch_id") not in (None, batch_id):
         raise UsageError(
