@@ -18,6 +18,7 @@ import base64
 import dataclasses
 import io
 import ipaddress
+import json
 import logging
 import os
 import re
@@ -37,6 +38,7 @@ __all__ = [
     "Credentials",
     "RefreshGrant",
     "Target",
+    "check_token_file_api",
     "checked_base_url",
     "credentials_from_env",
     "needs_confirmation",
@@ -74,8 +76,9 @@ CREDENTIAL_VARIABLES = (
     "SPACEBRING_TOKEN_FILE",
 )
 _OAUTH_VARIABLES = ("SPACEBRING_CLIENT_ID", "SPACEBRING_CLIENT_SECRET", "SPACEBRING_NETWORK_ID")
-# A refresh token is a few dozen characters; the file holds nothing else.
-_MAX_TOKEN_FILE = _MAX_SECRET + 2
+# A refresh token is a few dozen characters; the file holds it and the API root it is for.
+_MAX_URL = 2000
+_MAX_TOKEN_FILE = _MAX_SECRET + _MAX_URL + 64
 _ENVIRONMENT_ONLY = (*CREDENTIAL_VARIABLES, "SPACEBRING_BASE_URL")
 
 
@@ -111,6 +114,8 @@ class RefreshGrant:
     refresh_token: str = field(repr=False)
     # Where a rotated refresh token is kept for the next run (None: not kept).
     token_file: Path | None = field(default=None, repr=False)
+    # The API root the token file says its token is for (None: a file of a token alone).
+    token_for: str | None = field(default=None, repr=False)
 
     def form(self, refresh_token: str) -> dict[str, str]:
         """The form of a refresh with `refresh_token` (the latest, once rotated)."""
@@ -321,7 +326,7 @@ def _oauth_credentials(settings: _Settings) -> Credentials:
     named = settings.get("SPACEBRING_TOKEN_FILE")
     token_file = Path(named) if named else None
     refresh_token = settings.get("SPACEBRING_REFRESH_TOKEN")
-    kept = None if token_file is None else _read_token_file(token_file)
+    kept, token_for = (None, None) if token_file is None else _read_token_file(token_file)
     if kept is None and not refresh_token:
         raise UsageError(
             f"SPACEBRING_TOKEN_FILE {printable(named, 200)} does not exist yet: set "
@@ -330,19 +335,57 @@ def _oauth_credentials(settings: _Settings) -> Credentials:
     if kept is None:
         _check_shape("SPACEBRING_REFRESH_TOKEN", refresh_token)
     network = settings.get("SPACEBRING_NETWORK_ID")
-    return Credentials.oauth(client_id, secret, kept or refresh_token, network, token_file)
+    credentials = Credentials.oauth(client_id, secret, kept or refresh_token, network, token_file)
+    if token_for is not None:
+        assert credentials.refresh_grant is not None
+        grant = dataclasses.replace(credentials.refresh_grant, token_for=token_for)
+        credentials = dataclasses.replace(credentials, refresh_grant=grant)
+    return credentials
 
 
-def _read_token_file(path: Path) -> str | None:
-    """The refresh token kept in `path`, None when there is no file yet.
+def _api_root(base_url: str) -> str:
+    """`base_url` as one API root compares with another: scheme and host in lower case, no
+    default port, no trailing slash."""
+    parts = urlsplit(base_url)
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    port = "" if parts.port in (None, {"https": 443, "http": 80}.get(scheme)) else f":{parts.port}"
+    return f"{scheme}://{host}{port}{parts.path.rstrip('/')}"
 
-    Untrusted like any configuration: a link, another user's file, one that others may
-    change or read, or anything but one token of header-safe characters is refused (exit 2),
-    naming the file and never showing its content.
+
+def check_token_file_api(credentials: Credentials | None, base_url: str) -> None:
+    """Refuses to send a token file's refresh token to another API than the one it is for.
+
+    Sent elsewhere (a staging host, the simulator), the token would be handed to a server
+    that did not issue it, and that server's rotated token would replace it in the file:
+    the next run against the real API would start from a token it never issued.
+    """
+    grant = None if credentials is None else credentials.refresh_grant
+    if grant is None or grant.token_for is None or grant.token_file is None:
+        return
+    if _api_root(grant.token_for) != _api_root(base_url):
+        raise UsageError(
+            f"the token file {printable(grant.token_file, 200)} keeps the refresh token of "
+            f"{printable(grant.token_for, 200)}, and this run would send it to "
+            f"{printable(base_url, 200)}; a refresh token goes only to the API that issued it "
+            "(set SPACEBRING_TOKEN_FILE to another file for this API)"
+        )
+
+
+def _read_token_file(path: Path) -> tuple[str | None, str | None]:
+    """The refresh token kept in `path` and the API root it is for; (None, None) when there
+    is no file yet.
+
+    bulk writes `{"api": ROOT, "refresh_token": TOKEN}`; a file of one token alone (bulk's
+    own before it named the API, or one written by hand) is for any API until bulk keeps
+    a rotated token in it. Untrusted like any configuration: a link, another user's file,
+    one that others may change or read, or anything but these is refused (exit 2), naming
+    the file and never showing its content.
     """
     raw = read_file(path, _MAX_TOKEN_FILE, own="token file (SPACEBRING_TOKEN_FILE)")
     if raw is None:
-        return None
+        return None, None
     shown = printable(path, 200)
     if os.lstat(path).st_mode & 0o077:
         raise UsageError(
@@ -350,26 +393,48 @@ def _read_token_file(path: Path) -> str | None:
             f"only in files that only you can read (chmod 600 {shown})"
         )
     try:
-        token = raw.decode("ascii").strip()
+        text = raw.decode("ascii").strip()
     except UnicodeDecodeError:
-        token = ""
-    if len(raw) >= _MAX_TOKEN_FILE or not _HEADER_SAFE.fullmatch(token):
+        text = ""
+    kept = _token_and_api(text) if text.startswith("{") else (text, None)
+    token, api = kept or ("", None)
+    if len(raw) >= _MAX_TOKEN_FILE or len(token) > _MAX_SECRET or not _HEADER_SAFE.fullmatch(token):
         raise UsageError(
             f"{shown}: the token file must hold one refresh token of printable ASCII "
-            "without spaces, and nothing else (its content is not shown)"
+            'without spaces, alone or as bulk writes it ({"api": ..., "refresh_token": ...}), '
+            "and nothing else (its content is not shown)"
         )
-    return token
+    return token, api
 
 
-def save_refresh_token(path: Path, token: str) -> None:
-    """Keeps a rotated refresh token for the next run: mode 0600, atomic, never via a link.
+def _token_and_api(text: str) -> tuple[str, str] | None:
+    """(token, API root) of the file bulk writes, or None when it is not that."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or set(data) != {"api", "refresh_token"}:
+        return None
+    token, api = data["refresh_token"], data["api"]
+    if not isinstance(token, str) or not isinstance(api, str) or len(api) > _MAX_URL:
+        return None
+    try:
+        _checked_url(api, "api")
+    except UsageError:
+        return None
+    return token, api
+
+
+def save_refresh_token(path: Path, token: str, api: str) -> None:
+    """Keeps a rotated refresh token, and the API root that issued it, for the next run:
+    mode 0600, atomic, never via a link.
 
     Synced to disk before it replaces the old file: the old token no longer works, so a
     power cut must not leave the file holding it.
     """
     _check_shape("the rotated refresh token", token)
     with replacing(path, "w", perms=0o600, encoding="ascii") as handle:
-        handle.write(token + "\n")
+        handle.write(json.dumps({"api": api, "refresh_token": token}) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
 
@@ -492,6 +557,7 @@ def resolve_target(
             )
             chosen, chosen_by = "", None
     base_url = _checked_url(chosen or DEFAULT_BASE_URL, name)
+    check_token_file_api(credentials, base_url)
     return Target(base_url, credentials, tuple(warnings), chosen_by)
 
 

@@ -58,11 +58,13 @@ class TokenProvider:
         grant: RefreshGrant,
         post_form: PostForm,
         *,
+        api: str,
         clock: Callable[[], float] = time.monotonic,
         backoff: float = 0.5,
     ) -> None:
         self._grant = grant
         self._post_form = post_form
+        self._api = api  # the API root post_form sends to: the issuer of rotated tokens
         self._clock = clock
         self._backoff = backoff
         self._lock = anyio.Lock()
@@ -163,7 +165,7 @@ class TokenProvider:
                 )
             return
         try:
-            await anyio.to_thread.run_sync(save_refresh_token, path, rotated)
+            await anyio.to_thread.run_sync(save_refresh_token, path, rotated, self._api)
         except (OSError, UsageError) as exc:
             # The run goes on with the token in memory; the next one will need a new grant.
             reason = exc.strerror if isinstance(exc, OSError) else "refused"

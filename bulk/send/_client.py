@@ -10,7 +10,7 @@ import orjson
 from aiohttp.payload import BytesPayload
 from yarl import URL
 
-from .._core._config import Credentials
+from .._core._config import Credentials, check_token_file_api
 from .._core._exceptions import (
     CredentialsRejected,
     FatalRequestError,
@@ -182,9 +182,11 @@ class TicketClient:
         self._concurrency = concurrency
         self._timeout = timeout
         self._session: aiohttp.ClientSession | None = None
+        # resolve_target checked this already; a client built by hand is held to it too.
+        check_token_file_api(credentials, self._base)
         grant = credentials.refresh_grant
         # OAuth: the Authorization header is asked of the provider per request.
-        self.auth = None if grant is None else TokenProvider(grant, self._post_form)
+        self.auth = None if grant is None else TokenProvider(grant, self._post_form, api=self._base)
 
     async def __aenter__(self) -> TicketClient:
         # The connector's limit bounds sockets to the pool size; TLS

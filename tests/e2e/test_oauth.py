@@ -6,6 +6,7 @@ of a few seconds sees several refreshes; nothing asserts timings.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ import anyio
 import pytest
 
 from bulk import Credentials, RunOptions, UsageError, execute
-from bulk._core._config import credentials_from_env
+from bulk._core._config import credentials_from_env, resolve_target
 from bulk.batch import rate_controller
 from bulk.send import TicketClient
 from bulk.simulator import (
@@ -78,9 +79,12 @@ def test_a_run_outlives_its_tokens_and_keeps_the_rotated_one(
     assert {r["outcome"] for r in report} == {"updated"}
     assert sim.oauth.refreshes >= 3
     assert 401 not in sim.status_counts()
-    # The rotated refresh token is in the file, private, and it is the one that works now.
+    # The rotated refresh token is in the file, private, and it is the one that works now;
+    # the file names the API that issued it.
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
-    assert token_file.read_text().strip() in sim.oauth.refresh_tokens()
+    kept = json.loads(token_file.read_text())
+    assert kept["refresh_token"] in sim.oauth.refresh_tokens()
+    assert kept["api"] == url
     # No token, secret or refresh token in anything the run showed or wrote.
     secrets = [DEMO_CLIENT_SECRET, DEMO_REFRESH_TOKEN, *sim.oauth.issued]
     written = [p for p in (tmp_path / "reports").iterdir() if p.is_file()]
@@ -209,6 +213,11 @@ def private(path: Path, content: str, mode: int = 0o600) -> Path:
     [
         (lambda p: private(p, "tok en\n"), "one refresh token of printable ASCII"),
         (lambda p: private(p, "x" * 9000), "one refresh token"),
+        (lambda p: private(p, '{"refresh_token": "good-token"}'), "one refresh token"),
+        (lambda p: private(p, '{"api": "ftp://h", "refresh_token": "good-token"}'), "one refresh"),
+        (lambda p: private(p, '{"api": "https://h", "refresh_token": "tok en"}'), "one refresh"),
+        (lambda p: private(p, '{"api": "https://h", "refresh_token": 1}'), "one refresh token"),
+        (lambda p: private(p, '["https://h", "good-token"]'), "one refresh token"),
         (lambda p: private(p, "good-token\n", 0o640), "may be read by other users"),
         (lambda p: private(p, "good-token\n", 0o620), "may be changed by other users"),
         (lambda p: p.symlink_to(private(p.with_name("real"), "good-token")), "symbolic link"),
@@ -242,6 +251,56 @@ def test_token_file_rules(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="SPACEBRING_NETWORK_ID"):
         env = {k: v for k, v in oauth_vars(None).items() if k != "SPACEBRING_NETWORK_ID"}
         credentials_from_env(env, dotenv=tmp_path / "none.env")
+
+
+def test_a_token_file_sends_its_token_only_to_the_api_it_names(tmp_path: Path) -> None:
+    kept = {"api": "https://API.example.com:443/", "refresh_token": "kept-token"}
+    token_file = private(tmp_path / "token", json.dumps(kept))
+    env = {**oauth_vars(token_file, refresh_token=None), "SPACEBRING_BASE_URL": ""}
+    none = tmp_path / "none.env"
+    # The same API, however its root is written: the token is used.
+    target = resolve_target("https://api.example.com", env=env, dotenv=none)
+    assert target.credentials is not None and target.credentials.refresh_grant is not None
+    assert target.credentials.refresh_grant.refresh_token == "kept-token"
+    # Another host, port or root: refused before anything is sent, naming both APIs.
+    for other in ("https://staging.example.com", "https://api.example.com:8443", "http://[::1]:9"):
+        with pytest.raises(UsageError) as caught:
+            resolve_target(other, env=env, dotenv=none)
+        message = str(caught.value)
+        assert "keeps the refresh token of https://API.example.com:443/" in message
+        assert other in message and "kept-token" not in message
+    # A file of one token alone (bulk's before it named the API) is for any API.
+    private(token_file, "kept-token\n")
+    assert resolve_target("https://staging.example.com", env=env, dotenv=none).credentials
+
+
+def test_a_token_kept_by_one_api_is_never_sent_to_another(tmp_path: Path) -> None:
+    """A run against the simulator keeps its rotated token; a run against a second one
+    (another port) is refused with exit 2 before any request, and the file is left alone."""
+    token_file = tmp_path / "token"
+    first, second = (
+        Simulator(SimConfig(rate=None), make_tickets(5, seed=s, statuses=("new",))) for s in (1, 2)
+    )
+    with SimulatorThread(first) as one, SimulatorThread(second) as other:
+        runs = [
+            run_bulk(
+                "run",
+                str(closing(sim, tmp_path / f"in{n}.csv")),
+                env={**oauth_vars(token_file), "SPACEBRING_BASE_URL": thread.base_url},
+                cwd=tmp_path,
+            )
+            for n, (sim, thread) in enumerate([(first, one), (second, other)])
+        ]
+        kept_for = one.base_url
+    assert runs[0].returncode == 0, runs[0].stderr
+    kept = token_file.read_text()
+    assert runs[1].returncode == 2, runs[1].stderr
+    assert f"keeps the refresh token of {kept_for}" in runs[1].stderr
+    assert "Traceback" not in runs[1].stderr
+    assert second.oauth.refreshes == 0 and not second.status_counts()
+    # Still the first API's token, the one that works there now.
+    data = json.loads(kept)
+    assert data["api"] == kept_for and data["refresh_token"] in first.oauth.refresh_tokens()
 
 
 def test_a_dotenv_cannot_name_the_token_file_of_the_environments_client(tmp_path: Path) -> None:

@@ -269,7 +269,7 @@ async def test_a_token_said_to_last_no_time_is_not_refreshed_before_every_reques
         return 200, "application/json", orjson.dumps(body)
 
     grant = RefreshGrant("client-x", "secret-y", "refresh-z")
-    provider = TokenProvider(grant, post_form, clock=lambda: now[0])
+    provider = TokenProvider(grant, post_form, api="http://127.0.0.1:1", clock=lambda: now[0])
     for _ in range(20):
         await provider.authorization()
         now[0] += 0.01
