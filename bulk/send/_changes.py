@@ -103,7 +103,8 @@ class ChangeRunner:
                 failed = not await self._one(row, ticket, change, sent)
         except (Stopped, CredentialsRejected) as exc:
             if isinstance(exc, CredentialsRejected):
-                engine.stop(rejected(exc, ticket))  # a comment's, or after the first
+                # A comment's (its row stays pending), or after the first (whose reason stays).
+                engine.stop(rejected(exc, ticket, fails=False))
             # Not the row's fault: it stays pending and a rerun sends what is left.
             return Outcome(None, None, None, sent[0], None, None, None, None, row)
         finally:

@@ -72,14 +72,20 @@ class Stopped(Exception):
 _Stopped = Stopped
 
 
-def rejected(exc: CredentialsRejected, ticket_id: str) -> str:
-    """Why a 401 or 403 stopped the run; a 403 names its ticket (see `Engine.refused`)."""
+def rejected(exc: CredentialsRejected, ticket_id: str, *, fails: bool = True) -> str:
+    """Why a 401 or 403 stopped the run; a 403 names its ticket (see `Engine.refused`).
+
+    `fails`: whether that ticket's row fails; a comment's stays pending, as its rerun
+    must look for the comment before posting it again.
+    """
     reason = f"stopped: credentials rejected ({exc.message})"
-    if exc.http_status == 403:
+    if exc.http_status == 403 and fails:
         reason += (
             f" at ticket {ticket_id}, which fails; if only that ticket is refused, rerunning "
             "the same command sends the rest"
         )
+    elif exc.http_status == 403:
+        reason += f" at ticket {ticket_id}, which stays pending"
     return reason
 
 

@@ -20,6 +20,7 @@ import anyio.lowlevel
 from bulk import CredentialsRejected, FatalRequestError, RequestError, RetriableError
 from bulk.journal import Journal
 from bulk.send import Answer, Engine, EngineSettings, Pacer, RateController
+from bulk.send._engine import rejected
 
 from ..support import FAST, FakeClock, plan, to_send
 
@@ -258,3 +259,16 @@ async def test_retry_after_holds_the_whole_pool(journal: Journal) -> None:
     # The refused row waits out the Retry-After, and so does the other worker's next row.
     assert sent_at[ids[0]][1] - refused_at >= wait - 0.001
     assert sent_at[ids[2]][0] - refused_at >= wait - 0.001
+
+
+def test_a_403_stop_says_whether_its_row_fails_or_stays_pending() -> None:
+    refused = CredentialsRejected("HTTP 403 forbidden: not yours", 403)
+    fails = rejected(refused, "t-1")
+    assert fails.endswith(
+        "at ticket t-1, which fails; if only that ticket is refused, "
+        "rerunning the same command sends the rest"
+    )
+    # A comment's row stays pending (its rerun looks for the comment before posting again).
+    assert rejected(refused, "t-1", fails=False).endswith("at ticket t-1, which stays pending")
+    # A 401 names no ticket: the credentials, not one ticket, were refused.
+    assert "ticket" not in rejected(CredentialsRejected("HTTP 401", 401), "t-1", fails=False)
