@@ -76,9 +76,12 @@ CREDENTIAL_VARIABLES = (
     "SPACEBRING_TOKEN_FILE",
 )
 _OAUTH_VARIABLES = ("SPACEBRING_CLIENT_ID", "SPACEBRING_CLIENT_SECRET", "SPACEBRING_NETWORK_ID")
-# A refresh token is a few dozen characters; the file holds it and the API root it is for.
+# A base URL longer than this is a mistake (and must fit the token file).
 _MAX_URL = 2000
-_MAX_TOKEN_FILE = _MAX_SECRET + _MAX_URL + 64
+# A refresh token is a few dozen characters; the file holds it and the API root it is for,
+# each at most doubled by JSON's escapes (`"` and `\` are the only header-safe characters
+# escaped).
+_MAX_TOKEN_FILE = 2 * (_MAX_SECRET + _MAX_URL) + 64
 _ENVIRONMENT_ONLY = (*CREDENTIAL_VARIABLES, "SPACEBRING_BASE_URL")
 
 
@@ -114,8 +117,6 @@ class RefreshGrant:
     refresh_token: str = field(repr=False)
     # Where a rotated refresh token is kept for the next run (None: not kept).
     token_file: Path | None = field(default=None, repr=False)
-    # The API root the token file says its token is for (None: a file of a token alone).
-    token_for: str | None = field(default=None, repr=False)
 
     def form(self, refresh_token: str) -> dict[str, str]:
         """The form of a refresh with `refresh_token` (the latest, once rotated)."""
@@ -326,7 +327,7 @@ def _oauth_credentials(settings: _Settings) -> Credentials:
     named = settings.get("SPACEBRING_TOKEN_FILE")
     token_file = Path(named) if named else None
     refresh_token = settings.get("SPACEBRING_REFRESH_TOKEN")
-    kept, token_for = (None, None) if token_file is None else _read_token_file(token_file)
+    kept = None if token_file is None else _read_token_file(token_file)[0]
     if kept is None and not refresh_token:
         raise UsageError(
             f"SPACEBRING_TOKEN_FILE {printable(named, 200)} does not exist yet: set "
@@ -335,12 +336,7 @@ def _oauth_credentials(settings: _Settings) -> Credentials:
     if kept is None:
         _check_shape("SPACEBRING_REFRESH_TOKEN", refresh_token)
     network = settings.get("SPACEBRING_NETWORK_ID")
-    credentials = Credentials.oauth(client_id, secret, kept or refresh_token, network, token_file)
-    if token_for is not None:
-        assert credentials.refresh_grant is not None
-        grant = dataclasses.replace(credentials.refresh_grant, token_for=token_for)
-        credentials = dataclasses.replace(credentials, refresh_grant=grant)
-    return credentials
+    return Credentials.oauth(client_id, secret, kept or refresh_token, network, token_file)
 
 
 def _api_root(base_url: str) -> str:
@@ -362,14 +358,29 @@ def check_token_file_api(credentials: Credentials | None, base_url: str) -> None
     the next run against the real API would start from a token it never issued.
     """
     grant = None if credentials is None else credentials.refresh_grant
-    if grant is None or grant.token_for is None or grant.token_file is None:
+    if grant is None or grant.token_file is None:
         return
-    if _api_root(grant.token_for) != _api_root(base_url):
+    # The file, not what was read of it: a caller's own Credentials.oauth(token_file=...)
+    # never read it.
+    _refuse_other_api(grant.token_file, base_url, "this run would send it to")
+
+
+def _refuse_other_api(path: Path, base_url: str, doing: str) -> None:
+    issuer = _read_token_file(path)[1]
+    if issuer is None:
+        return
+    try:
+        same = _api_root(issuer) == _api_root(base_url)
+    except ValueError:  # a port out of range, a broken IPv6 address (a client built by hand)
         raise UsageError(
-            f"the token file {printable(grant.token_file, 200)} keeps the refresh token of "
-            f"{printable(grant.token_for, 200)}, and this run would send it to "
-            f"{printable(base_url, 200)}; a refresh token goes only to the API that issued it "
-            "(set SPACEBRING_TOKEN_FILE to another file for this API)"
+            "the base URL is not an http(s) URL bulk can send to (its value is not shown)"
+        ) from None
+    if not same:
+        raise UsageError(
+            f"the token file {printable(path, 200)} keeps the refresh token of "
+            f"{printable(issuer, 200)}, and {doing} {printable(base_url, 200)}; a refresh "
+            "token goes only to the API that issued it (set SPACEBRING_TOKEN_FILE to another "
+            "file for this API)"
         )
 
 
@@ -396,7 +407,7 @@ def _read_token_file(path: Path) -> tuple[str | None, str | None]:
         text = raw.decode("ascii").strip()
     except UnicodeDecodeError:
         text = ""
-    kept = _token_and_api(text) if text.startswith("{") else (text, None)
+    kept = _token_and_api(text)
     token, api = kept or ("", None)
     if len(raw) >= _MAX_TOKEN_FILE or len(token) > _MAX_SECRET or not _HEADER_SAFE.fullmatch(token):
         raise UsageError(
@@ -407,12 +418,17 @@ def _read_token_file(path: Path) -> tuple[str | None, str | None]:
     return token, api
 
 
-def _token_and_api(text: str) -> tuple[str, str] | None:
-    """(token, API root) of the file bulk writes, or None when it is not that."""
+def _token_and_api(text: str) -> tuple[str, str | None] | None:
+    """(token, API root) of the file bulk writes, (token, None) of a token alone (even one
+    that starts with `{`), or None when it is neither."""
+    if not text.startswith(("{", "[")):
+        return text, None
     try:
         data = json.loads(text)
-    except ValueError:
+    except RecursionError:  # nested past Python's limit: no token file of bulk's
         return None
+    except ValueError:
+        return text, None
     if not isinstance(data, dict) or set(data) != {"api", "refresh_token"}:
         return None
     token, api = data["refresh_token"], data["api"]
@@ -429,14 +445,21 @@ def save_refresh_token(path: Path, token: str, api: str) -> None:
     """Keeps a rotated refresh token, and the API root that issued it, for the next run:
     mode 0600, atomic, never via a link.
 
-    Synced to disk before it replaces the old file: the old token no longer works, so a
-    power cut must not leave the file holding it.
+    Synced to disk, and its folder after it replaced the old file: the old token no longer
+    works, so a power cut must not leave the file holding it. A file that names another
+    API by now (another run, at the same time) is left alone (a `UsageError`).
     """
     _check_shape("the rotated refresh token", token)
+    _refuse_other_api(path, api, "this run, which rotated it, sends to")
     with replacing(path, "w", perms=0o600, encoding="ascii") as handle:
         handle.write(json.dumps({"api": api, "refresh_token": token}) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
+    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
 
 
 def _is_loopback(host: str) -> bool:
@@ -508,6 +531,8 @@ def _checked_url(chosen: str, name: str) -> str:
             f"{name} must be the API root alone, without a query (?), fragment (#) or "
             "parameters (;) (its value is not shown)"
         )
+    if len(chosen) > _MAX_URL:
+        raise UsageError(f"{name} is longer than {_MAX_URL} characters (its value is not shown)")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UsageError(f"{name} is not an http(s) URL with a host (e.g. https://api.example.com)")
     try:

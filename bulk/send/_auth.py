@@ -168,7 +168,8 @@ class TokenProvider:
             await anyio.to_thread.run_sync(save_refresh_token, path, rotated, self._api)
         except (OSError, UsageError) as exc:
             # The run goes on with the token in memory; the next one will need a new grant.
-            reason = exc.strerror if isinstance(exc, OSError) else "refused"
+            # A UsageError names no secret: a token file another API's token took meanwhile.
+            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
             log.error(
                 "could not keep the rotated refresh token in %s (%s): the next run will need a "
                 "new refresh token",

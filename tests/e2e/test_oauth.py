@@ -16,7 +16,7 @@ import anyio
 import pytest
 
 from bulk import Credentials, RunOptions, UsageError, execute
-from bulk._core._config import credentials_from_env, resolve_target
+from bulk._core._config import credentials_from_env, resolve_target, save_refresh_token
 from bulk.batch import rate_controller
 from bulk.send import TicketClient
 from bulk.simulator import (
@@ -218,6 +218,7 @@ def private(path: Path, content: str, mode: int = 0o600) -> Path:
         (lambda p: private(p, '{"api": "https://h", "refresh_token": "tok en"}'), "one refresh"),
         (lambda p: private(p, '{"api": "https://h", "refresh_token": 1}'), "one refresh token"),
         (lambda p: private(p, '["https://h", "good-token"]'), "one refresh token"),
+        (lambda p: private(p, '{"a":' + "[" * 3000 + "]" * 3000 + "}"), "one refresh token"),
         (lambda p: private(p, "good-token\n", 0o640), "may be read by other users"),
         (lambda p: private(p, "good-token\n", 0o620), "may be changed by other users"),
         (lambda p: p.symlink_to(private(p.with_name("real"), "good-token")), "symbolic link"),
@@ -269,9 +270,39 @@ def test_a_token_file_sends_its_token_only_to_the_api_it_names(tmp_path: Path) -
         message = str(caught.value)
         assert "keeps the refresh token of https://API.example.com:443/" in message
         assert other in message and "kept-token" not in message
-    # A file of one token alone (bulk's before it named the API) is for any API.
-    private(token_file, "kept-token\n")
-    assert resolve_target("https://staging.example.com", env=env, dotenv=none).credentials
+    # A file of one token alone (bulk's before it named the API) is for any API, even a
+    # token that starts like JSON.
+    for alone in ("kept-token\n", "{kept-token}"):
+        private(token_file, alone)
+        target = resolve_target("https://staging.example.com", env=env, dotenv=none)
+        assert target.credentials is not None and target.credentials.refresh_grant is not None
+        assert target.credentials.refresh_grant.refresh_token == alone.strip()
+
+
+def test_a_token_file_is_never_taken_by_another_api(tmp_path: Path) -> None:
+    """Saving checks the file again (another run may have bound it meanwhile), a caller's
+    own Credentials are held to the file too, and what bulk saves it can read back."""
+    token_file = tmp_path / "token"
+    save_refresh_token(token_file, "a-token", "https://a.example.com")
+    with pytest.raises(UsageError, match=r"keeps the refresh token of https://a\.example\.com"):
+        save_refresh_token(token_file, "b-token", "https://b.example.com")
+    assert json.loads(token_file.read_text())["refresh_token"] == "a-token"
+    # Not read through the environment: the caller's Credentials name the file.
+    creds = Credentials.oauth(
+        DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, "a-token", DEMO_NETWORK_ID, token_file
+    )
+    for base in ("https://b.example.com", "http://127.0.0.1:99999", "http://[::1"):
+        with pytest.raises(UsageError) as caught:
+            TicketClient(base, creds)
+        assert "a-token" not in str(caught.value)
+    # The longest token and base URL bulk accepts, escaped as JSON writes them, read back.
+    longest = '"' * 8000
+    root = "https://a.example.com/" + "b" * 1978
+    save_refresh_token(tmp_path / "long", longest, root)
+    env = oauth_vars(tmp_path / "long")
+    assert credentials_from_env(env, dotenv=tmp_path / "none").refresh_grant
+    with pytest.raises(UsageError, match="longer than 2000 characters"):
+        resolve_target(root + "c", creds)
 
 
 def test_a_token_kept_by_one_api_is_never_sent_to_another(tmp_path: Path) -> None:
