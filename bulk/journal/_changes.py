@@ -45,7 +45,7 @@ CREATE TABLE IF NOT EXISTS changes (
     attempts INTEGER NOT NULL DEFAULT 0,
     error TEXT,
     activity_id TEXT,               -- a comment's id (what undo deletes)
-    attempted_at TEXT,
+    attempted_at TEXT,              -- when its latest attempt went out
     PRIMARY KEY (row, seq)
 ) WITHOUT ROWID;
 """
@@ -195,12 +195,15 @@ class ChangeLog:
         return [ChangeState(*r) for r in found]
 
     def begin(self, row: int, seq: int) -> str:
-        """Commit that a non-idempotent attempt is about to go out; its time (UTC, ISO)."""
+        """Commit that a non-idempotent attempt is about to go out; its time (UTC, ISO).
+
+        The latest attempt's time is kept: a resume waits until that POST can no longer
+        land before it reads for it (send/_changes.py, `_earlier_lands_by`).
+        """
         at = _now()
         with self._lock:
             self._conn.execute(
-                "UPDATE changes SET state = ?, attempted_at = COALESCE(attempted_at, ?)"
-                " WHERE row = ? AND seq = ?",
+                "UPDATE changes SET state = ?, attempted_at = ? WHERE row = ? AND seq = ?",
                 (STARTED, at, row, seq),
             )
         return at

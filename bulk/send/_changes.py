@@ -84,6 +84,7 @@ class ChangeRunner:
         self._log = changes
         self._since = batch_began - _SKEW
         self._author: str | None = None  # our membership, once a 201 has shown it
+        self._told_wait = False
         engine.handle_row = self.handle
 
     async def handle(self, row: int, ticket: str, _status: str) -> Outcome:
@@ -206,7 +207,8 @@ class ChangeRunner:
     async def _comment(self, row: int, ticket: str, change: ChangeState, sent: list[int]) -> _Done:
         # An earlier run (a crash left `started`) or batch (--fresh) may have posted it.
         unknown = change.state == "started" or self._check_first
-        ended: list[float] = []  # when this run's last POST of unknown outcome ended
+        # When the last POST of unknown outcome can no longer land (monotonic), if any.
+        ended = self._earlier_lands_by(change.attempted_at) if change.state == "started" else []
         try:
             async for attempt in self._engine.policy():
                 with attempt:
@@ -279,10 +281,33 @@ class ChangeRunner:
         than that can still cause a duplicate (README, "exactly once").
         """
         if not ended:
-            return  # the unknown attempt was an earlier run's: long over
+            return  # nothing of unknown outcome was posted (--fresh over a finished batch)
         wait = ended[0] - time.monotonic()
         if wait > 0:
             await self._engine.pause(wait)
+
+    def _earlier_lands_by(self, attempted_at: str | None) -> list[float]:
+        """When the POST an earlier run left `started` can no longer land (monotonic).
+
+        That run may have been killed with the POST still at the server: a rerun that read
+        at once found no comment and posted a second (8 of 20 tickets, a review's test with
+        2 s answers). Its attempt was journaled just before it went out (its slot of the
+        pace taken after that: a 429's hold may have delayed it), so the read waits until
+        two timeouts after that time, as after a timeout of this run's own.
+        """
+        attempted = _parse_time(attempted_at or "")
+        window = 2 * self._client.timeout
+        if attempted is not None:
+            window -= (datetime.now(UTC) - attempted).total_seconds()
+        window = min(max(window, 0.0), 2 * self._client.timeout)
+        if window > 0 and not self._told_wait:
+            self._told_wait = True
+            log.info(
+                "comments the interrupted run was posting may still land: each is looked "
+                "for once two --timeout have passed since it was sent (up to %.0f s)",
+                window,
+            )
+        return [time.monotonic() + window]
 
     def _settling(self, error: RetriableError) -> float:
         """How long a POST of unknown outcome may still land after its attempt ended.

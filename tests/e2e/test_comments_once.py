@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import re
 import shlex
+import time
 import unicodedata
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,16 @@ import pytest
 import bulk
 from bulk import Credentials
 from bulk.batch import retry_frame
-from bulk.simulator import DEMO_ACCESS_TOKEN, DEMO_NETWORK_ID, SimConfig, Simulator, make_tickets
+from bulk.simulator import (
+    DEMO_ACCESS_TOKEN,
+    DEMO_NETWORK_ID,
+    SimConfig,
+    Simulator,
+    SimulatorThread,
+    make_tickets,
+)
 from bulk.simulator import serve as serving
-from tests.support import write_csv
+from tests.support import read_report, run_bulk, start_bulk, wait_for, write_csv
 
 USER = "0b6f1c2e-3d4a-4b5c-8d6e-7f8091a2b3c4"
 BEARER = Credentials.bearer(DEMO_ACCESS_TOKEN, DEMO_NETWORK_ID)
@@ -71,6 +79,35 @@ async def _comment_once(sim: Simulator, tickets: list[dict[str, Any]], name: str
             comment="hello",
             report=Path(name),
         )
+
+
+def test_a_rerun_waits_for_the_posts_a_killed_run_left_at_the_server(
+    tickets: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    """Killed while the server still works on its POSTs (answers take 3 s), the same
+    command rerun at once must not post those comments again: they land meanwhile (a
+    review's run gave 8 of 20 tickets two comments when the rerun read at once)."""
+    sim = Simulator(SimConfig(rate=None, seed=11, slow_rate=1.0, slow_seconds=3.0), tickets)
+    source = write_csv(tmp_path / "in.csv", [(t["id"],) for t in tickets], header=("ticket_id",))
+    args = ("-v", "run", str(source), "--comment", "Moved", "--rate", "unlimited", "--timeout", "3.5")
+    env = {"SPACEBRING_ACCESS_TOKEN": DEMO_ACCESS_TOKEN, "SPACEBRING_NETWORK_ID": DEMO_NETWORK_ID}
+    with SimulatorThread(sim) as thread:
+        env["SPACEBRING_BASE_URL"] = thread.base_url
+        first = start_bulk(*args, env=env, cwd=tmp_path)
+        wait_for(lambda: any(r.method == "POST" for r in sim.requests), first, "a POST")
+        time.sleep(0.2)  # every POST out, none answered yet
+        first.kill()
+        first.communicate()
+        landed = time.monotonic() + 3.0  # the killed run's POSTs, still at the server
+        sim.config.slow_rate = 0.0  # the server catches up; the rerun's requests are fast
+        again = run_bulk(*args, env=env, cwd=tmp_path)
+        time.sleep(max(0.0, landed - time.monotonic()))  # (the server stops at the end)
+    assert again.returncode == 0, again.stderr
+    assert "comments the interrupted run was posting may still land" in again.stderr
+    assert sim.duplicate_comments() == 0
+    assert all(len(sim.comments(t["id"])) == 1 for t in tickets)
+    report = read_report(tmp_path / "reports" / "in.report.csv")
+    assert {r["comment_outcome"] for r in report} == {"updated"}
 
 
 async def test_attempts_run_out_on_a_posted_comment_it_is_found_not_failed(
