@@ -89,7 +89,17 @@ def test_a_rerun_waits_for_the_posts_a_killed_run_left_at_the_server(
     review's run gave 8 of 20 tickets two comments when the rerun read at once)."""
     sim = Simulator(SimConfig(rate=None, seed=11, slow_rate=1.0, slow_seconds=3.0), tickets)
     source = write_csv(tmp_path / "in.csv", [(t["id"],) for t in tickets], header=("ticket_id",))
-    args = ("-v", "run", str(source), "--comment", "Moved", "--rate", "unlimited", "--timeout", "3.5")
+    args = (
+        "-v",
+        "run",
+        str(source),
+        "--comment",
+        "Moved",
+        "--rate",
+        "unlimited",
+        "--timeout",
+        "3.5",
+    )
     env = {"SPACEBRING_ACCESS_TOKEN": DEMO_ACCESS_TOKEN, "SPACEBRING_NETWORK_ID": DEMO_NETWORK_ID}
     with SimulatorThread(sim) as thread:
         env["SPACEBRING_BASE_URL"] = thread.base_url
