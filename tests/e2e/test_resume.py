@@ -10,6 +10,7 @@ import json
 import math
 import signal
 import subprocess
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,27 @@ def test_sigint_stops_gracefully_then_rerun_finishes(
     final = read_report(tmp_path / "reports" / "in.report.csv")
     assert {r["outcome"] for r in final} == {"updated", "unchanged"}
     assert all(sim.status_of(t) == "solved" for t in ids)
+
+
+@pytest.mark.parametrize("after", [0.1, 0.3, 0.5])
+def test_a_sigint_before_the_run_handles_signals_exits_130(
+    tmp_path: Path, sim_thread: tuple[Simulator, str], after: float
+) -> None:
+    """Early, while modules load or options are parsed, click turned Ctrl-C into "Aborted!"
+    and exit 1, the code of a finished run with failed rows (or a traceback, earlier)."""
+    sim, url = sim_thread
+    path = write_csv(tmp_path / "in.csv", [(t, "solved") for t in list(sim.tickets)[:300]])
+    proc = start(url, str(path), "--rate", "20")
+    time.sleep(after)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    if proc.returncode == -signal.SIGINT:
+        # It landed while Python itself started (a slow machine), before any of bulk's code:
+        # Python ends killed by SIGINT, which a shell sees as 130 too.
+        assert "bulk/" not in stderr, stderr
+        return
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "Aborted!" not in stderr
 
 
 def test_edited_input_is_refused_and_fresh_starts_over(
