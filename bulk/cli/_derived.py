@@ -49,7 +49,7 @@ def _derived_run(
 
 def _derive(kind: str, report: Path, make_frame: Any, yes: bool, options: RunOptions) -> None:
     from ..batch import derived_report_path, derived_target
-    from ..report import batch_of
+    from ..report import batch_began, batch_of
 
     try:
         frame = make_frame()
@@ -70,6 +70,10 @@ def _derive(kind: str, report: Path, make_frame: Any, yes: bool, options: RunOpt
         "batch_id": batch_of(report),
         "base_url": target.batch_url,
     }
+    if kind == "retry" and (began := batch_began(report)):
+        # The batch, or an earlier retry of it, may have posted the comments this one
+        # sends: it looks for each back to then before posting it.
+        derived["comments_since"] = began
     elsewhere = target.batch_url if target.elsewhere else None
     sys.exit(execute_batch(frame, options, yes, elsewhere, derived_from=derived))
 

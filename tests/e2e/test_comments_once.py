@@ -120,6 +120,36 @@ def test_a_rerun_waits_for_the_posts_a_killed_run_left_at_the_server(
     assert {r["comment_outcome"] for r in report} == {"updated"}
 
 
+def test_a_second_retry_of_one_report_posts_no_comment_again(
+    tickets: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    """Each retry of a report is a batch of its own: the second found the comments the
+    first had posted only if it looked back to the report's batch (it posted all again)."""
+    sim = Simulator(SimConfig(rate=None, seed=9, error_rate=1.0), tickets)  # all fail at first
+    source = write_csv(tmp_path / "in.csv", [(t["id"],) for t in tickets], header=("ticket_id",))
+    env = {"SPACEBRING_ACCESS_TOKEN": DEMO_ACCESS_TOKEN, "SPACEBRING_NETWORK_ID": DEMO_NETWORK_ID}
+    fast = ("--rate", "unlimited", "--max-attempts", "1", "--max-failure-rate", "1")
+    with SimulatorThread(sim) as thread:
+        env["SPACEBRING_BASE_URL"] = thread.base_url
+        batch = run_bulk(
+            "run", str(source), "--status", "closed", "--assignee", USER, "--comment", "Moved",
+            *fast, env=env, cwd=tmp_path,
+        )  # fmt: skip
+        assert batch.returncode == 1, batch.stderr
+        sim.config.error_rate = 0.0
+        report = str(tmp_path / "reports" / "in.report.csv")
+        for name in ("in.retry.csv", "in.retry2.csv"):
+            retry = run_bulk(
+                "retry", report, "--report", str(tmp_path / "reports" / name), *fast,
+                env=env, cwd=tmp_path,
+            )  # fmt: skip
+            assert retry.returncode == 0, retry.stderr
+    assert sim.duplicate_comments() == 0
+    assert all(len(sim.comments(t["id"])) == 1 for t in tickets)
+    second = read_report(tmp_path / "reports" / "in.retry2.csv")
+    assert {r["comment_outcome"] for r in second} == {"updated"}
+
+
 async def test_attempts_run_out_on_a_posted_comment_it_is_found_not_failed(
     tickets: list[dict[str, Any]],
 ) -> None:
