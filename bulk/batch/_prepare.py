@@ -25,7 +25,7 @@ from .._core._files import JobLock, beside
 from .._core._text import printable
 from ..input import Source, open_source
 from ..journal import Journal
-from ..plan import STATUSES, ChangeSpec, normalise_status
+from ..plan import STATUSES, ChangeSpec, checked_assignee, checked_type, normalise_status
 from ..report import check_outputs
 from ._changes import change_spec, check_comment_credentials, extra_columns
 from ._options import RunOptions, default_report
@@ -171,19 +171,28 @@ async def opened(batch: Batch) -> AsyncIterator[Journal]:
 
 
 def _check_expected(src: Source) -> None:
-    """A DataFrame's `expected_status` cells are statuses or empty, or exit 2 naming the row."""
+    """A DataFrame's `expected_status` cells are statuses or empty, its `expected_assignee`
+    user ids (or `none`) and its `expected_type` types; or exit 2 naming the row."""
     frame = src.frame
-    if frame is None or "expected_status" not in frame.columns:
+    if frame is None:
         return
     import pandas as pd
 
-    for row, value in enumerate(frame["expected_status"].tolist(), 1):
-        if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+    rules = (
+        ("expected_status", normalise_status, f"a status ({', '.join(STATUSES)})"),
+        ("expected_assignee", checked_assignee, "a user id (a UUID) or none"),
+        ("expected_type", checked_type, "a ticket type"),
+    )
+    for column, check, what in rules:
+        if column not in frame.columns:
             continue
-        if value == "":
-            continue
-        if not isinstance(value, str) or normalise_status(value) is None:
-            raise UsageError(
-                f"{src.name}, row {row}, column 'expected_status': {printable(value, 60)} is "
-                f"not a status ({', '.join(STATUSES)})"
-            )
+        for row, value in enumerate(frame[column].tolist(), 1):
+            if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+                continue
+            if value == "":
+                continue
+            if not isinstance(value, str) or check(value.strip()) is None:
+                raise UsageError(
+                    f"{src.name}, row {row}, column {column!r}: {printable(value, 60)} is "
+                    f"not {what}"
+                )

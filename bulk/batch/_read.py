@@ -29,7 +29,7 @@ from .._core._exceptions import CredentialsRejected, ListingUnreadable, Unexpect
 from .._core._exit import ExitCode
 from .._core._files import beside, replacing
 from ..journal import SNAPSHOT_COLUMNS, Journal, ReadRecord
-from ..plan import normalise_status
+from ..plan import checked_assignee, checked_type, normalise_status
 from ..send import ChangeClient, RateController, Read, Reader, TicketClient, TicketState
 from ._options import checked_location
 from ._prepare import Batch
@@ -122,6 +122,29 @@ def expected_statuses(batch: Batch) -> list[str]:
 def _expected(batch: Batch) -> list[tuple[int, str]]:
     """An undo's rows and the status its batch set, which must still hold (README)."""
     return [(i, s) for i, s in enumerate(expected_statuses(batch), 1) if s]
+
+
+# An undo's columns of the values its batch set, per change kind (batch/_undo_changes.py),
+# and how each is written as the reads and answers write it.
+EXPECTED_CHANGES = {
+    "assignee": ("expected_assignee", checked_assignee),
+    "type": ("expected_type", checked_type),
+}
+
+
+def _expected_changes(batch: Batch) -> list[tuple[int, str, str]]:
+    """(row, kind, value): an undo's changes and what their batch set, which must still hold
+    (`--force`: none). `prepare` has refused a value that is not a user id or a type."""
+    frame = batch.source.frame
+    if frame is None or batch.options.force:
+        return []
+    found = []
+    for kind, (column, canonical) in EXPECTED_CHANGES.items():
+        if column in frame.columns:
+            for i, value in enumerate(frame[column].tolist(), 1):
+                if isinstance(value, str) and (written := canonical(value)):
+                    found.append((i, kind, written))
+    return found
 
 
 def should_read(batch: Batch, locations: tuple[str, ...], undo: bool) -> bool:
@@ -245,8 +268,12 @@ async def read_before(
     the rerun reads only the rest.
     """
     expected = _expected(batch)
-    if expected and not (await anyio.to_thread.run_sync(journal.meta)).get("expected_set"):
+    changes = _expected_changes(batch)
+    if (expected or changes) and not (await anyio.to_thread.run_sync(journal.meta)).get(
+        "expected_set"
+    ):
         await anyio.to_thread.run_sync(journal.set_expected, expected)
+        await anyio.to_thread.run_sync(journal.set_expected_changes, changes)
         await anyio.to_thread.run_sync(lambda: journal.set_meta(expected_set=True))
     locations = locations_of(batch)
     if client is None or not should_read(batch, locations, bool(expected)):

@@ -7,7 +7,10 @@ the value recorded before it (`none`: unassigned again), an added comment is
 deleted by its id, and the status goes back as a status-only undo does.
 Like a status-only undo it reads first: a ticket whose status is no longer
 the one the batch left is skipped as changed since the batch (`--force`
-reverts it anyway).
+reverts it anyway). So is an assignee or type no longer the batch's: each
+goes back only while the ticket still has the value the batch set
+(`expected_assignee`, `expected_type`), else an agent's later edit was
+overwritten (a review's undo of 2,000 rows overwrote 36 assignees and 51 types).
 """
 
 from __future__ import annotations
@@ -42,6 +45,13 @@ def _back(frame: pd.DataFrame, outcome: str, previous: str) -> pd.Series:
     return frame[previous].where(applied, "")
 
 
+def _set(frame: pd.DataFrame, column: str, back: pd.Series) -> pd.Series:
+    """What the batch set in `column`, where that change goes back (it must still hold)."""
+    if column not in frame.columns:
+        return back.map(lambda _: "")
+    return frame[column].where(back != "", "")
+
+
 def changes_undo_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """The reverse batch: per row, the changes that undo what the report says was applied."""
     previous = frame["previous_status"].map(lambda s: normalise_status(s) or "")
@@ -66,6 +76,8 @@ def changes_undo_frame(frame: pd.DataFrame) -> pd.DataFrame:
         delete_comment=comment,
         skip_reason=reason,
         expected_status=expected,
+        expected_assignee=_set(frame, "assignee", assignee),
+        expected_type=_set(frame, "type", kind),
     )[
         [
             "ticket_id",
@@ -76,6 +88,8 @@ def changes_undo_frame(frame: pd.DataFrame) -> pd.DataFrame:
             "row",
             "skip_reason",
             "expected_status",
+            "expected_assignee",
+            "expected_type",
         ]
     ].rename(columns={"row": "source_row"})
 

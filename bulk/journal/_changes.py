@@ -15,6 +15,7 @@ connection (called through a worker thread), not through the outcome inbox.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -31,6 +32,7 @@ __all__ = [
     "ChangeLog",
     "ChangeState",
     "change_columns",
+    "migrate_changes",
 ]
 
 CHANGE_SCHEMA = """
@@ -46,6 +48,7 @@ CREATE TABLE IF NOT EXISTS changes (
     error TEXT,
     activity_id TEXT,               -- a comment's id (what undo deletes)
     attempted_at TEXT,              -- when its latest attempt went out
+    expected TEXT,                  -- undo: the value the batch set, which must still hold
     PRIMARY KEY (row, seq)
 ) WITHOUT ROWID;
 """
@@ -65,6 +68,8 @@ class ChangeState(NamedTuple):
     attempted_at: str | None
     http_status: int | None
     error: str | None
+    # An undo's: the value its batch set; the change is sent only while the ticket has it.
+    expected: str | None = None
 
 
 def _change(kind: str, field: str) -> str:
@@ -120,12 +125,20 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
+def migrate_changes(conn: sqlite3.Connection) -> None:
+    """Give the changes table of a journal from an earlier version the columns added since."""
+    have = {r[1] for r in conn.execute("PRAGMA table_info(changes)")}
+    if "expected" not in have:  # before an undo guarded each change
+        conn.execute("ALTER TABLE changes ADD COLUMN expected TEXT")
+
+
 class ChangeLog:
     """The `changes` table of the journal at `path` (its own connection; thread-safe)."""
 
     def __init__(self, path: Path) -> None:
         self._conn = connect(path)
         self._conn.executescript(CHANGE_SCHEMA)
+        migrate_changes(self._conn)
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -189,7 +202,7 @@ class ChangeLog:
         with self._lock:
             found = self._conn.execute(
                 "SELECT seq, kind, value, state, previous_value, activity_id, attempted_at,"
-                " http_status, error FROM changes WHERE row = ? ORDER BY seq",
+                " http_status, error, expected FROM changes WHERE row = ? ORDER BY seq",
                 (row,),
             ).fetchall()
         return [ChangeState(*r) for r in found]

@@ -25,7 +25,7 @@ from .._core._csvsafe import neutralise_sql
 from .._core._exceptions import UsageError
 from .._core._text import printable
 from ..plan import PlannedRow
-from ._changes import CHANGE_REPORT_SQL, CHANGE_SCHEMA, CHANGE_TEXT_COLUMNS
+from ._changes import CHANGE_REPORT_SQL, CHANGE_SCHEMA, CHANGE_TEXT_COLUMNS, migrate_changes
 from ._reads import Reads
 from ._schema import (
     REPORT_COLUMNS,
@@ -87,6 +87,7 @@ class Journal(Reads):
             self._conn = connect(path)
             self._conn.executescript(_SCHEMA)
             migrate(self._conn)
+            migrate_changes(self._conn)
         except sqlite3.Error as exc:
             raise UsageError(f"{printable(path, 200)}: cannot open the journal ({exc})") from None
         self._lock = threading.Lock()

@@ -109,6 +109,15 @@ class Reads:
                 [(assignee, key) for key, assignee in pairs],
             )
 
+    def set_expected_changes(self, triples: Iterable[tuple[int, str, str]]) -> None:
+        """(row, kind, value): an undo sends the row's change of `kind` only while its ticket
+        still has `value`, what the batch set (an agent's later edit is left alone)."""
+        with self._lock:
+            self._conn.executemany(
+                "UPDATE changes SET expected = ? WHERE row = ? AND kind = ?",
+                [(value, row, kind) for row, kind, value in triples],
+            )
+
     def record_verified(self, reads: Iterable[ReadRecord]) -> int:
         """`yes` where the ticket holds the row's target, else `drifted: now X`; how many
         rows that verified."""

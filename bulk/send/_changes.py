@@ -54,6 +54,13 @@ class _Done(NamedTuple):
     previous: str | None = None
     http_status: int | None = None
     activity_id: str | None = None
+    note: str | None = None  # why a change was left alone (an undo's guard)
+
+
+def _changed_since(now: str | None, http_status: int) -> _Done:
+    """An undo's change left alone: the ticket no longer has what the batch set."""
+    shown = "unreadable" if now is None else now
+    return _Done("unchanged", now, http_status, note=f"changed since the batch (now {shown})")
 
 
 def _parse_time(text: str) -> datetime | None:
@@ -142,7 +149,7 @@ class ChangeRunner:
             )
             return False
         sent[0] += mine[0]
-        await self._finish(row, change, done, mine[0])
+        await self._finish(row, change, done, mine[0], done.note)
         return True
 
     async def _finish(
@@ -169,13 +176,7 @@ class ChangeRunner:
             state = "unchanged" if answer.previous_status == value else "updated"
             return _Done(state, answer.previous_status, answer.http_status, answer.activity_id)
         if change.kind == "assignee":
-            result = await engine.request(row, sent, client.set_assignee, ticket, value)
-            previous, read = result.previous, change.previous_value  # read: before sending
-            if read is not None and (previous is None or (previous == value != read)):
-                # "Already so" after a lost answer: the assignee read first was another.
-                previous = read
-            state = "unchanged" if previous == value else "updated"
-            return _Done(state, previous, result.http_status, result.activity_id)
+            return await self._assignee(row, ticket, change, sent)
         if change.kind == "type":
             return await self._type(row, ticket, change, sent)
         if change.kind == "comment":
@@ -191,11 +192,31 @@ class ChangeRunner:
             return _Done("updated", http_status=204)
         raise FatalRequestError(f"unknown change {change.kind!r}")
 
+    async def _assignee(self, row: int, ticket: str, change: ChangeState, sent: list[int]) -> _Done:
+        engine, client, value = self._engine, self._client, change.value
+        if change.expected is not None:
+            # An undo: the assignee read first (by the batch's read, else now) must still
+            # be the one the batch set.
+            now = change.previous_value
+            if now is None:
+                now = (await engine.request(row, sent, client.details, ticket)).assignee
+            if now not in (change.expected, value):
+                return _changed_since(now, 200)
+        result = await engine.request(row, sent, client.set_assignee, ticket, value)
+        previous, read = result.previous, change.previous_value  # read: before sending
+        if read is not None and (previous is None or (previous == value != read)):
+            # "Already so" after a lost answer: the assignee read first was another.
+            previous = read
+        state = "unchanged" if previous == value else "updated"
+        return _Done(state, previous, result.http_status, result.activity_id)
+
     async def _type(self, row: int, ticket: str, change: ChangeState, sent: list[int]) -> _Done:
         # The PATCH answers 204 with no body: the type before is read first,
         # and journaled before the PATCH so a crash after it still knows it.
         now = await self._engine.request(row, sent, self._client.details, ticket)
         previous = change.previous_value
+        if change.expected is not None and now.type not in (change.expected, change.value):
+            return _changed_since(now.type, 200)  # an undo: an agent re-typed it since
         if now.type == change.value:
             return _Done("unchanged" if previous is None else "updated", previous or now.type, 200)
         if now.type is not None:
@@ -355,6 +376,13 @@ class ChangeRunner:
                 error += f"; not sent: {', '.join(skipped)}"
         else:
             outcome = "updated" if "updated" in states else "unchanged"
+            # An undo's changes left alone (the ticket changed since the batch): said, and a
+            # row of which nothing went back is `skipped`, as a status-only undo's is.
+            left = [c for c in changes if c.state == "unchanged" and c.error]
+            if left:
+                error = "; ".join(f"{c.kind}: {c.error}; left as it is" for c in left)
+                if outcome == "unchanged" and len(left) == len(changes):
+                    outcome = "skipped"
         now = datetime.now(UTC).isoformat(timespec="milliseconds")
         return Outcome(
             outcome,

@@ -23,6 +23,7 @@ from bulk.batch import undo_frame
 from bulk.simulator import (
     DEMO_ACCESS_TOKEN,
     DEMO_NETWORK_ID,
+    TICKET_TYPES,
     SimConfig,
     Simulator,
     make_tickets,
@@ -163,6 +164,77 @@ async def test_undo_of_changes_leaves_alone_what_was_changed_since(
     )
     assert forced.set_index("ticket_id").loc[reopened, "outcome"] == "updated"
     assert sim.tickets[reopened]["status"] == "new"
+
+
+async def test_undo_leaves_an_assignee_or_type_an_agent_changed_since(
+    sim: Simulator, server: str, tickets: list[dict[str, Any]], bearer: Credentials
+) -> None:
+    """The status is not all an agent edits: an undo that checked only it put the batch's
+    assignee and type back over an agent's later reassignment or re-typing (chaos review)."""
+    chosen = [t for t in tickets if t["status"] == "new"][:4]
+    before = {t["id"]: dict(t) for t in chosen}
+    kinds = {t["type"] for t in chosen}
+    batch_type, other_type = [k for k in TICKET_TYPES if k not in kinds][:2]
+    await bulk.run_async(
+        pd.DataFrame({"ticket_id": list(before)}),
+        credentials=bearer,
+        base_url=server,
+        rate=None,
+        assignee=USER,
+        type=batch_type,
+        status="closed",
+        report=Path("x.report.csv"),
+    )
+    reassigned, retyped, both = (t["id"] for t in chosen[:3])
+    agent = "2d8a3e4f-5f6c-4d7e-8f90-a1b2c3d4e5f6"
+    with sim._lock:
+        for ticket_id in (reassigned, both):
+            sim.tickets[ticket_id].update(userRefAssignee=agent)
+        for ticket_id in (retyped, both):
+            sim.tickets[ticket_id]["type"] = other_type
+    report = await bulk.run_async(
+        undo_frame(Path("x.report.csv")),
+        credentials=bearer,
+        base_url=server,
+        rate=None,
+        report=Path("x.undo.csv"),
+    )
+    outcome = report.set_index("ticket_id")
+    now = sim.tickets
+    # What the agent set stays; what the batch set and nobody changed goes back.
+    assert now[reassigned]["userRefAssignee"] == agent
+    assert now[reassigned]["type"] == before[reassigned]["type"]
+    assert now[retyped]["type"] == other_type
+    assert now[retyped].get("userRefAssignee") == before[retyped].get("userRefAssignee")
+    assert (now[both]["userRefAssignee"], now[both]["type"]) == (agent, other_type)
+    assert outcome.loc[reassigned, "outcome"] == "updated"
+    assert outcome.loc[reassigned, "error"] == (
+        f"assignee: changed since the batch (now {agent}); left as it is"
+    )
+    assert outcome.loc[retyped, "error"] == (
+        f"type: changed since the batch (now {other_type}); left as it is"
+    )
+    assert (outcome.loc[reassigned, "assignee_outcome"], outcome.loc[retyped, "type_outcome"]) == (
+        "unchanged",
+        "unchanged",
+    )
+    untouched = chosen[3]["id"]
+    assert outcome.loc[untouched, "outcome"] == "updated"
+    assert pd.isna(outcome.loc[untouched, "error"])
+    assert now[untouched].get("userRefAssignee") == before[untouched].get("userRefAssignee")
+    for ticket_id in before:
+        assert now[ticket_id]["status"] == "new"  # the status went back everywhere
+    # --force puts the batch's values back regardless.
+    forced = await bulk.run_async(
+        undo_frame(Path("x.report.csv")),
+        credentials=bearer,
+        base_url=server,
+        rate=None,
+        report=Path("f.undo.csv"),
+        force=True,
+    )
+    assert forced["error"].isna().all()
+    assert now[both]["type"] == before[both]["type"]
 
 
 async def test_undo_lists_the_locations_the_batch_read_in(
