@@ -27,6 +27,7 @@ __all__ = [
     "TEXT_COLUMNS",
     "WOULD_SQL",
     "Outcome",
+    "changed_rows",
     "connect",
     "held_rows",
     "migrate",
@@ -271,6 +272,17 @@ def held_rows(path: Path, batch_id: str | None) -> frozenset[int]:
     Raises `UsageError` when a journal is there but cannot say: unreadable, still planning
     (a run killed then), or another batch's (a `--fresh` run killed before its report).
     """
+    return _batch_rows(path, batch_id, "outcome IS NULL OR outcome IN ('updated', 'unchanged')")
+
+
+def changed_rows(path: Path, batch_id: str | None) -> frozenset[int]:
+    """The rows the unfinished batch `batch_id` has sent and seen applied, for an undo to
+    compare with the report (whose rows a run killed before its report cannot show); the
+    same refusals as `held_rows`."""
+    return _batch_rows(path, batch_id, "outcome IN ('updated', 'unchanged')")
+
+
+def _batch_rows(path: Path, batch_id: str | None, where: str) -> frozenset[int]:
     if not path.exists():
         return frozenset()
     refuse_unless_ours(path)
@@ -285,9 +297,7 @@ def held_rows(path: Path, batch_id: str | None) -> frozenset[int]:
         return frozenset()
     if meta and not meta.get("planned"):
         raise UsageError(f"{shown}: its run was stopped while planning; rerun its command")
-    found = _read_only(
-        path, "SELECT row FROM rows WHERE outcome IS NULL OR outcome IN ('updated', 'unchanged')"
-    )
+    found = _read_only(path, f"SELECT row FROM rows WHERE {where}")
     if found is None or not meta:
         raise UsageError(f"{shown}: cannot read this journal")
     return frozenset(row for (row,) in found)

@@ -129,6 +129,30 @@ def test_a_sigint_before_the_run_handles_signals_exits_130(
     assert "Traceback" not in stderr and "Aborted!" not in stderr
 
 
+def test_an_undo_of_a_report_behind_its_journal_is_refused_until_it_is_rewritten(
+    tmp_path: Path, sim_thread: tuple[Simulator, str]
+) -> None:
+    """A resumed run killed before its report leaves the older report, which does not show
+    what that run changed: an undo of it left those tickets changed, exit 0 (chaos review)."""
+    sim, url = sim_thread
+    ids = [t for t in sim.tickets if sim.status_of(t) != "solved"][:12]
+    path = write_csv(tmp_path / "in.csv", [(t, "solved") for t in ids])
+    report = tmp_path / "reports" / "in.report.csv"
+    assert bulk(url, "run", str(path), "--limit", "3").returncode == 0
+    older = report.read_bytes()
+    assert bulk(url, "run", str(path), "--limit", "3").returncode == 0
+    report.write_bytes(older)  # as if the second run was killed before writing its report
+    undo = bulk(url, "undo", str(report))
+    assert undo.returncode == 2, undo.stderr
+    assert "3 rows its batch changed after this report was written" in undo.stderr
+    assert sum(sim.status_of(t) == "solved" for t in ids) == 6  # nothing was sent
+    # The remedy it names: the batch's command with --limit 0 writes the report again.
+    assert bulk(url, "run", str(path), "--limit", "0").returncode == 0
+    again = bulk(url, "undo", str(report))
+    assert again.returncode == 0, again.stderr
+    assert not any(sim.status_of(t) == "solved" for t in ids)
+
+
 def test_edited_input_is_refused_and_fresh_starts_over(
     tmp_path: Path, sim_thread: tuple[Simulator, str]
 ) -> None:
