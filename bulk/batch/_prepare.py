@@ -21,12 +21,12 @@ import anyio
 
 from .._core._config import Credentials, resolve_target
 from .._core._exceptions import JobLocked, UsageError
-from .._core._files import JobLock, beside
+from .._core._files import JobLock, beside, remove_leftovers
 from .._core._text import printable
 from ..input import Source, open_source
 from ..journal import Journal
 from ..plan import STATUSES, ChangeSpec, checked_assignee, checked_type, normalise_status
-from ..report import check_outputs
+from ..report import audit_path, check_outputs, page_path
 from ._changes import change_spec, check_comment_credentials, extra_columns
 from ._options import RunOptions, default_report
 
@@ -156,6 +156,14 @@ async def opened(batch: Batch) -> AsyncIterator[Journal]:
             lock.acquire()
         except JobLocked as exc:
             raise UsageError(str(exc), exit_code=JobLocked.exit_code) from None
+        report = batch.report
+        for written in (
+            report,
+            page_path(report),
+            audit_path(report),
+            beside(report, ".snapshot.csv"),
+        ):
+            remove_leftovers(written)  # of a run killed while it wrote them; under the lock
     try:
         journal = await anyio.to_thread.run_sync(Journal, journal_path)
         try:

@@ -153,6 +153,29 @@ def test_an_undo_of_a_report_behind_its_journal_is_refused_until_it_is_rewritten
     assert not any(sim.status_of(t) == "solved" for t in ids)
 
 
+def test_a_rerun_removes_the_partial_files_a_killed_run_left(
+    tmp_path: Path, sim_thread: tuple[Simulator, str]
+) -> None:
+    """A run killed while writing its report left a partial copy beside it, for good."""
+    sim, url = sim_thread
+    path = write_csv(tmp_path / "in.csv", [(t, "solved") for t in list(sim.tickets)[:5]])
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    left = [
+        reports / f".in.report.csv.{'a1' * 6}.tmp",
+        reports / f".in.report.run.json.{'b2' * 6}.tmp",
+    ]
+    kept = [reports / ".in.report.csv.notours.tmp", reports / "notes.txt"]
+    for leftover in left + kept:
+        leftover.write_text("row,ticket_id\n1,partial\n")
+    (reports / f".in.report.html.{'c3' * 6}.tmp").symlink_to(kept[1])  # a link is not removed
+    assert bulk(url, "run", str(path)).returncode == 0
+    assert not any(p.exists() for p in left)
+    assert (
+        all(p.exists() for p in kept) and (reports / f".in.report.html.{'c3' * 6}.tmp").is_symlink()
+    )
+
+
 def test_edited_input_is_refused_and_fresh_starts_over(
     tmp_path: Path, sim_thread: tuple[Simulator, str]
 ) -> None:
