@@ -119,17 +119,23 @@ async def test_a_400_on_a_status_already_set_is_settled_by_one_read(
     assert gets == dict.fromkeys(closed, 1)  # one read a refused status, nothing more
 
 
+async def _run(
+    frame: pd.DataFrame, bearer: Credentials, server: str, **options: Any
+) -> pd.DataFrame:
+    """A run of `frame` at full speed against the simulator."""
+    return await bulk.run_async(frame, credentials=bearer, base_url=server, rate=None, **options)
+
+
 async def test_undo_of_changes_leaves_alone_what_was_changed_since(
     sim: Simulator, server: str, tickets: list[dict[str, Any]], bearer: Credentials
 ) -> None:
     chosen = [t for t in tickets if t["status"] == "new"][:6]
     before = {t["id"]: dict(t) for t in chosen}
     frame = pd.DataFrame({"ticket_id": list(before)})
-    await bulk.run_async(
+    await _run(
         frame,
-        credentials=bearer,
-        base_url=server,
-        rate=None,
+        bearer,
+        server,
         assignee=USER,
         status="closed",
         report=Path("x.report.csv"),
@@ -175,11 +181,10 @@ async def test_undo_leaves_an_assignee_or_type_an_agent_changed_since(
     before = {t["id"]: dict(t) for t in chosen}
     kinds = {t["type"] for t in chosen}
     batch_type, other_type = [k for k in TICKET_TYPES if k not in kinds][:2]
-    await bulk.run_async(
+    await _run(
         pd.DataFrame({"ticket_id": list(before)}),
-        credentials=bearer,
-        base_url=server,
-        rate=None,
+        bearer,
+        server,
         assignee=USER,
         type=batch_type,
         status="closed",
@@ -192,11 +197,10 @@ async def test_undo_leaves_an_assignee_or_type_an_agent_changed_since(
             sim.tickets[ticket_id].update(userRefAssignee=agent)
         for ticket_id in (retyped, both):
             sim.tickets[ticket_id]["type"] = other_type
-    report = await bulk.run_async(
+    report = await _run(
         undo_frame(Path("x.report.csv")),
-        credentials=bearer,
-        base_url=server,
-        rate=None,
+        bearer,
+        server,
         report=Path("x.undo.csv"),
     )
     outcome = report.set_index("ticket_id")
@@ -225,11 +229,10 @@ async def test_undo_leaves_an_assignee_or_type_an_agent_changed_since(
     for ticket_id in before:
         assert now[ticket_id]["status"] == "new"  # the status went back everywhere
     # --force puts the batch's values back regardless.
-    forced = await bulk.run_async(
+    forced = await _run(
         undo_frame(Path("x.report.csv")),
-        credentials=bearer,
-        base_url=server,
-        rate=None,
+        bearer,
+        server,
         report=Path("f.undo.csv"),
         force=True,
     )
