@@ -4,7 +4,13 @@ Also the batches made from an earlier report (retry, undo), which run
 through the same story.
 """
 
-from ._derived import derived_report_path, read_report, retry_frame, undo_frame
+from ._derived import (
+    derived_report_path,
+    read_report,
+    refuse_a_second_retry,
+    retry_frame,
+    undo_frame,
+)
 from ._library import preview, run, run_async
 from ._options import RunOptions, default_report
 from ._send import rate_controller
@@ -26,6 +32,7 @@ __all__ = [
     "preview",
     "rate_controller",
     "read_report",
+    "refuse_a_second_retry",
     "retry_frame",
     "run",
     "run_async",

@@ -17,13 +17,19 @@ from .._core._files import beside
 from .._core._text import printable
 from ..journal import changed_rows, held_rows
 from ..plan import normalise_status
-from ..report import audit_path, batch_of, read_audit
+from ..report import AUDIT_SUFFIX, audit_path, batch_of, read_audit
 from ._undo_changes import UNDO_COLUMNS, changes_undo_frame, with_locations
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["derived_report_path", "read_report", "retry_frame", "undo_frame"]
+__all__ = [
+    "derived_report_path",
+    "read_report",
+    "refuse_a_second_retry",
+    "retry_frame",
+    "undo_frame",
+]
 
 log = logging.getLogger("bulk")
 
@@ -85,6 +91,35 @@ def derived_report_path(report: Path, kind: str, dry_run: bool = False) -> Path:
     dry runs have their own name: the real undo's report is what undoing the undo reads)."""
     base = report.name.rsplit(".", 1)[0].removesuffix(".report")
     return report.with_name(f"{base}.{kind}{'.dry-run' if dry_run else ''}{report.suffix}")
+
+
+def refuse_a_second_retry(report: Path, into: Path) -> None:
+    """Refuses (exit 2) a retry of a report with comments that an earlier retry beside it
+    took, into another report: each retry is a batch of its own, so the second posted every
+    comment the first had posted (chaos review). Its status, assignee and type PUTs would
+    only land twice; a comment POST lands twice. Looking for the comment first cannot tell
+    this client's from an agent's with the same text, so the earlier retry is named instead.
+    """
+    if "comment_outcome" not in read_report(report).columns:
+        return
+    batch, mine = batch_of(report), audit_path(into).resolve()
+    if batch is None:
+        return
+    for record_path in sorted(report.parent.glob(f"*{AUDIT_SUFFIX}")):
+        record = read_audit(record_path) or {}
+        derived, written = record.get("derived_from"), record.get("report")
+        if (
+            isinstance(derived, dict)
+            and derived.get("kind") == "retry"
+            and derived.get("batch_id") == batch
+            and record_path.resolve() != mine
+        ):
+            earlier = printable(written if isinstance(written, str) else record_path, 200)
+            raise UsageError(
+                f"{printable(report, 200)} was retried already, into {earlier}: a second "
+                "retry of it would post its comments again. Retry that report instead "
+                f"(bulk retry {earlier}), or rerun that retry's command; nothing sent"
+            )
 
 
 def retry_frame(report: Path, only: frozenset[str], *, force: bool = False) -> pd.DataFrame:

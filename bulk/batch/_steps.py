@@ -194,13 +194,6 @@ async def _plan_afresh(
         # looks for them back to the earliest start and reads before posting.
         posted = await anyio.to_thread.run_sync(comments_posted, journal.path)
         since = earlier.get("comments_since") or (earlier.get("created_at") if posted else None)
-    if batch.changes is not None and batch.derived_from:
-        # A retry: back to its report's batch (cli/_derived.py), whichever is earlier.
-        began = batch.derived_from.get("comments_since")
-        if isinstance(began, str) and (
-            since is None or datetime.fromisoformat(began) < datetime.fromisoformat(since)
-        ):
-            since = began
     if earlier.get("planned") and (owed := await anyio.to_thread.run_sync(journal.put_backs_owed)):
         # Clearing the journal would forget whose status an interrupted undo overwrote.
         raise UsageError(

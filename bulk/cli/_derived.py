@@ -48,8 +48,8 @@ def _derived_run(
 
 
 def _derive(kind: str, report: Path, make_frame: Any, yes: bool, options: RunOptions) -> None:
-    from ..batch import derived_report_path, derived_target
-    from ..report import batch_began, batch_of
+    from ..batch import derived_report_path, derived_target, refuse_a_second_retry
+    from ..report import batch_of
 
     try:
         frame = make_frame()
@@ -64,16 +64,17 @@ def _derive(kind: str, report: Path, make_frame: Any, yes: bool, options: RunOpt
     options.base_url = target.base_url
     if options.report is None:
         options.report = derived_report_path(report, kind, options.dry_run)
+    if kind == "retry" and not options.dry_run:
+        try:
+            refuse_a_second_retry(report, options.report)
+        except UsageError as exc:
+            fail_usage(str(exc))
     derived = {
         "kind": kind,
         "report": str(report),
         "batch_id": batch_of(report),
         "base_url": target.batch_url,
     }
-    if kind == "retry" and (began := batch_began(report)):
-        # The batch, or an earlier retry of it, may have posted the comments this one
-        # sends: it looks for each back to then before posting it.
-        derived["comments_since"] = began
     elsewhere = target.batch_url if target.elsewhere else None
     sys.exit(execute_batch(frame, options, yes, elsewhere, derived_from=derived))
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -79,45 +78,6 @@ def recorded_base_url(report: Path) -> str | None:
         return None
     url = record.get("base_url") if isinstance(record, dict) else None
     return url if isinstance(url, str) and url else None
-
-
-def batch_began(report: Path) -> str | None:
-    """When the batch of `report` began (UTC, ISO), following the retries it came from.
-
-    A retry looks for the comments it is about to post back to then: the batch or an
-    earlier retry of it may have posted them (a second retry of one report posted every
-    comment again). The record is trusted as `recorded_base_url` trusts it.
-    """
-    raw = read_file(audit_path(report), MAX_BYTES, own="audit record")
-    try:
-        record = json.loads(raw) if raw is not None else None
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(record, dict):
-        return None
-    derived = record.get("derived_from")
-    invocations = record.get("invocations")
-    times = (
-        [
-            record.get("started_at"),
-            derived.get("comments_since") if isinstance(derived, dict) else None,
-            *(i.get("started_at") for i in invocations if isinstance(i, dict)),
-        ]
-        if isinstance(invocations, list)
-        else [record.get("started_at")]
-    )
-    began = [t for t in map(_utc, times) if t is not None]
-    return min(began).isoformat() if began else None
-
-
-def _utc(value: Any) -> datetime | None:
-    if not isinstance(value, str) or len(value) > 40:
-        return None
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return when if when.tzinfo is not None else None
 
 
 def is_audit(path: Path) -> bool:

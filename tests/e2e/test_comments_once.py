@@ -120,15 +120,17 @@ def test_a_rerun_waits_for_the_posts_a_killed_run_left_at_the_server(
     assert {r["comment_outcome"] for r in report} == {"updated"}
 
 
-def test_a_second_retry_of_one_report_posts_no_comment_again(
+def test_a_second_retry_of_one_report_is_refused_and_posts_nothing(
     tickets: list[dict[str, Any]], tmp_path: Path
 ) -> None:
-    """Each retry of a report is a batch of its own: the second found the comments the
-    first had posted only if it looked back to the report's batch (it posted all again)."""
+    """Each retry of a report is a batch of its own: a second one, into another report,
+    posted every comment the first had posted (chaos review). It is refused, naming the
+    first; the first's own command still resumes it."""
     sim = Simulator(SimConfig(rate=None, seed=9, error_rate=1.0), tickets)  # all fail at first
     source = write_csv(tmp_path / "in.csv", [(t["id"],) for t in tickets], header=("ticket_id",))
     env = {"SPACEBRING_ACCESS_TOKEN": DEMO_ACCESS_TOKEN, "SPACEBRING_NETWORK_ID": DEMO_NETWORK_ID}
     fast = ("--rate", "unlimited", "--max-attempts", "1", "--max-failure-rate", "1")
+    reports = tmp_path / "reports"
     with SimulatorThread(sim) as thread:
         env["SPACEBRING_BASE_URL"] = thread.base_url
         batch = run_bulk(
@@ -137,17 +139,22 @@ def test_a_second_retry_of_one_report_posts_no_comment_again(
         )  # fmt: skip
         assert batch.returncode == 1, batch.stderr
         sim.config.error_rate = 0.0
-        report = str(tmp_path / "reports" / "in.report.csv")
-        for name in ("in.retry.csv", "in.retry2.csv"):
-            retry = run_bulk(
-                "retry", report, "--report", str(tmp_path / "reports" / name), *fast,
-                env=env, cwd=tmp_path,
-            )  # fmt: skip
-            assert retry.returncode == 0, retry.stderr
+        runs = [
+            run_bulk(
+                "retry",
+                str(reports / "in.report.csv"),
+                "--report",
+                str(reports / name),
+                *fast,
+                env=env,
+                cwd=tmp_path,
+            )
+            for name in ("in.retry.csv", "in.retry2.csv", "in.retry.csv")
+        ]
+    assert [r.returncode for r in runs] == [0, 2, 0], runs[1].stderr
+    assert "was retried already, into" in runs[1].stderr and "in.retry.csv" in runs[1].stderr
     assert sim.duplicate_comments() == 0
     assert all(len(sim.comments(t["id"])) == 1 for t in tickets)
-    second = read_report(tmp_path / "reports" / "in.retry2.csv")
-    assert {r["comment_outcome"] for r in second} == {"updated"}
 
 
 async def test_attempts_run_out_on_a_posted_comment_it_is_found_not_failed(
