@@ -134,9 +134,10 @@ EXPECTED_CHANGES = {
 
 def _expected_changes(batch: Batch) -> list[tuple[int, str, str]]:
     """(row, kind, value): an undo's changes and what their batch set, which must still hold
-    (`--force`: none). `prepare` has refused a value that is not a user id or a type."""
+    (unless this invocation has `--force`: send/_changes.py). `prepare` has refused a value
+    that is not a user id or a type."""
     frame = batch.source.frame
-    if frame is None or batch.options.force:
+    if frame is None:
         return []
     found = []
     for kind, (column, canonical) in EXPECTED_CHANGES.items():
@@ -269,12 +270,14 @@ async def read_before(
     """
     expected = _expected(batch)
     changes = _expected_changes(batch)
-    if (expected or changes) and not (await anyio.to_thread.run_sync(journal.meta)).get(
-        "expected_set"
-    ):
+    meta = await anyio.to_thread.run_sync(journal.meta)
+    if expected and not meta.get("expected_set"):
         await anyio.to_thread.run_sync(journal.set_expected, expected)
-        await anyio.to_thread.run_sync(journal.set_expected_changes, changes)
         await anyio.to_thread.run_sync(lambda: journal.set_meta(expected_set=True))
+    # A flag of its own: an undo an earlier bulk began (its statuses set) gets it on resume.
+    if changes and not meta.get("expected_changes_set"):
+        await anyio.to_thread.run_sync(journal.set_expected_changes, changes)
+        await anyio.to_thread.run_sync(lambda: journal.set_meta(expected_changes_set=True))
     locations = locations_of(batch)
     if client is None or not should_read(batch, locations, bool(expected)):
         return None

@@ -111,7 +111,11 @@ async def _guard(
 
 
 def _run_changes(
-    engine: Engine, client: TicketClient, journal: Journal, changes_since: datetime | None
+    engine: Engine,
+    client: TicketClient,
+    journal: Journal,
+    changes_since: datetime | None,
+    force: bool = False,
 ) -> ChangeLog | None:
     """For a batch of changes, hand the engine's rows to a change runner; its log to close."""
     from ..send import ChangeClient
@@ -122,7 +126,7 @@ def _run_changes(
     change_log = ChangeLog(journal.path)
     # Planned with --fresh over a journal that had posted comments: read before each POST.
     check_first = journal.meta().get("comments_since") is not None
-    ChangeRunner(engine, client, change_log, changes_since, check_first)
+    ChangeRunner(engine, client, change_log, changes_since, check_first, guard=not force)
     return change_log
 
 
@@ -163,7 +167,7 @@ async def send_all(
         engine = _engine(
             journal, client, pace, options, engine_settings, stats, seconds, guarded, owed
         )
-        change_log = _run_changes(engine, client, journal, changes_since)
+        change_log = _run_changes(engine, client, journal, changes_since, options.force)
         progress.start(stats)
         try:
             with anyio.CancelScope() as hard_stop:

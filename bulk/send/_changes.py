@@ -49,6 +49,14 @@ log = logging.getLogger("bulk")
 _SKEW = timedelta(minutes=5)
 
 
+class _PostRefused(Exception):
+    """A comment POST answered 401 or 403 (`refused`): not applied, unlike an unknown outcome."""
+
+    def __init__(self, refused: CredentialsRejected) -> None:
+        super().__init__(refused.message)
+        self.refused = refused
+
+
 class _Done(NamedTuple):
     state: str
     previous: str | None = None
@@ -84,9 +92,13 @@ class ChangeRunner:
         changes: ChangeLog,
         batch_began: datetime,
         check_first: bool = False,
+        guard: bool = True,
     ) -> None:
         self._engine = engine
         self._check_first = check_first
+        # An undo's changes go back only while the ticket has what the batch set (False:
+        # `--force`, this invocation's, whatever an earlier one said).
+        self._guard = guard
         self._client = client
         self._log = changes
         self._since = batch_began - _SKEW
@@ -128,11 +140,13 @@ class ChangeRunner:
         mine = [0]
         try:
             done = await self._apply(row, ticket, change, mine)
-        except CredentialsRejected as exc:
+        except (CredentialsRejected, _PostRefused) as caught:
             sent[0] += mine[0]
-            # Not a comment's: a 403 on the read that settles an unknown POST must leave
-            # the row pending, whose resume looks for the comment first.
-            failed = None if change.kind == "comment" else self._engine.refused(exc, ticket)
+            # A 403 on the read that settles an unknown POST must leave the row pending,
+            # whose resume looks for the comment first; a refused POST was not applied.
+            exc = caught.refused if isinstance(caught, _PostRefused) else caught
+            read = change.kind == "comment" and not isinstance(caught, _PostRefused)
+            failed = None if read else self._engine.refused(exc, ticket)
             if not isinstance(failed, FatalRequestError):
                 raise
             await self._finish(
@@ -194,12 +208,11 @@ class ChangeRunner:
 
     async def _assignee(self, row: int, ticket: str, change: ChangeState, sent: list[int]) -> _Done:
         engine, client, value = self._engine, self._client, change.value
-        if change.expected is not None:
-            # An undo: the assignee read first (by the batch's read, else now) must still
-            # be the one the batch set.
-            now = change.previous_value
-            if now is None:
-                now = (await engine.request(row, sent, client.details, ticket)).assignee
+        if change.expected is not None and self._guard:
+            # An undo: the assignee, read just before the PUT (an undo resumed after a
+            # pause read long before: a review's agents reassigned 10 tickets meanwhile),
+            # must still be the one the batch set.
+            now = (await engine.request(row, sent, client.details, ticket)).assignee
             if now not in (change.expected, value):
                 return _changed_since(now, 200)
         result = await engine.request(row, sent, client.set_assignee, ticket, value)
@@ -215,7 +228,8 @@ class ChangeRunner:
         # and journaled before the PATCH so a crash after it still knows it.
         now = await self._engine.request(row, sent, self._client.details, ticket)
         previous = change.previous_value
-        if change.expected is not None and now.type not in (change.expected, change.value):
+        guarded = change.expected is not None and self._guard
+        if guarded and now.type not in (change.expected, change.value):
             return _changed_since(now.type, 200)  # an undo: an agent re-typed it since
         if now.type == change.value:
             return _Done("unchanged" if previous is None else "updated", previous or now.type, 200)
@@ -248,6 +262,10 @@ class ChangeRunner:
                             unknown = True
                             ended[:] = [time.monotonic() + self._settling(exc)]
                         raise
+                    except CredentialsRejected as exc:
+                        # Refused, not applied: the POST itself, unlike a read that settles
+                        # an earlier one, fails its row as any 403 does (a rerun goes past).
+                        raise _PostRefused(exc) from None
                     except UnexpectedAnswer as exc:
                         # The server answered, but not with proof: it may have posted.
                         unknown = True

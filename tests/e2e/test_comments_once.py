@@ -157,6 +157,40 @@ def test_a_second_retry_of_one_report_is_refused_and_posts_nothing(
     assert all(len(sim.comments(t["id"])) == 1 for t in tickets)
 
 
+async def test_a_comment_post_refused_with_403_fails_its_row_and_the_rerun_goes_past(
+    tickets: list[dict[str, Any]],
+) -> None:
+    """A 403 on the POST itself was not applied: the row fails, as any 403's does, so the
+    rerun goes past it. Left `started`, every rerun waited two timeouts, met the 403 again
+    and stopped there (review)."""
+    from aiohttp import web
+
+    from bulk.simulator._http import error_answer
+
+    sim = Simulator(SimConfig(rate=None, seed=11), tickets)
+    refused = tickets[1]["id"]
+    post = sim._post_comment
+
+    async def forbid_one(request: web.Request) -> web.Response:
+        if refused in (await request.read()).decode():
+            return error_answer(403, "forbidden", "not a ticket of your locations")
+        return await post(request)
+
+    sim._post_comment = forbid_one  # type: ignore[method-assign]
+    frame = _ids(tickets[:3])
+    options: dict[str, Any] = {"credentials": BEARER, "rate": None, "concurrency": 1}
+    async with serving(sim) as url:
+        for attempt in range(2):
+            report = await bulk.run_async(
+                frame, base_url=url, comment="Moved", report=Path("refused.csv"), **options
+            )
+            if attempt == 0:
+                assert list(report["outcome"]) == ["updated", "failed", "skipped"]
+    assert list(report["outcome"]) == ["updated", "failed", "updated"]  # the rerun went past
+    assert "403" in str(report.loc[1, "error"])
+    assert [len(sim.comments(t["id"])) for t in tickets[:3]] == [1, 0, 1]
+
+
 async def test_attempts_run_out_on_a_posted_comment_it_is_found_not_failed(
     tickets: list[dict[str, Any]],
 ) -> None:

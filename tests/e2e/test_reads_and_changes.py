@@ -150,7 +150,9 @@ async def test_undo_of_changes_leaves_alone_what_was_changed_since(
         undo, credentials=bearer, base_url=server, rate=None, report=Path("x.undo.csv")
     )
     reads = [r for r in sim.requests[sent:] if r.method == "GET"]
-    assert len(reads) == len(chosen)  # read first, as a status-only undo does
+    # Read first, as a status-only undo does; and each assignee again just before its PUT
+    # (the 5 rows not left alone).
+    assert len(reads) == len(chosen) + len(chosen) - 1
     outcome = report.set_index("ticket_id")
     assert outcome.loc[reopened, "outcome"] == "skipped"
     assert outcome.loc[reopened, "error"] == (
