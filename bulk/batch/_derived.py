@@ -217,7 +217,8 @@ def _refuse_a_report_behind_its_journal(report: Path, frame: pd.DataFrame) -> No
             f"{printable(report, 200)}: {behind} rows its batch changed after this report was "
             "written (a run killed before its report) are not in it, so an undo of it would "
             "leave them changed. Rerun the batch's command with --limit 0 (it sends nothing "
-            "and writes the report again), then undo; nothing sent"
+            "and writes the report again; a job's batch takes no --limit: rerun the job, "
+            "which finishes it), then undo; nothing sent"
         )
 
 

@@ -125,8 +125,16 @@ def _run_changes(
     assert isinstance(client, ChangeClient)
     change_log = ChangeLog(journal.path)
     # Planned with --fresh over a journal that had posted comments: read before each POST.
-    check_first = journal.meta().get("comments_since") is not None
-    ChangeRunner(engine, client, change_log, changes_since, check_first, guard=not force)
+    meta = journal.meta()
+    check_first = meta.get("comments_since") is not None
+    # The longest --timeout any run of this journal sent with: a POST a killed run left at
+    # the server may land that long after (a rerun with a shorter one posted 10 of 10 again).
+    earlier = meta.get("post_timeout")
+    longest = max(client.timeout, earlier if isinstance(earlier, int | float) else 0.0)
+    journal.set_meta(post_timeout=longest)
+    ChangeRunner(
+        engine, client, change_log, changes_since, check_first, guard=not force, timeout=longest
+    )
     return change_log
 
 

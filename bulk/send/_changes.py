@@ -93,8 +93,11 @@ class ChangeRunner:
         batch_began: datetime,
         check_first: bool = False,
         guard: bool = True,
+        timeout: float | None = None,
     ) -> None:
         self._engine = engine
+        # How long a POST of an earlier run may still land: its --timeout (the longest).
+        self._post_timeout = max(client.timeout, timeout or 0.0)
         self._check_first = check_first
         # An undo's changes go back only while the ticket has what the batch set (False:
         # `--force`, this invocation's, whatever an earlier one said).
@@ -335,10 +338,10 @@ class ChangeRunner:
         two timeouts after that time, as after a timeout of this run's own.
         """
         attempted = _parse_time(attempted_at or "")
-        window = 2 * self._client.timeout
+        window = 2 * self._post_timeout
         if attempted is not None:
             window -= (datetime.now(UTC) - attempted).total_seconds()
-        window = min(max(window, 0.0), 2 * self._client.timeout)
+        window = min(max(window, 0.0), 2 * self._post_timeout)
         if window > 0 and not self._told_wait:
             self._told_wait = True
             log.info(
