@@ -156,6 +156,17 @@ def comments_posted(path: Path) -> int:
     return states.get("updated", 0) + states.get("started", 0)
 
 
+def post_in_flight(path: Path) -> str | None:
+    """When the journal at `path` sent the latest comment POST still of unknown outcome."""
+    if not path.is_file():
+        return None
+    changes = ChangeLog(path)
+    try:
+        return changes.last_post_in_flight()
+    finally:
+        changes.close()
+
+
 def report_change_columns(journal: Journal) -> tuple[str, ...]:
     """The report's columns for the kinds of change this batch asked for."""
     changes = ChangeLog(journal.path)

@@ -132,8 +132,16 @@ def _run_changes(
     earlier = meta.get("post_timeout")
     longest = max(client.timeout, earlier if isinstance(earlier, int | float) else 0.0)
     journal.set_meta(post_timeout=longest)
+    in_flight = meta.get("post_in_flight")  # --fresh over a journal killed mid-POST
     ChangeRunner(
-        engine, client, change_log, changes_since, check_first, guard=not force, timeout=longest
+        engine,
+        client,
+        change_log,
+        changes_since,
+        check_first,
+        guard=not force,
+        timeout=longest,
+        in_flight_at=in_flight if isinstance(in_flight, str) else None,
     )
     return change_log
 

@@ -35,7 +35,7 @@ from ..report import (
     write_report,
 )
 from ..send import Progress, RateController, Stats, TicketClient
-from ._changes import comments_posted, plan_with_changes, report_change_columns
+from ._changes import comments_posted, plan_with_changes, post_in_flight, report_change_columns
 from ._options import RunOptions
 from ._prepare import Batch, check_written
 from ._preview import preview_lines
@@ -188,12 +188,15 @@ async def _plan_afresh(
     batch: Batch, journal: Journal, interrupts: Interrupts, earlier: dict[str, Any]
 ) -> dict[str, Any]:
     src = batch.source
-    since = None
+    since = in_flight = None
     if batch.changes is not None and earlier.get("planned"):
         # The journal --fresh replaces may have posted comments: the new batch
         # looks for them back to the earliest start and reads before posting.
         posted = await anyio.to_thread.run_sync(comments_posted, journal.path)
         since = earlier.get("comments_since") or (earlier.get("created_at") if posted else None)
+        # A POST the replaced journal left at the server may land yet: the new batch's
+        # first reads wait for it, as a rerun's do (send/_changes.py).
+        in_flight = await anyio.to_thread.run_sync(post_in_flight, journal.path)
     if earlier.get("planned") and (owed := await anyio.to_thread.run_sync(journal.put_backs_owed)):
         # Clearing the journal would forget whose status an interrupted undo overwrote.
         raise UsageError(
@@ -223,6 +226,8 @@ async def _plan_afresh(
             batch_id=uuid.uuid4().hex,
             created_at=batch.started_at.isoformat(),
             **({"comments_since": since} if since else {}),
+            **({"post_in_flight": in_flight} if in_flight else {}),
+            **({"post_timeout": earlier["post_timeout"]} if "post_timeout" in earlier else {}),
         )
     )
     return await anyio.to_thread.run_sync(journal.meta)

@@ -250,6 +250,15 @@ class ChangeLog:
                 (state, previous, http_status, attempts, error, activity_id, _now(), row, seq),
             )
 
+    def last_post_in_flight(self) -> str | None:
+        """When the latest comment POST still `started` went out (UTC, ISO), if one is."""
+        with self._lock:
+            (at,) = self._conn.execute(
+                "SELECT MAX(attempted_at) FROM changes WHERE kind = 'comment' AND state = ?",
+                (STARTED,),
+            ).fetchone()
+        return at if isinstance(at, str) else None
+
     def counts(self) -> dict[str, dict[str, int]]:
         """Per kind, how many changes ended in each state (the audit record's tally)."""
         with self._lock:

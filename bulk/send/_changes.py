@@ -94,8 +94,11 @@ class ChangeRunner:
         check_first: bool = False,
         guard: bool = True,
         timeout: float | None = None,
+        in_flight_at: str | None = None,
     ) -> None:
         self._engine = engine
+        # The replaced journal's latest POST of unknown outcome (--fresh): checks wait for it.
+        self._in_flight_at = in_flight_at
         # How long a POST of an earlier run may still land: its --timeout (the longest).
         self._post_timeout = max(client.timeout, timeout or 0.0)
         self._check_first = check_first
@@ -246,7 +249,7 @@ class ChangeRunner:
         # An earlier run (a crash left `started`) or batch (--fresh) may have posted it.
         unknown = change.state == "started" or self._check_first
         # When the last POST of unknown outcome can no longer land (monotonic), if any.
-        ended = self._earlier_lands_by(change.attempted_at) if change.state == "started" else []
+        ended = self._in_flight(change)
         try:
             async for attempt in self._engine.policy():
                 with attempt:
@@ -327,6 +330,15 @@ class ChangeRunner:
         wait = ended[0] - time.monotonic()
         if wait > 0:
             await self._engine.pause(wait)
+
+    def _in_flight(self, change: ChangeState) -> list[float]:
+        """When the POST an earlier run (or the journal --fresh replaced) may still have at
+        the server can no longer land; empty when there is none."""
+        if change.state == "started":
+            return self._earlier_lands_by(change.attempted_at)
+        if self._check_first and self._in_flight_at is not None:
+            return self._earlier_lands_by(self._in_flight_at)
+        return []
 
     def _earlier_lands_by(self, attempted_at: str | None) -> list[float]:
         """When the POST an earlier run left `started` can no longer land (monotonic).

@@ -81,14 +81,16 @@ async def _comment_once(sim: Simulator, tickets: list[dict[str, Any]], name: str
         )
 
 
-@pytest.mark.parametrize("rerun_timeout", ["3.5", "1"])
+@pytest.mark.parametrize(
+    "rerun", [("--timeout", "3.5"), ("--timeout", "1"), ("--timeout", "3.5", "--fresh")]
+)
 def test_a_rerun_waits_for_the_posts_a_killed_run_left_at_the_server(
-    tickets: list[dict[str, Any]], tmp_path: Path, rerun_timeout: str
+    tickets: list[dict[str, Any]], tmp_path: Path, rerun: tuple[str, ...]
 ) -> None:
     """Killed while the server still works on its POSTs (answers take 3 s), the same
     command rerun at once must not post those comments again: they land meanwhile (a
     review's run gave 8 of 20 tickets two comments when the rerun read at once), even
-    when the rerun's own --timeout is shorter than the killed run's."""
+    when the rerun's own --timeout is shorter than the killed run's, or it starts afresh."""
     sim = Simulator(SimConfig(rate=None, seed=11, slow_rate=1.0, slow_seconds=3.0), tickets)
     source = write_csv(tmp_path / "in.csv", [(t["id"],) for t in tickets], header=("ticket_id",))
     args = (
@@ -112,7 +114,7 @@ def test_a_rerun_waits_for_the_posts_a_killed_run_left_at_the_server(
         first.communicate()
         landed = time.monotonic() + 3.0  # the killed run's POSTs, still at the server
         sim.config.slow_rate = 0.0  # the server catches up; the rerun's requests are fast
-        again = run_bulk(*args[:-1], rerun_timeout, env=env, cwd=tmp_path)
+        again = run_bulk(*args[:-2], *rerun, env=env, cwd=tmp_path)
         time.sleep(max(0.0, landed - time.monotonic()))  # (the server stops at the end)
     assert again.returncode == 0, again.stderr
     assert "comments the interrupted run was posting may still land" in again.stderr
