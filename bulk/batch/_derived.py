@@ -329,6 +329,11 @@ def _retry_changes(report: Path, frame: pd.DataFrame, drifted: pd.Series) -> pd.
             "resume an interrupted batch with its own `bulk run` command, else read "
             "the ticket and send what is missing on its own",
         )
+    # A row whose every change finished (an undo's, each left alone as changed since the
+    # batch): nothing to send; it had become an `invalid` row, "no change asked for".
+    values = ["target_status", *(v for v, o in _CHANGE_KINDS if o in frame.columns)]
+    finished = (out[values] == "").all(axis=1) & (reason == "")
+    reason = reason.mask(finished, "left alone: each of its changes finished; nothing to send")
     if "comment" in out.columns and report.suffix.lower() == ".csv":
         out["comment"] = out["comment"].map(_csv_text)
     out["skip_reason"] = reason

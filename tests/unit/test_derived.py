@@ -64,6 +64,27 @@ def test_a_retry_of_an_undo_of_changes_keeps_them_too(tmp_path: Path) -> None:
     assert list(frame["skip_reason"]) == ["", ""]
 
 
+def test_a_row_whose_every_change_finished_is_left_alone_not_made_invalid(
+    tmp_path: Path,
+) -> None:
+    # An undo's row of which nothing went back (its assignee changed since the batch): it
+    # was sent as a row with no change asked for, and ended `invalid` (review).
+    left = "assignee: changed since the batch (now x); left as it is"
+    report = _report(
+        tmp_path,
+        [
+            ("1", _IDS[0], "", "skipped", "", left, "u", "unchanged", "", ""),
+            ("2", _IDS[1], "", "failed", "", "HTTP 503", "u", "failed", "", ""),
+        ],
+        ("assignee", "assignee_outcome", "status_outcome", "expected_status"),
+    )
+    frame = retry_frame(report, frozenset({"failed", "skipped"}))
+    assert list(frame["skip_reason"]) == [
+        "left alone: each of its changes finished; nothing to send",
+        "",
+    ]
+
+
 def test_a_failed_put_back_is_retried_as_that_put_back(tmp_path: Path) -> None:
     error = (
         "changed since the batch (was solved when the undo wrote new); "
