@@ -47,6 +47,8 @@ _RETRY_COLUMNS = (*(c for pair in _CHANGE_KINDS for c in pair), "status_outcome"
 # An undo's report (and a retry's of one) says, per row, the status the batch set, which
 # the ticket must still have: a retry of it reads and guards like the undo (README).
 _EXPECTED = "expected_status"
+# And an undo of changes, per change: what its batch set (a retry guards with it too).
+_EXPECTED_CHANGES = ("expected_assignee", "expected_type")
 _UNREAD = "left alone: could not read the ticket"
 # The guard's message when it could not put an agent's status back (bulk/send/_guard.py).
 _PUT_BACK_FAILED = (
@@ -77,7 +79,9 @@ def read_report(path: Path) -> pd.DataFrame:
     missing = [c for c in _NEEDED if c not in frame.columns]
     if missing:
         raise UsageError(f"{path}: not a bulk report (no column {', '.join(missing)})")
-    extra = dict.fromkeys((*UNDO_COLUMNS, *_RETRY_COLUMNS, _EXPECTED, _VERIFIED))
+    extra = dict.fromkeys(
+        (*UNDO_COLUMNS, *_RETRY_COLUMNS, _EXPECTED, *_EXPECTED_CHANGES, _VERIFIED)
+    )
     kept = list(_NEEDED) + [c for c in extra if c in frame.columns]
     frame = frame[kept].copy()
     for column in kept[1:]:
@@ -272,6 +276,11 @@ def _keep_expected(out: pd.DataFrame, rows: pd.DataFrame, *, strict: bool) -> No
         reason = out["skip_reason"].where(out["skip_reason"] != "", reason)
     out["skip_reason"] = reason
     out[_EXPECTED] = expected
+    # An undo of changes' assignee and type guards: carried as they are (prepare refuses a
+    # value that is not a user id or a type, naming the row, before anything is sent).
+    for column in _EXPECTED_CHANGES:
+        if column in rows.columns:
+            out[column] = rows[column].to_numpy()
 
 
 def _drifted(report: Path, frame: pd.DataFrame, only: frozenset[str]) -> pd.Series:

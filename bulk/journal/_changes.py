@@ -101,6 +101,9 @@ CHANGE_REPORT_SQL = {
     # What `bulk retry` needs to send a row's unfinished changes again.
     "comment": _change("comment", "value"),
     "status_outcome": _state("status"),
+    # An undo's: what its batch set, which a retry of the undo's report guards with too.
+    "expected_assignee": _change("assignee", "expected"),
+    "expected_type": _change("type", "expected"),
 }
 CHANGE_TEXT_COLUMNS = frozenset(CHANGE_REPORT_SQL)
 _BY_KIND = {

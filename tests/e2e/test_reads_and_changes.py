@@ -19,7 +19,7 @@ import pytest
 
 import bulk
 from bulk import Credentials
-from bulk.batch import undo_frame
+from bulk.batch import retry_frame, undo_frame
 from bulk.simulator import (
     DEMO_ACCESS_TOKEN,
     DEMO_NETWORK_ID,
@@ -240,6 +240,40 @@ async def test_undo_leaves_an_assignee_or_type_an_agent_changed_since(
     )
     assert forced["error"].isna().all()
     assert now[both]["type"] == before[both]["type"]
+
+
+async def test_a_retry_of_an_undo_keeps_its_assignee_guard(
+    sim: Simulator, server: str, tickets: list[dict[str, Any]], bearer: Credentials
+) -> None:
+    """An undo's assignee reverts that failed, retried after an agent reassigned those
+    tickets: the retry put the batch's previous assignee back over the agent's (review)."""
+    chosen = [t for t in tickets if t["status"] == "new"][:8]
+    frame = pd.DataFrame({"ticket_id": [t["id"] for t in chosen]})
+    await _run(frame, bearer, server, assignee=USER, report=Path("x.report.csv"))
+    sim.config.error_rate = 0.5
+    undo = await _run(
+        undo_frame(Path("x.report.csv")),
+        bearer,
+        server,
+        report=Path("x.undo.csv"),
+        max_attempts=1,
+        max_failure_rate=1.0,
+    )
+    sim.config.error_rate = 0.0
+    failed = list(undo.loc[undo["assignee_outcome"] == "failed", "ticket_id"])
+    assert failed and "expected_assignee" in undo.columns
+    agent = "2d8a3e4f-5f6c-4d7e-8f90-a1b2c3d4e5f6"
+    with sim._lock:
+        for ticket_id in failed:
+            sim.tickets[ticket_id].update(userRefAssignee=agent)
+    retry = await _run(
+        retry_frame(Path("x.undo.csv"), frozenset({"failed"})),
+        bearer,
+        server,
+        report=Path("x.undo.retry.csv"),
+    )
+    assert all(sim.tickets[t]["userRefAssignee"] == agent for t in failed)
+    assert set(retry["assignee_outcome"]) == {"unchanged"}
 
 
 async def test_undo_lists_the_locations_the_batch_read_in(
