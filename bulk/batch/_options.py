@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +22,10 @@ def checked_location(value: object, where: str) -> str:
     if not UUID_PATTERN.fullmatch(text):
         raise UsageError(f"{where}: {printable(value, 60)!r} is not a location id (a UUID)")
     return text
+
+
+# One request's longest time limit, seconds; a rerun after a crash waits two of them.
+MAX_TIMEOUT = 600.0
 
 
 @dataclass
@@ -102,8 +105,11 @@ class RunOptions:
             raise UsageError("--deadline must be positive")
         if self.max_attempts < 1:
             raise UsageError("--max-attempts must be at least 1")
-        if not 0 < self.timeout < math.inf:  # also refuses nan
-            raise UsageError("--timeout must be a positive number of seconds")
+        if not 0 < self.timeout <= MAX_TIMEOUT:  # also refuses nan and inf
+            raise UsageError(
+                f"--timeout must be a positive number of seconds, at most {MAX_TIMEOUT:g} "
+                "(a rerun waits two of them for a comment a killed run may still land)"
+            )
 
 
 def default_report(source: Source, fingerprint: str, dry_run: bool) -> Path:

@@ -25,7 +25,7 @@ from ..send import (
     Stats,
     TicketClient,
 )
-from ._options import RunOptions
+from ._options import MAX_TIMEOUT, RunOptions
 from ._signals import watch_signals
 from ._summary import INTERRUPTED
 
@@ -130,7 +130,9 @@ def _run_changes(
     # The longest --timeout any run of this journal sent with: a POST a killed run left at
     # the server may land that long after (a rerun with a shorter one posted 10 of 10 again).
     earlier = meta.get("post_timeout")
-    longest = max(client.timeout, earlier if isinstance(earlier, int | float) else 0.0)
+    if not isinstance(earlier, int | float) or not 0 < earlier <= MAX_TIMEOUT:
+        earlier = 0.0  # the journal is a file: a value no run could have set is ignored
+    longest = max(client.timeout, earlier)
     journal.set_meta(post_timeout=longest)
     in_flight = meta.get("post_in_flight")  # --fresh over a journal killed mid-POST
     ChangeRunner(

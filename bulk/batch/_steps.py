@@ -196,7 +196,10 @@ async def _plan_afresh(
         since = earlier.get("comments_since") or (earlier.get("created_at") if posted else None)
         # A POST the replaced journal left at the server may land yet: the new batch's
         # first reads wait for it, as a rerun's do (send/_changes.py).
-        in_flight = await anyio.to_thread.run_sync(post_in_flight, journal.path)
+        in_flight = _later(
+            await anyio.to_thread.run_sync(post_in_flight, journal.path),
+            earlier.get("post_in_flight"),  # a --fresh run stopped while it waited for it
+        )
     if earlier.get("planned") and (owed := await anyio.to_thread.run_sync(journal.put_backs_owed)):
         # Clearing the journal would forget whose status an interrupted undo overwrote.
         raise UsageError(
@@ -351,6 +354,20 @@ def _guarded(batch: Batch) -> dict[str, str] | None:
     for ticket, status in zip(ids, expected_statuses(batch), strict=True):
         first.setdefault(str(ticket).strip().lower(), status)
     return {ticket: status for ticket, status in first.items() if status}
+
+
+def _later(*stamps: object) -> str | None:
+    """The latest of these UTC ISO times that parse (the journal's meta is a file)."""
+    found = []
+    for stamp in stamps:
+        if isinstance(stamp, str) and len(stamp) <= 40:
+            try:
+                when = datetime.fromisoformat(stamp)
+            except ValueError:
+                continue
+            if when.tzinfo is not None:
+                found.append((when, stamp))
+    return max(found)[1] if found else None
 
 
 def _changes_since(batch: Batch, start: Start) -> datetime | None:

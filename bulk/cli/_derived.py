@@ -64,7 +64,7 @@ def _derive(kind: str, report: Path, make_frame: Any, yes: bool, options: RunOpt
     options.base_url = target.base_url
     if options.report is None:
         options.report = derived_report_path(report, kind, options.dry_run)
-    if kind == "retry" and not options.dry_run:
+    if kind == "retry":
         try:
             refuse_a_second_retry(report, options.report)
         except UsageError as exc:

@@ -224,6 +224,15 @@ class ChangeLog:
             )
         return at
 
+    def refused(self, row: int, seq: int) -> None:
+        """A non-idempotent attempt answered 401 or 403: not applied, so not `started` (a
+        resume need not wait for it, nor look for it)."""
+        with self._lock:
+            self._conn.execute(
+                "UPDATE changes SET state = NULL WHERE row = ? AND seq = ? AND state = ?",
+                (row, seq, STARTED),
+            )
+
     def note_previous(self, row: int, seq: int, previous: str) -> None:
         """The value read before a change whose answer will not say it (a type's 204)."""
         with self._lock:

@@ -153,8 +153,12 @@ class ChangeRunner:
             exc = caught.refused if isinstance(caught, _PostRefused) else caught
             read = change.kind == "comment" and not isinstance(caught, _PostRefused)
             failed = None if read else self._engine.refused(exc, ticket)
-            if not isinstance(failed, FatalRequestError):
-                raise
+            if failed is None or failed is exc:
+                # A 401, or a 403 after the first: the row stays pending (`refused` returns
+                # a new error only for the row whose 403 stopped the run).
+                if isinstance(caught, _PostRefused):
+                    await anyio.to_thread.run_sync(self._log.refused, row, change.seq)
+                raise exc from None
             await self._finish(
                 row, change, _Done("failed", http_status=403), mine[0], failed.message
             )

@@ -155,18 +155,24 @@ def test_a_second_retry_of_one_report_is_refused_and_posts_nothing(
             )
             for name in ("in.retry.csv", "in.retry2.csv", "in.retry.csv")
         ]
+        dry = run_bulk(
+            "retry", str(reports / "in.report.csv"), "--report", str(reports / "in.r3.csv"),
+            "--dry-run", env=env, cwd=tmp_path,
+        )  # fmt: skip
+    assert dry.returncode == 2, dry.stderr  # a dry run says what the real one would do
     assert [r.returncode for r in runs] == [0, 2, 0], runs[1].stderr
     assert "was retried already, into" in runs[1].stderr and "in.retry.csv" in runs[1].stderr
     assert sim.duplicate_comments() == 0
     assert all(len(sim.comments(t["id"])) == 1 for t in tickets)
 
 
+@pytest.mark.parametrize("code", [403, 401])
 async def test_a_comment_post_refused_with_403_fails_its_row_and_the_rerun_goes_past(
-    tickets: list[dict[str, Any]],
+    tickets: list[dict[str, Any]], code: int
 ) -> None:
     """A 403 on the POST itself was not applied: the row fails, as any 403's does, so the
     rerun goes past it. Left `started`, every rerun waited two timeouts, met the 403 again
-    and stopped there (review)."""
+    and stopped there (review). A 401 (credentials, not the ticket) leaves it pending."""
     from aiohttp import web
 
     from bulk.simulator._http import error_answer
@@ -174,10 +180,12 @@ async def test_a_comment_post_refused_with_403_fails_its_row_and_the_rerun_goes_
     sim = Simulator(SimConfig(rate=None, seed=11), tickets)
     refused = tickets[1]["id"]
     post = sim._post_comment
+    answered = [0]
 
     async def forbid_one(request: web.Request) -> web.Response:
-        if refused in (await request.read()).decode():
-            return error_answer(403, "forbidden", "not a ticket of your locations")
+        if refused in (await request.read()).decode() and not answered[0]:
+            answered[0] += code == 401  # credentials renewed after one 401
+            return error_answer(code, "forbidden", "not a ticket of your locations")
         return await post(request)
 
     sim._post_comment = forbid_one  # type: ignore[method-assign]
@@ -189,10 +197,15 @@ async def test_a_comment_post_refused_with_403_fails_its_row_and_the_rerun_goes_
                 frame, base_url=url, comment="Moved", report=Path("refused.csv"), **options
             )
             if attempt == 0:
-                assert list(report["outcome"]) == ["updated", "failed", "skipped"]
-    assert list(report["outcome"]) == ["updated", "failed", "updated"]  # the rerun went past
-    assert "403" in str(report.loc[1, "error"])
-    assert [len(sim.comments(t["id"])) for t in tickets[:3]] == [1, 0, 1]
+                first = "failed" if code == 403 else "skipped"
+                assert list(report["outcome"]) == ["updated", first, "skipped"]
+    if code == 403:
+        assert list(report["outcome"]) == ["updated", "failed", "updated"]  # went past it
+        assert "403" in str(report.loc[1, "error"])
+        assert [len(sim.comments(t["id"])) for t in tickets[:3]] == [1, 0, 1]
+    else:  # pending, then sent once the credentials work
+        assert list(report["outcome"]) == ["updated", "updated", "updated"]
+        assert [len(sim.comments(t["id"])) for t in tickets[:3]] == [1, 1, 1]
 
 
 async def test_attempts_run_out_on_a_posted_comment_it_is_found_not_failed(
