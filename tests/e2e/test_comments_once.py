@@ -82,16 +82,16 @@ async def _comment_once(sim: Simulator, tickets: list[dict[str, Any]], name: str
 
 
 @pytest.mark.parametrize(
-    "rerun", [("--timeout", "3.5"), ("--timeout", "1"), ("--timeout", "3.5", "--fresh")]
+    "rerun", [("--timeout", "2"), ("--timeout", "0.5"), ("--timeout", "2", "--fresh")]
 )
 def test_a_rerun_waits_for_the_posts_a_killed_run_left_at_the_server(
     tickets: list[dict[str, Any]], tmp_path: Path, rerun: tuple[str, ...]
 ) -> None:
-    """Killed while the server still works on its POSTs (answers take 3 s), the same
+    """Killed while the server still works on its POSTs (answers take 1.5 s), the same
     command rerun at once must not post those comments again: they land meanwhile (a
     review's run gave 8 of 20 tickets two comments when the rerun read at once), even
     when the rerun's own --timeout is shorter than the killed run's, or it starts afresh."""
-    sim = Simulator(SimConfig(rate=None, seed=11, slow_rate=1.0, slow_seconds=3.0), tickets)
+    sim = Simulator(SimConfig(rate=None, seed=11, slow_rate=1.0, slow_seconds=1.5), tickets)
     source = write_csv(tmp_path / "in.csv", [(t["id"],) for t in tickets], header=("ticket_id",))
     args = (
         "-v",
@@ -102,7 +102,7 @@ def test_a_rerun_waits_for_the_posts_a_killed_run_left_at_the_server(
         "--rate",
         "unlimited",
         "--timeout",
-        "3.5",
+        "2",
     )
     env = {"SPACEBRING_ACCESS_TOKEN": DEMO_ACCESS_TOKEN, "SPACEBRING_NETWORK_ID": DEMO_NETWORK_ID}
     with SimulatorThread(sim) as thread:
@@ -112,7 +112,7 @@ def test_a_rerun_waits_for_the_posts_a_killed_run_left_at_the_server(
         time.sleep(0.2)  # every POST out, none answered yet
         first.kill()
         first.communicate()
-        landed = time.monotonic() + 3.0  # the killed run's POSTs, still at the server
+        landed = time.monotonic() + 1.5  # the killed run's POSTs, still at the server
         sim.config.slow_rate = 0.0  # the server catches up; the rerun's requests are fast
         again = run_bulk(*args[:-2], *rerun, env=env, cwd=tmp_path)
         time.sleep(max(0.0, landed - time.monotonic()))  # (the server stops at the end)
