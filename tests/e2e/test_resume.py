@@ -17,6 +17,9 @@ from typing import Any
 
 import pytest
 
+from bulk import Credentials, UsageError
+from bulk import run as bulk_run
+from bulk.batch import undo_frame
 from bulk.journal import COMMIT_EVERY
 from bulk.simulator import SimConfig, Simulator
 from bulk.simulator import make_tickets as _make
@@ -130,7 +133,7 @@ def test_a_sigint_before_the_run_handles_signals_exits_130(
 
 
 def test_an_undo_of_a_report_behind_its_journal_is_refused_until_it_is_rewritten(
-    tmp_path: Path, sim_thread: tuple[Simulator, str]
+    tmp_path: Path, sim_thread: tuple[Simulator, str], creds: Credentials
 ) -> None:
     """A resumed run killed before its report leaves the older report, which does not show
     what that run changed: an undo of it left those tickets changed, exit 0 (chaos review)."""
@@ -138,18 +141,22 @@ def test_an_undo_of_a_report_behind_its_journal_is_refused_until_it_is_rewritten
     ids = [t for t in sim.tickets if sim.status_of(t) != "solved"][:12]
     path = write_csv(tmp_path / "in.csv", [(t, "solved") for t in ids])
     report = tmp_path / "reports" / "in.report.csv"
-    assert bulk(url, "run", str(path), "--limit", "3").returncode == 0
+    options: dict[str, Any] = {
+        "base_url": url,
+        "credentials": creds,
+        "report": report,
+        "rate": None,
+    }
+    bulk_run(path, limit=3, **options)
     older = report.read_bytes()
-    assert bulk(url, "run", str(path), "--limit", "3").returncode == 0
+    bulk_run(path, limit=3, **options)
     report.write_bytes(older)  # as if the second run was killed before writing its report
-    undo = bulk(url, "undo", str(report))
-    assert undo.returncode == 2, undo.stderr
-    assert "3 rows its batch changed after this report was written" in undo.stderr
+    with pytest.raises(UsageError, match="3 rows its batch changed after this report was"):
+        undo_frame(report)
     assert sum(sim.status_of(t) == "solved" for t in ids) == 6  # nothing was sent
     # The remedy it names: the batch's command with --limit 0 writes the report again.
-    assert bulk(url, "run", str(path), "--limit", "0").returncode == 0
-    again = bulk(url, "undo", str(report))
-    assert again.returncode == 0, again.stderr
+    bulk_run(path, limit=0, **options)
+    bulk_run(undo_frame(report), **{**options, "report": tmp_path / "reports" / "in.undo.csv"})
     assert not any(sim.status_of(t) == "solved" for t in ids)
 
 
