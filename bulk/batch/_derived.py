@@ -18,6 +18,7 @@ from .._core._text import printable
 from ..journal import changed_rows, held_rows
 from ..plan import normalise_status
 from ..report import AUDIT_SUFFIX, audit_path, batch_of, read_audit
+from ._read import EXPECTED_CHANGES
 from ._undo_changes import UNDO_COLUMNS, changes_undo_frame, with_locations
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ _RETRY_COLUMNS = (*(c for pair in _CHANGE_KINDS for c in pair), "status_outcome"
 # the ticket must still have: a retry of it reads and guards like the undo (README).
 _EXPECTED = "expected_status"
 # And an undo of changes, per change: what its batch set (a retry guards with it too).
-_EXPECTED_CHANGES = ("expected_assignee", "expected_type")
+_EXPECTED_CHANGES = tuple(column for column, _ in EXPECTED_CHANGES.values())
 _UNREAD = "left alone: could not read the ticket"
 # The guard's message when it could not put an agent's status back (bulk/send/_guard.py).
 _PUT_BACK_FAILED = (
@@ -97,14 +98,15 @@ def derived_report_path(report: Path, kind: str, dry_run: bool = False) -> Path:
     return report.with_name(f"{base}.{kind}{'.dry-run' if dry_run else ''}{report.suffix}")
 
 
-def refuse_a_second_retry(report: Path, into: Path) -> None:
+def refuse_a_second_retry(report: Path, into: Path, retry: pd.DataFrame) -> None:
     """Refuses (exit 2) a retry of a report with comments that an earlier retry beside it
     took, into another report: each retry is a batch of its own, so the second posted every
     comment the first had posted (chaos review). Its status, assignee and type PUTs would
     only land twice; a comment POST lands twice. Looking for the comment first cannot tell
     this client's from an agent's with the same text, so the earlier retry is named instead.
+    `retry`: the retry's rows (`retry_frame`), whose columns say whether it has comments.
     """
-    if "comment_outcome" not in read_report(report).columns:
+    if "comment" not in retry.columns:
         return
     batch, mine = batch_of(report), audit_path(into).resolve()
     if batch is None:

@@ -66,7 +66,7 @@ def _derive(kind: str, report: Path, make_frame: Any, yes: bool, options: RunOpt
         options.report = derived_report_path(report, kind, options.dry_run)
     if kind == "retry":
         try:
-            refuse_a_second_retry(report, options.report)
+            refuse_a_second_retry(report, options.report, frame)
         except UsageError as exc:
             fail_usage(str(exc))
     derived = {
