@@ -562,6 +562,6 @@ def _left_alone(counts: dict[str, Any], start: Start) -> dict[str, Any] | None:
         return None
     return {
         "rows": counts.get("left_alone", 0),
-        "why": "changed since the batch (or unreadable): only tickets still at the status "
-        "the batch set are reverted; --force overrides",
+        "why": "changed since the batch (or unreadable): a status, assignee or type goes back "
+        "only while the ticket still has what the batch set; --force overrides",
     }

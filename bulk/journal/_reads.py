@@ -247,7 +247,10 @@ class Reads:
                 "SELECT COALESCE(SUM(read_at IS NOT NULL), 0),"
                 " COALESCE(SUM(verified IS NOT NULL), 0),"
                 " COALESCE(SUM(verified LIKE 'drifted%'), 0),"
-                " COALESCE(SUM(outcome = 'skipped' AND error LIKE 'changed since the batch%'), 0),"
+                " COALESCE(SUM(outcome = 'skipped' AND error LIKE 'changed since the batch%'"
+                # An undo's row of several changes with one or more left alone (send/_changes).
+                " OR outcome IN ('skipped', 'updated', 'unchanged')"
+                " AND error LIKE '%: changed since the batch (now %; left as it is%'), 0),"
                 " COALESCE(SUM(outcome = 'skipped' AND error LIKE 'left alone: could not read%'), 0)"
                 " FROM rows"
             ).fetchone()

@@ -8,6 +8,7 @@ locations the batch read its tickets in.
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from pathlib import Path
@@ -227,6 +228,10 @@ async def test_undo_leaves_an_assignee_or_type_an_agent_changed_since(
     untouched = chosen[3]["id"]
     assert outcome.loc[untouched, "outcome"] == "updated"
     assert pd.isna(outcome.loc[untouched, "error"])
+    # The audit counts the rows with a change left alone, as a status-only undo's.
+    record = json.loads(Path("x.undo.run.json").read_text())
+    assert record["left_alone"]["rows"] == 3
+    assert record["counts"]["left_alone"] == 3
     assert now[untouched].get("userRefAssignee") == before[untouched].get("userRefAssignee")
     for ticket_id in before:
         assert now[ticket_id]["status"] == "new"  # the status went back everywhere
