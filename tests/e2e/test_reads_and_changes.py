@@ -229,7 +229,7 @@ async def test_undo_leaves_an_assignee_or_type_an_agent_changed_since(
     assert outcome.loc[untouched, "outcome"] == "updated"
     assert pd.isna(outcome.loc[untouched, "error"])
     # The audit counts the rows with a change left alone, as a status-only undo's.
-    record = json.loads(Path("x.undo.run.json").read_text())
+    record = json.loads(await anyio.Path("x.undo.run.json").read_text())
     assert record["left_alone"]["rows"] == 3
     assert record["counts"]["left_alone"] == 3
     assert now[untouched].get("userRefAssignee") == before[untouched].get("userRefAssignee")
@@ -279,6 +279,56 @@ async def test_a_retry_of_an_undo_keeps_its_assignee_guard(
     )
     assert all(sim.tickets[t]["userRefAssignee"] == agent for t in failed)
     assert set(retry["assignee_outcome"]) == {"unchanged"}
+
+
+async def test_a_resumed_undo_reads_each_assignee_again_and_force_is_per_invocation(
+    sim: Simulator, server: str, tickets: list[dict[str, Any]], bearer: Credentials
+) -> None:
+    """An undo in three invocations (`--limit 2` twice, then the rest). A resume judged
+    assignees by the first invocation's read, and a `--force` held, or was ignored, across
+    invocations (review): each invocation reads just before its PUTs, by its own --force."""
+    chosen = [t["id"] for t in tickets if t["status"] == "new"][:6]
+    before = {t: sim.tickets[t].get("userRefAssignee") for t in chosen}
+    await _run(
+        pd.DataFrame({"ticket_id": chosen}),
+        bearer,
+        server,
+        assignee=USER,
+        report=Path("x.report.csv"),
+    )
+    undo = undo_frame(Path("x.report.csv"))
+    agent = "2d8a3e4f-5f6c-4d7e-8f90-a1b2c3d4e5f6"
+
+    def reassign(*ticket_ids: str) -> None:
+        with sim._lock:
+            for ticket_id in ticket_ids:
+                sim.tickets[ticket_id].update(userRefAssignee=agent)
+
+    # Input order: rows 1-2 in the first invocation, 3-4 in the second, 5-6 in the third.
+    reassign(chosen[0])
+    first = await _run(undo, bearer, server, report=Path("x.undo.csv"), limit=2, force=True)
+    assert sim.tickets[chosen[0]].get("userRefAssignee") == before[chosen[0]]  # forced
+    assert list(first["outcome"][:2]) == ["updated", "updated"]
+    reassign(chosen[2], chosen[4])  # after the first invocation read and wrote
+    second = await _run(undo, bearer, server, report=Path("x.undo.csv"), limit=2)
+    assert sim.tickets[chosen[2]].get("userRefAssignee") == agent  # no --force this time
+    assert second["outcome"][2] == "skipped"
+    assert second["error"][2] == f"assignee: changed since the batch (now {agent}); left as it is"
+    assert sim.tickets[chosen[3]].get("userRefAssignee") == before[chosen[3]]
+    reassign(chosen[5])
+    third = await _run(undo, bearer, server, report=Path("x.undo.csv"), force=True)
+    # This invocation's --force reverts rows 5 and 6; row 3 finished in the second, as it was.
+    assert sim.tickets[chosen[4]].get("userRefAssignee") == before[chosen[4]]
+    assert sim.tickets[chosen[5]].get("userRefAssignee") == before[chosen[5]]
+    assert sim.tickets[chosen[2]].get("userRefAssignee") == agent
+    assert list(third["outcome"]) == [
+        "updated",
+        "updated",
+        "skipped",
+        "updated",
+        "updated",
+        "updated",
+    ]
 
 
 async def test_undo_lists_the_locations_the_batch_read_in(
