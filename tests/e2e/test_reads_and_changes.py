@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import sqlite3
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -329,6 +330,34 @@ async def test_a_resumed_undo_reads_each_assignee_again_and_force_is_per_invocat
         "updated",
         "updated",
     ]
+
+
+async def test_an_undo_an_older_bulk_began_gets_the_assignee_guard_on_resume(
+    sim: Simulator, server: str, tickets: list[dict[str, Any]], bearer: Credentials
+) -> None:
+    """An undo journal from before the per-change guard (no `expected` values, no flag in
+    its meta) is given what the batch set when it resumes, so its remaining rows are guarded."""
+    chosen = [t["id"] for t in tickets if t["status"] == "new"][:4]
+    await _run(
+        pd.DataFrame({"ticket_id": chosen}),
+        bearer,
+        server,
+        assignee=USER,
+        report=Path("x.report.csv"),
+    )
+    undo = undo_frame(Path("x.report.csv"))
+    await _run(undo, bearer, server, report=Path("x.undo.csv"), limit=1)
+    # What an older bulk's journal holds: neither the values nor the flag.
+    with sqlite3.connect("x.undo.journal") as conn:
+        conn.execute("UPDATE changes SET expected = NULL")
+        conn.execute("DELETE FROM meta WHERE key = 'expected_changes_set'")
+    conn.close()
+    agent = "2d8a3e4f-5f6c-4d7e-8f90-a1b2c3d4e5f6"
+    with sim._lock:
+        sim.tickets[chosen[1]].update(userRefAssignee=agent)
+    resumed = await _run(undo, bearer, server, report=Path("x.undo.csv"))
+    assert sim.tickets[chosen[1]].get("userRefAssignee") == agent
+    assert list(resumed["outcome"]) == ["updated", "skipped", "updated", "updated"]
 
 
 async def test_undo_lists_the_locations_the_batch_read_in(
