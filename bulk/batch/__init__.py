@@ -5,6 +5,7 @@ through the same story.
 """
 
 from ._derived import (
+    claim_the_retry,
     derived_report_path,
     read_report,
     refuse_a_second_retry,
@@ -24,6 +25,7 @@ __all__ = [
     "RunOptions",
     "RunSummary",
     "batch_base_url",
+    "claim_the_retry",
     "default_report",
     "derived_report_path",
     "derived_target",

@@ -7,13 +7,15 @@ engine, with its own report and audit record.
 
 from __future__ import annotations
 
+import json
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from .._core._csvsafe import neutralise
 from .._core._exceptions import UsageError
-from .._core._files import beside
+from .._core._files import beside, read_file, replacing
 from .._core._text import printable
 from ..journal import changed_rows, held_rows
 from ..plan import normalise_status
@@ -98,19 +100,30 @@ def derived_report_path(report: Path, kind: str, dry_run: bool = False) -> Path:
     return report.with_name(f"{base}.{kind}{'.dry-run' if dry_run else ''}{report.suffix}")
 
 
+# Beside a report: the retries of it that took its comments (`claim_the_retry`).
+RETRIES_SUFFIX = ".retries.json"
+
+
 def refuse_a_second_retry(report: Path, into: Path, retry: pd.DataFrame) -> None:
-    """Refuses (exit 2) a retry of a report with comments that an earlier retry beside it
-    took, into another report: each retry is a batch of its own, so the second posted every
-    comment the first had posted (chaos review). Its status, assignee and type PUTs would
-    only land twice; a comment POST lands twice. Looking for the comment first cannot tell
-    this client's from an agent's with the same text, so the earlier retry is named instead.
+    """Refuses (exit 2) a retry of a report with comments that an earlier retry took, into
+    another report: each retry is a batch of its own, so the second posted every comment
+    the first had posted (chaos review). Its status, assignee and type PUTs would only land
+    twice; a comment POST lands twice. Looking for the comment first cannot tell this
+    client's from an agent's with the same text, so the earlier retry is named instead.
     `retry`: the retry's rows (`retry_frame`), whose columns say whether it has comments.
+
+    The earlier retries are those `claim_the_retry` recorded beside the report (wherever
+    their own report went, killed or not), and any whose audit record is beside it (a
+    retry by a bulk from before the record).
     """
     if "comment" not in retry.columns:
         return
-    batch, mine = batch_of(report), audit_path(into).resolve()
+    batch, mine = batch_of(report), into.resolve()
     if batch is None:
         return
+    for claim in _claims(report):
+        if claim.get("batch_id") == batch and claim.get("report") != str(mine):
+            _refuse_a_second(report, str(claim.get("report")))
     for record_path in sorted(report.parent.glob(f"*{AUDIT_SUFFIX}")):
         record = read_audit(record_path) or {}
         derived, written = record.get("derived_from"), record.get("report")
@@ -118,14 +131,68 @@ def refuse_a_second_retry(report: Path, into: Path, retry: pd.DataFrame) -> None
             isinstance(derived, dict)
             and derived.get("kind") == "retry"
             and derived.get("batch_id") == batch
-            and record_path.resolve() != mine
+            and record_path.resolve() != audit_path(mine)
         ):
-            earlier = printable(written if isinstance(written, str) else record_path, 200)
-            raise UsageError(
-                f"{printable(report, 200)} was retried already, into {earlier}: a second "
-                "retry of it would post its comments again. Retry that report instead "
-                f"(bulk retry {earlier}), or rerun that retry's command; nothing sent"
-            )
+            _refuse_a_second(report, written if isinstance(written, str) else str(record_path))
+
+
+def _refuse_a_second(report: Path, earlier: str) -> NoReturn:
+    shown = printable(earlier, 200)
+    raise UsageError(
+        f"{printable(report, 200)} was retried already, into {shown}: a second "
+        "retry of it would post its comments again. Retry that report instead "
+        f"(bulk retry {shown}), or rerun that retry's command; nothing sent"
+    )
+
+
+def _claims(report: Path) -> list[dict[str, object]]:
+    """The retries recorded beside `report`; one that cannot be read refuses (exit 2)."""
+    path = beside(report, RETRIES_SUFFIX)
+    raw = read_file(path, _CLAIMS_BYTES, own="record of this report's retries")
+    if raw is None:
+        return []
+    try:
+        record = json.loads(raw)
+        claims = record["retries"]
+        if not isinstance(claims, list) or not all(isinstance(c, dict) for c in claims):
+            raise TypeError
+    except (ValueError, RecursionError, TypeError, KeyError):
+        raise UsageError(
+            f"{printable(path, 200)}: not a record of this report's retries as bulk writes "
+            "it; a retry of the report cannot tell whether an earlier one posted its "
+            "comments (remove the file if none did); nothing sent"
+        ) from None
+    return claims
+
+
+# A record of ~10,000 retries; one of bulk's holds a few.
+_CLAIMS_BYTES = 4 * 1024 * 1024
+
+
+def claim_the_retry(report: Path, into: Path, retry: pd.DataFrame) -> None:
+    """Records beside `report`, before anything is sent, that the retry into `into` takes
+    its comments, so `refuse_a_second_retry` sees it wherever `into` is, and even when it
+    was killed before its audit record. Called under the report's lock (cli/_derived).
+    A folder this user cannot write: a warning, and a second retry goes unseen."""
+    batch = batch_of(report)
+    if "comment" not in retry.columns or batch is None:
+        return
+    mine = str(into.resolve())
+    claims = [c for c in _claims(report) if c.get("batch_id") == batch]
+    if any(c.get("report") == mine for c in claims):
+        return
+    claims.append({"batch_id": batch, "report": mine, "at": datetime.now(UTC).isoformat()})
+    path = beside(report, RETRIES_SUFFIX)
+    try:
+        with replacing(path, "w", encoding="utf-8", perms=0o600) as handle:
+            json.dump({"retries": claims}, handle, indent=1)
+    except OSError as exc:
+        log.warning(
+            "%s: could not record this retry (%s); a second retry of the report into "
+            "another --report would not be refused",
+            printable(path, 200),
+            printable(exc.strerror or type(exc).__name__, 200),
+        )
 
 
 def retry_frame(report: Path, only: frozenset[str], *, force: bool = False) -> pd.DataFrame:

@@ -166,6 +166,35 @@ def test_a_second_retry_of_one_report_is_refused_and_posts_nothing(
     assert all(len(sim.comments(t["id"])) == 1 for t in tickets)
 
 
+def test_a_second_retry_is_refused_though_the_first_went_elsewhere_and_left_no_record(
+    tickets: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    """The first retry's report in another folder, and no audit record of it (killed before
+    writing one): the record of retries beside the report still names it."""
+    sim = Simulator(SimConfig(rate=None, seed=9, error_rate=1.0), tickets)
+    source = write_csv(tmp_path / "in.csv", [(t["id"],) for t in tickets], header=("ticket_id",))
+    env = {"SPACEBRING_ACCESS_TOKEN": DEMO_ACCESS_TOKEN, "SPACEBRING_NETWORK_ID": DEMO_NETWORK_ID}
+    fast = ("--rate", "unlimited", "--max-attempts", "1", "--max-failure-rate", "1")
+    report = tmp_path / "reports" / "in.report.csv"
+    elsewhere = tmp_path / "other" / "first.csv"
+    with SimulatorThread(sim) as thread:
+        env["SPACEBRING_BASE_URL"] = thread.base_url
+        batch = run_bulk(
+            "run", str(source), "--status", "closed", "--assignee", USER, "--comment", "Moved",
+            *fast, env=env, cwd=tmp_path,
+        )  # fmt: skip
+        assert batch.returncode == 1, batch.stderr
+        sim.config.error_rate = 0.0
+        first = run_bulk("retry", str(report), "--report", str(elsewhere), *fast, env=env)
+        assert first.returncode == 0, first.stderr
+        (tmp_path / "other" / "first.run.json").unlink()
+        second = run_bulk("retry", str(report), *fast, env=env, cwd=tmp_path)
+    assert second.returncode == 2, second.stderr
+    assert f"was retried already, into {elsewhere}" in second.stderr
+    assert sim.duplicate_comments() == 0
+    assert all(len(sim.comments(t["id"])) == 1 for t in tickets)
+
+
 @pytest.mark.parametrize("code", [403, 401])
 async def test_a_comment_post_refused_with_403_fails_its_row_and_the_rerun_goes_past(
     tickets: list[dict[str, Any]], code: int

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from bulk._core._exceptions import UsageError
-from bulk.batch import retry_frame
+from bulk.batch import claim_the_retry, refuse_a_second_retry, retry_frame
 
 from ..support import write_csv
 
@@ -119,3 +120,32 @@ def test_an_older_undos_report_is_not_retried_blind(tmp_path: Path) -> None:
         retry_frame(report, frozenset({"failed"}))
     frame = retry_frame(report, frozenset({"failed"}), force=True)
     assert list(frame["target_status"]) == ["new"]
+
+
+def test_the_record_of_retries_names_the_first_and_lets_it_resume(tmp_path: Path) -> None:
+    """`claim_the_retry` writes beside the report; `refuse_a_second_retry` reads it."""
+    report = _report(tmp_path, [("1", _IDS[0], "closed", "failed", "", "HTTP 503")])
+    (tmp_path / "x.undo.run.json").write_text(json.dumps({"batch_id": "a" * 32}))
+    comments = pd.DataFrame({"ticket_id": [_IDS[0]], "comment": ["Moved"]})
+    first, second = tmp_path / "elsewhere" / "first.csv", tmp_path / "second.csv"
+    claim_the_retry(report, first, comments)
+    claim_the_retry(report, first, comments)  # its own resume: recorded once
+    record = json.loads((tmp_path / "x.undo.retries.json").read_text())
+    assert [c["report"] for c in record["retries"]] == [str(first.resolve())]
+    refuse_a_second_retry(report, first, comments)  # the first's own rerun goes on
+    with pytest.raises(UsageError, match=r"was retried already, into .*first\.csv"):
+        refuse_a_second_retry(report, second, comments)
+    refuse_a_second_retry(report, second, comments.drop(columns="comment"))  # no comments
+    # A new batch wrote the report since: the older batch's retries do not count.
+    (tmp_path / "x.undo.run.json").write_text(json.dumps({"batch_id": "b" * 32}))
+    refuse_a_second_retry(report, second, comments)
+
+
+@pytest.mark.parametrize("text", ["{", "[]", '{"retries": 1}', '{"retries": [1]}'])
+def test_a_record_of_retries_bulk_did_not_write_refuses(tmp_path: Path, text: str) -> None:
+    report = _report(tmp_path, [("1", _IDS[0], "closed", "failed", "", "HTTP 503")])
+    (tmp_path / "x.undo.run.json").write_text(json.dumps({"batch_id": "a" * 32}))
+    (tmp_path / "x.undo.retries.json").write_text(text)
+    comments = pd.DataFrame({"ticket_id": [_IDS[0]], "comment": ["Moved"]})
+    with pytest.raises(UsageError, match="not a record of this report's retries"):
+        refuse_a_second_retry(report, tmp_path / "r.csv", comments)
