@@ -410,7 +410,9 @@ def test_tickets_an_undo_could_not_read_are_retried_and_counted_apart(
         changed = sum(r["error"].startswith("changed since") for r in rows)
         assert changed == 0
         assert f"left alone: {len(unread)} could not be read to check" in undone.stdout
-        retried = run_bulk("retry", str(undo_report), "--only", "failed,skipped", env=env)
+        retried = run_bulk(
+            "retry", str(undo_report), "--only", "failed,skipped", "--rate", "unlimited", env=env
+        )
     assert retried.returncode == 0, retried.stderr
     again = {r["ticket_id"]: r for r in read_report(tmp_path / "reports" / "in.undo.retry.csv")}
     assert unread <= set(again)
