@@ -25,9 +25,16 @@ from typing import Any
 import anyio
 
 from .._core._csvsafe import csv_cell
-from .._core._exceptions import CredentialsRejected, ListingUnreadable, UnexpectedAnswer, UsageError
+from .._core._exceptions import (
+    CredentialsRejected,
+    ListingUnreadable,
+    RequestError,
+    UnexpectedAnswer,
+    UsageError,
+)
 from .._core._exit import ExitCode
 from .._core._files import beside, replacing
+from .._core._text import printable
 from ..journal import SNAPSHOT_COLUMNS, Journal, ReadRecord
 from ..plan import checked_assignee, checked_type, normalise_status
 from ..send import ChangeClient, RateController, Read, Reader, TicketClient, TicketState
@@ -58,6 +65,7 @@ class Reading:
     requests: int = 0
     pages: int = 0
     settled: dict[str, int] = field(default_factory=dict)
+    stopped: str | None = None  # the listing could not be read: nothing is sent (exit 3)
 
 
 def session(
@@ -294,6 +302,13 @@ async def read_before(
         ) from None
     except UnexpectedAnswer as exc:
         raise ListingUnreadable(f"{exc.message}; stopped, nothing sent") from None
+    except RequestError as exc:
+        # A listing page that failed every attempt (the server down, a 404 for a wrong
+        # base URL): the batch stops as a failure-rate stop does (report written, exit 3),
+        # and a rerun reads again. A ticket's own GET that fails leaves only it unread.
+        reading.stopped = (
+            f"the tickets could not be read ({printable(exc.message, 300)}); nothing was sent"
+        )
     finally:
         reading.requests = reader.requests
     if not batch.options.dry_run:
@@ -303,8 +318,8 @@ async def read_before(
         reading.settled = await anyio.to_thread.run_sync(
             lambda: journal.settle_reads(_now(), force=batch.options.force)
         )
-    if reader.stopped:
-        log.info("read before writing: interrupted after %d request(s)", reading.requests)
+    if reader.stopped or reading.stopped:
+        log.info("read before writing: stopped after %d request(s)", reading.requests)
         return reading
     await anyio.to_thread.run_sync(write_snapshot, journal, batch)
     log.info(
@@ -332,9 +347,9 @@ async def verify_after(
         reading.pages = await _read_into(
             reader, journal, locations, journal.record_verified, verify=True
         )
-    except (CredentialsRejected, UnexpectedAnswer) as exc:
+    except RequestError as exc:
         # The writes are done; what could not be verified stays so, for a rerun.
-        log.warning("verify stopped: %s; the rest is not verified", exc.message)
+        log.warning("verify stopped: %s; the rest is not verified", printable(exc.message, 300))
     finally:
         reading.requests = reader.requests
     return reading

@@ -302,6 +302,8 @@ async def send(
         return INTERRUPTED, stats  # after planning: nothing sent, the report is written
     if not start.confirmed:
         return "stopped: not confirmed", stats
+    if start.reading is not None and start.reading.stopped:
+        return f"stopped: {start.reading.stopped}", stats
     if options.dry_run:
         if not options.preview:
             _describe_dry_run(start.counts, options, batch.base_url, _kinds(batch))

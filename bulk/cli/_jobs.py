@@ -10,6 +10,7 @@ import click
 
 from .._core._exceptions import CredentialsRejected, JobLocked, RequestError, UsageError
 from .._core._exit import ExitCode
+from .._core._text import printable
 from ._common import cli_rate, execute_batch, yes_option
 from ._console import fail_usage
 
@@ -95,8 +96,13 @@ def _prepare_and_run(loaded: Job, dry_run: bool, yes: bool) -> int:
         click.echo(f"bulk: {loaded.name}: listing stopped: {exc.message}", err=True)
         sys.exit(exc.exit_code)
     except RequestError as exc:
-        click.echo(f"bulk: {loaded.name}: listing failed: {exc.message}", err=True)
-        sys.exit(exc.exit_code)
+        # Exit 3, as a run whose reads fail: 1 says a batch finished with failed rows.
+        click.echo(
+            f"bulk: {loaded.name}: listing failed: {printable(exc.message, 300)}; nothing "
+            "sent (the next run lists again)",
+            err=True,
+        )
+        sys.exit(ExitCode.STOPPED)
     except KeyboardInterrupt:
         click.echo(f"bulk: {loaded.name}: interrupted while listing; nothing sent", err=True)
         sys.exit(ExitCode.INTERRUPTED)

@@ -146,6 +146,29 @@ def test_bad_job_files_name_the_key(
         assert "Traceback" not in out.stderr
 
 
+def test_a_listing_that_fails_stops_the_job_with_exit_3(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """A server answering 5xx to every page: exit 3 (stopped, nothing sent), not 1, which
+    says a batch finished with failed rows (review)."""
+    from bulk.simulator import LOCATIONS
+
+    sim = Simulator(SimConfig(rate=None, error_rate=1.0), make_tickets(50, seed=21))
+    with SimulatorThread(sim) as server:
+        env["SPACEBRING_BASE_URL"] = server.base_url
+        env["LOCATIONS"] = ",".join(LOCATIONS)
+        job = tmp_path / "nightly.toml"
+        job.write_text(
+            'name = "n"\n[source]\nkind = "api"\nlocations = ["${LOCATIONS}"]\n'
+            '[action]\nstatus = "closed"\n[run]\nmax_attempts = 1\n'
+        )
+        out = bulk(env, "job", "run", str(job), "--rate", "unlimited")
+    assert out.returncode == 3, out.stderr
+    assert "listing failed: HTTP 5" in out.stderr and "nothing sent" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert not sim.sent_ids("PUT")
+
+
 def test_nightly_cleanup_job_closes_exactly_the_selected(
     tmp_path: Path, env: dict[str, str]
 ) -> None:

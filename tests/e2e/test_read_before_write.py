@@ -605,3 +605,27 @@ def test_an_interrupt_while_reading_stops_the_reads(
     )
     assert sorted(gets) == sorted(_ids(tickets)) and set(gets.values()) == {1}
     assert {sim.status_of(t) for t in _ids(tickets)} == {"closed"}
+
+
+def test_a_listing_that_cannot_be_read_stops_the_run_with_its_report(
+    tmp_path: Path, tickets: list[dict[str, Any]]
+) -> None:
+    """Every listing page failing (the server down, a wrong base URL) ended the run with a
+    traceback, exit 1 and no report (review). It stops as any stop does: nothing sent, the
+    report written, exit 3; the rerun reads again and finishes."""
+    tickets = tickets[:100]
+    sim = Simulator(SimConfig(rate=None, seed=5, error_rate=1.0), tickets)
+    where = [a for location in LOCATIONS for a in ("--location", location)]
+    args = ("run", str(_input(tmp_path, tickets)), "--status", "closed", *where, "--rate", "0")
+    with SimulatorThread(sim) as server:
+        stopped = run_bulk(*args, "--max-attempts", "1", env=demo_vars(server.base_url))
+        assert _methods(sim).keys() == {"GET"}
+        rows = read_report(tmp_path / "reports" / "in.report.csv")
+        sim.config.error_rate = 0.0
+        again = run_bulk(*args, env=demo_vars(server.base_url))
+    assert stopped.returncode == 3, stopped.stderr
+    assert "Traceback" not in stopped.stderr
+    assert "stopped early: stopped: the tickets could not be read (HTTP 5" in stopped.stdout
+    assert len(rows) == len(tickets) and {r["outcome"] for r in rows} == {"skipped"}
+    assert again.returncode == 0, again.stderr
+    assert all(sim.status_of(t["id"]) == "closed" for t in tickets)
