@@ -319,7 +319,8 @@ async def read_before(
             lambda: journal.settle_reads(_now(), force=batch.options.force)
         )
     if reader.stopped or reading.stopped:
-        log.info("read before writing: stopped after %d request(s)", reading.requests)
+        how = "interrupted" if reader.stopped else "stopped"
+        log.info("read before writing: %s after %d request(s)", how, reading.requests)
         return reading
     await anyio.to_thread.run_sync(write_snapshot, journal, batch)
     log.info(
