@@ -20,8 +20,8 @@ from .._core._text import printable
 from ..journal import changed_rows, held_rows
 from ..plan import normalise_status
 from ..report import AUDIT_SUFFIX, audit_path, batch_of, read_audit
-from ._read import EXPECTED_CHANGES
-from ._undo_changes import UNDO_COLUMNS, changes_undo_frame, with_locations
+from ._read import EXPECTED_CHANGES, EXPECTED_SINCE
+from ._undo_changes import UNDO_COLUMNS, changes_undo_frame, finished_at, with_locations
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -50,6 +50,8 @@ _RETRY_COLUMNS = (*(c for pair in _CHANGE_KINDS for c in pair), "status_outcome"
 # An undo's report (and a retry's of one) says, per row, the status the batch set, which
 # the ticket must still have: a retry of it reads and guards like the undo (README).
 _EXPECTED = "expected_status"
+_SINCE = EXPECTED_SINCE
+_AT = "finished_at"  # an undo's rows: when the batch set what must still hold (`_SINCE`)
 # And an undo of changes, per change: what its batch set (a retry guards with it too).
 _EXPECTED_CHANGES = tuple(column for column, _ in EXPECTED_CHANGES.values())
 _UNREAD = "left alone: could not read the ticket"
@@ -83,7 +85,7 @@ def read_report(path: Path) -> pd.DataFrame:
     if missing:
         raise UsageError(f"{path}: not a bulk report (no column {', '.join(missing)})")
     extra = dict.fromkeys(
-        (*UNDO_COLUMNS, *_RETRY_COLUMNS, _EXPECTED, *_EXPECTED_CHANGES, _VERIFIED)
+        (*UNDO_COLUMNS, *_RETRY_COLUMNS, _EXPECTED, _SINCE, *_EXPECTED_CHANGES, _VERIFIED, _AT)
     )
     kept = list(_NEEDED) + [c for c in extra if c in frame.columns]
     frame = frame[kept].copy()
@@ -347,7 +349,7 @@ def _keep_expected(out: pd.DataFrame, rows: pd.DataFrame, *, strict: bool) -> No
     out[_EXPECTED] = expected
     # An undo of changes' assignee and type guards: carried as they are (prepare refuses a
     # value that is not a user id or a type, naming the row, before anything is sent).
-    for column in _EXPECTED_CHANGES:
+    for column in (_SINCE, *_EXPECTED_CHANGES):
         if column in rows.columns:
             out[column] = rows[column].to_numpy()
 
@@ -440,10 +442,14 @@ def _undo_frame(report: Path) -> pd.DataFrame:
     reason = ("left alone: outcome was " + frame["outcome"]).where(~changed, "")
     no_previous = (frame["outcome"] == "updated") & (previous == "")
     reason = reason.mask(no_previous, "left alone: the report has no previous status")
-    # The status the batch set: the undo reverts a ticket only while it still holds it.
+    # The status the batch set: the undo reverts a ticket only while it still holds it,
+    # set no later than the batch's row finished.
     expected = frame["target_status"].where(changed, "")
     return frame.assign(
-        target_status=previous.where(changed, ""), skip_reason=reason, expected_status=expected
-    )[["ticket_id", "target_status", "row", "skip_reason", "expected_status"]].rename(
+        target_status=previous.where(changed, ""),
+        skip_reason=reason,
+        expected_status=expected,
+        expected_since=finished_at(frame).where(changed, ""),
+    )[["ticket_id", "target_status", "row", "skip_reason", "expected_status", _SINCE]].rename(
         columns={"row": "source_row"}
     )

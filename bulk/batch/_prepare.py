@@ -25,7 +25,14 @@ from .._core._files import JobLock, beside, remove_leftovers
 from .._core._text import printable
 from ..input import Source, open_source
 from ..journal import Journal
-from ..plan import STATUSES, ChangeSpec, checked_assignee, checked_type, normalise_status
+from ..plan import (
+    STATUSES,
+    ChangeSpec,
+    checked_assignee,
+    checked_instant,
+    checked_type,
+    normalise_status,
+)
 from ..report import audit_path, check_outputs, page_path
 from ._changes import change_spec, check_comment_credentials, extra_columns
 from ._options import RunOptions, default_report
@@ -190,6 +197,7 @@ def _check_expected(src: Source) -> None:
         ("expected_status", normalise_status, f"a status ({', '.join(STATUSES)})"),
         ("expected_assignee", checked_assignee, "a user id (a UUID) or none"),
         ("expected_type", checked_type, "a ticket type"),
+        ("expected_since", checked_instant, "a time with its zone (ISO 8601)"),
     )
     for column, check, what in rules:
         if column not in frame.columns:

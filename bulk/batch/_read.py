@@ -36,7 +36,7 @@ from .._core._exit import ExitCode
 from .._core._files import beside, replacing
 from .._core._text import printable
 from ..journal import SNAPSHOT_COLUMNS, Journal, ReadRecord
-from ..plan import checked_assignee, checked_type, normalise_status
+from ..plan import checked_assignee, checked_instant, checked_type, normalise_status
 from ..send import ChangeClient, RateController, Read, Reader, TicketClient, TicketState
 from ._options import checked_location
 from ._prepare import Batch
@@ -127,9 +127,23 @@ def expected_statuses(batch: Batch) -> list[str]:
     ]
 
 
-def _expected(batch: Batch) -> list[tuple[int, str]]:
-    """An undo's rows and the status its batch set, which must still hold (README)."""
-    return [(i, s) for i, s in enumerate(expected_statuses(batch), 1) if s]
+def _expected(batch: Batch) -> list[tuple[int, str, str | None]]:
+    """An undo's rows, the status its batch set, which must still hold (README), and when
+    the batch set it (`expected_since`, a report's `finished_at`), if the frame says."""
+    statuses = expected_statuses(batch)
+    frame = batch.source.frame
+    since: list[str | None] = [None] * len(statuses)
+    if frame is not None and statuses and EXPECTED_SINCE in frame.columns:
+        # `prepare` has refused a value that is not a time with its zone.
+        since = [
+            checked_instant(v) if isinstance(v, str) and v else None
+            for v in frame[EXPECTED_SINCE].tolist()
+        ]
+    return [(i, s, t) for i, (s, t) in enumerate(zip(statuses, since, strict=True), 1) if s]
+
+
+# When an undo's batch set each row's status: its report's `finished_at` (batch/_derived.py).
+EXPECTED_SINCE = "expected_since"
 
 
 # An undo's columns of the values its batch set, per change kind (batch/_undo_changes.py),
@@ -264,6 +278,22 @@ async def _read_into(
     return pages
 
 
+async def _keep_expectations(batch: Batch, journal: Journal) -> bool:
+    """An undo's statuses (and assignees and types) that must still hold, into the journal
+    once; whether the batch has statuses to guard."""
+    expected = _expected(batch)
+    changes = _expected_changes(batch)
+    meta = await anyio.to_thread.run_sync(journal.meta)
+    if expected and not meta.get("expected_set"):
+        await anyio.to_thread.run_sync(journal.set_expected, expected)
+        await anyio.to_thread.run_sync(lambda: journal.set_meta(expected_set=True))
+    # A flag of its own: an undo an earlier bulk began (its statuses set) gets it on resume.
+    if changes and not meta.get("expected_changes_set"):
+        await anyio.to_thread.run_sync(journal.set_expected_changes, changes)
+        await anyio.to_thread.run_sync(lambda: journal.set_meta(expected_changes_set=True))
+    return bool(expected)
+
+
 async def read_before(
     batch: Batch,
     journal: Journal,
@@ -276,16 +306,7 @@ async def read_before(
     Once `stop` is set (an interrupt), no read starts; what was read is settled at once, and
     the rerun reads only the rest.
     """
-    expected = _expected(batch)
-    changes = _expected_changes(batch)
-    meta = await anyio.to_thread.run_sync(journal.meta)
-    if expected and not meta.get("expected_set"):
-        await anyio.to_thread.run_sync(journal.set_expected, expected)
-        await anyio.to_thread.run_sync(lambda: journal.set_meta(expected_set=True))
-    # A flag of its own: an undo an earlier bulk began (its statuses set) gets it on resume.
-    if changes and not meta.get("expected_changes_set"):
-        await anyio.to_thread.run_sync(journal.set_expected_changes, changes)
-        await anyio.to_thread.run_sync(lambda: journal.set_meta(expected_changes_set=True))
+    expected = await _keep_expectations(batch, journal)
     locations = locations_of(batch)
     if client is None or not should_read(batch, locations, bool(expected)):
         return None

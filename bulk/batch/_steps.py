@@ -39,7 +39,7 @@ from ._changes import comments_posted, plan_with_changes, post_in_flight, report
 from ._options import RunOptions
 from ._prepare import Batch, check_written
 from ._preview import preview_lines
-from ._read import EXPECTED_CHANGES, Reading, expected_statuses, reverts
+from ._read import EXPECTED_CHANGES, EXPECTED_SINCE, Reading, expected_statuses, reverts
 from ._send import send_all
 from ._signals import Interrupts
 from ._summary import INTERRUPTED, RunSummary, exit_code
@@ -459,6 +459,8 @@ async def finish(
         frame = batch.source.frame
         if frame is not None:
             columns += tuple(c for c, _ in EXPECTED_CHANGES.values() if c in frame.columns)
+            if EXPECTED_SINCE in frame.columns:
+                columns += (EXPECTED_SINCE,)
     await anyio.to_thread.run_sync(
         lambda: write_report(journal, batch.report, pending_reason=pending_reason, columns=columns)
     )

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from .._core._files import beside
 from .._core._ids import UUID_PATTERN
-from ..plan import normalise_status
+from ..plan import checked_instant, normalise_status
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,6 +43,14 @@ def _back(frame: pd.DataFrame, outcome: str, previous: str) -> pd.Series:
         return frame["row"].map(lambda _: "")
     applied = (frame[outcome] == "updated") & (frame[previous] != "")
     return frame[previous].where(applied, "")
+
+
+def finished_at(frame: pd.DataFrame) -> pd.Series:
+    """When the batch finished each row (its report's `finished_at`), in UTC; "" where the
+    report has none or an edited value is not a time with its zone (no time guard then)."""
+    if "finished_at" not in frame.columns:
+        return frame["ticket_id"].map(lambda _: "")
+    return frame["finished_at"].map(lambda v: checked_instant(v) or "" if v else "")
 
 
 def _set(frame: pd.DataFrame, column: str, back: pd.Series) -> pd.Series:
@@ -76,6 +84,7 @@ def changes_undo_frame(frame: pd.DataFrame) -> pd.DataFrame:
         delete_comment=comment,
         skip_reason=reason,
         expected_status=expected,
+        expected_since=finished_at(frame).where(ended, ""),
         expected_assignee=_set(frame, "assignee", assignee),
         expected_type=_set(frame, "type", kind),
     )[
@@ -88,6 +97,7 @@ def changes_undo_frame(frame: pd.DataFrame) -> pd.DataFrame:
             "row",
             "skip_reason",
             "expected_status",
+            "expected_since",
             "expected_assignee",
             "expected_type",
         ]

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from ._schema import OTHER_CHANGES_SQL, WOULD_SQL
+from ._schema import OTHER_CHANGES_SQL, TOUCHED_SINCE_SQL, WOULD_SQL
 
 __all__ = ["SNAPSHOT_COLUMNS", "ReadRecord", "Reads"]
 
@@ -40,7 +40,12 @@ _TO_VERIFY = "outcome IN ('updated', 'unchanged') AND verified IS NULL AND targe
 # or someone put it back by hand) is not someone else's change to keep: it is settled as
 # already at target. A row of several changes keeps the stricter rule (README).
 _BACK = f"(current_status = target_status AND NOT {OTHER_CHANGES_SQL})"
-_CHANGED_SINCE = "changed since the batch (now ' || current_status || ', at ' || COALESCE(status_update_date, 'an unknown time') || ')"
+_CHANGED_SINCE = (
+    "changed since the batch (' || CASE WHEN current_status = expected_status"
+    " THEN 'set to ' || current_status || ' again at ' || status_update_date"
+    " ELSE 'now ' || current_status || ', at ' || COALESCE(status_update_date, 'an unknown time')"
+    " END || ')"
+)
 
 
 # A row with other changes whose ticket already has the target status: only
@@ -129,11 +134,13 @@ class Reads:
                 [(status, key) for key, status, *_, err in reads if err is None],
             ).rowcount
 
-    def set_expected(self, pairs: Iterable[tuple[int, str]]) -> None:
-        """(row, status): an undo reverts the row only while its ticket still has `status`."""
+    def set_expected(self, triples: Iterable[tuple[int, str, str | None]]) -> None:
+        """(row, status, since): an undo reverts the row only while its ticket still has
+        `status`, set no later than `since` (when the batch set it; None: not known)."""
         with self._lock:
             self._conn.executemany(
-                "UPDATE rows SET expected_status = ? WHERE row = ?", [(s, r) for r, s in pairs]
+                "UPDATE rows SET expected_status = ?, expected_since = ? WHERE row = ?",
+                [(s, since, r) for r, s, since in triples],
             )
 
     def owe_put_back(self, ticket_key: str, status: str) -> None:
@@ -167,7 +174,8 @@ class Reads:
             ),
             "changed since the batch": (
                 f"outcome = 'skipped', error = '{_CHANGED_SINCE}'",
-                f"expected_status IS NOT NULL AND current_status != expected_status AND NOT {_BACK}",
+                "expected_status IS NOT NULL"
+                f" AND (current_status != expected_status OR {TOUCHED_SINCE_SQL}) AND NOT {_BACK}",
             ),
             "unreadable": (
                 "outcome = 'skipped', error = 'left alone: could not read the ticket to "

@@ -68,6 +68,7 @@ CREATE TABLE IF NOT EXISTS rows (
     read_at TEXT,
     read_error TEXT,                -- the read failed: why
     expected_status TEXT,           -- undo: the status the batch set, which must still hold
+    expected_since TEXT,            -- undo: when the batch set it (its report's finished_at)
     verified TEXT,                  -- --verify: 'yes' or 'drifted: now X'
     put_back TEXT                   -- undo: an agent's status overwritten, owed back (journaled
                                     -- before the put-back is sent, so a resume still owes it)
@@ -87,6 +88,7 @@ ADDED_COLUMNS = (
     ("expected_status", "TEXT"),
     ("verified", "TEXT"),
     ("put_back", "TEXT"),
+    ("expected_since", "TEXT"),
 )
 
 
@@ -112,17 +114,28 @@ class Outcome(NamedTuple):
 TEXT_COLUMNS = frozenset(
     {"ticket_id", "target_status", "previous_status", "error", "activity_id"}
     | {"current_status", "status_update_date", "read_at", "would", "verified", "expected_status"}
+    | {"expected_since"}
 )
 # A row that changes more than its status (assignee, type, comment): a status
 # already at its target settles that change alone, not the row.
 OTHER_CHANGES_SQL = "EXISTS (SELECT 1 FROM changes c WHERE c.row = rows.row AND c.kind != 'status')"
+# An undo's ticket whose status was set after its batch set it (to the batch's status again,
+# say: an agent reopened it, then closed it): its statusUpdateDate is later than the batch's
+# row finished. A minute's grace for the server's clock against this machine's: ahead by
+# more, every row looks changed and is left alone, which the summary counts (--force).
+TOUCHED_SINCE_SQL = (
+    "(expected_since IS NOT NULL"
+    " AND julianday(status_update_date) > julianday(expected_since) + 60.0 / 86400)"
+)
 # What a read says would happen to a row (the report's `would`; NULL: not read).
 WOULD_SQL = (
     """CASE WHEN outcome = 'invalid' THEN 'invalid'
     WHEN read_at IS NULL THEN NULL
     WHEN read_error IS NOT NULL THEN 'not read: ' || read_error
     WHEN current_status IS NULL THEN 'not found'
-    WHEN expected_status IS NOT NULL AND current_status != expected_status
+    WHEN expected_status IS NOT NULL AND (current_status != expected_status OR """
+    + TOUCHED_SINCE_SQL
+    + """)
         AND NOT (current_status = target_status AND NOT """
     + OTHER_CHANGES_SQL
     + """)

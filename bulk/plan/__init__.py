@@ -19,6 +19,7 @@ from ._changes import (
 from ._checks import (
     STATUSES,
     PlannedRow,
+    checked_instant,
     checked_map,
     checked_status,
     normalise_status,
@@ -36,6 +37,7 @@ __all__ = [
     "Template",
     "checked_assignee",
     "checked_changes",
+    "checked_instant",
     "checked_map",
     "checked_status",
     "checked_type",

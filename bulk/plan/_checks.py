@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import NamedTuple
 
 from .._core._exceptions import UsageError
@@ -20,6 +21,7 @@ from ..input import Chunk
 __all__ = [
     "STATUSES",
     "PlannedRow",
+    "checked_instant",
     "checked_map",
     "checked_status",
     "normalise_status",
@@ -42,6 +44,17 @@ class PlannedRow(NamedTuple):
     outcome: str | None  # None: to send; else "invalid" or "skipped"
     error: str | None
     source_row: int | None  # retry/undo: the row of the report it came from
+
+
+def checked_instant(value: str) -> str | None:
+    """An ISO 8601 time with its zone (a report's `finished_at`), in UTC; None when not one."""
+    try:
+        when = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        return None
+    return when.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
 @functools.lru_cache(maxsize=1024)  # a column holds a handful of spellings, a million times

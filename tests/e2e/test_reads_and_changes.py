@@ -176,6 +176,50 @@ async def test_undo_of_changes_leaves_alone_what_was_changed_since(
     assert sim.tickets[reopened]["status"] == "new"
 
 
+async def test_undo_leaves_a_ticket_set_to_the_batchs_status_again_later(
+    sim: Simulator, server: str, tickets: list[dict[str, Any]], bearer: Credentials
+) -> None:
+    """An agent reopened a closed ticket and closed it again: it holds the batch's status,
+    but by the agent's hand. The undo reverted it (review); its statusUpdateDate, later
+    than the batch's row finished, leaves it alone now, and a retry of the undo too."""
+    chosen = [t["id"] for t in tickets if t["status"] == "new"][:4]
+    await _run(pd.DataFrame({"ticket_id": chosen}), bearer, server, status="closed",
+               report=Path("x.report.csv"))  # fmt: skip
+    again = chosen[0]
+    with sim._lock:
+        sim.tickets[again]["statusUpdateDate"] = "2099-01-01T00:00:00.000Z"
+    undo = undo_frame(Path("x.report.csv"))
+    assert undo["expected_since"].str.len().min() > 0
+    report = (await _run(undo, bearer, server, report=Path("x.undo.csv"))).set_index("ticket_id")
+    assert sim.tickets[again]["status"] == "closed"
+    assert report.loc[again, "outcome"] == "skipped"
+    assert report.loc[again, "error"] == (
+        "changed since the batch (set to closed again at 2099-01-01T00:00:00.000Z)"
+    )
+    assert all(sim.tickets[t]["status"] == "new" for t in chosen[1:])
+    record = json.loads(await anyio.Path("x.undo.run.json").read_text())
+    assert record["left_alone"]["rows"] == 1
+    # The undo's report keeps the time, so a retry of it guards the same way.
+    retry = retry_frame(Path("x.undo.csv"), frozenset({"skipped"}))
+    assert list(retry["expected_since"]) == [report.loc[again, "expected_since"]]
+
+
+async def test_an_expected_since_that_is_not_a_time_is_refused_before_sending(
+    sim: Simulator, server: str, tickets: list[dict[str, Any]], bearer: Credentials
+) -> None:
+    frame = pd.DataFrame(
+        {
+            "ticket_id": [tickets[0]["id"], tickets[1]["id"]],
+            "expected_status": ["closed", "closed"],
+            "expected_since": ["2026-11-28T20:41:13.138+00:00", "2026-11-28T20:41:13"],  # no zone
+        }
+    )
+    sent = len(sim.requests)
+    with pytest.raises(bulk.UsageError, match=r"row 2, column 'expected_since': .* not a time"):
+        await _run(frame, bearer, server, status="new", report=Path("t.csv"))
+    assert len(sim.requests) == sent
+
+
 async def test_undo_leaves_an_assignee_or_type_an_agent_changed_since(
     sim: Simulator, server: str, tickets: list[dict[str, Any]], bearer: Credentials
 ) -> None:

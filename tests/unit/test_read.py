@@ -53,7 +53,7 @@ def test_a_listed_ticket_of_another_location_is_left_out() -> None:
 def test_reads_settle_rows_that_need_no_write(journal: Journal) -> None:
     ids = [f"{n:08x}-0000-4000-8000-000000000000" for n in range(4)]
     plan(journal, [to_send(i + 1, t) for i, t in enumerate(ids)])
-    journal.set_expected([(3, "closed"), (4, "closed")])
+    journal.set_expected([(3, "closed", None), (4, "closed", None)])
     journal.record_reads(
         [
             (ids[0], "closed", None, None, None, None),  # already at target
@@ -116,7 +116,7 @@ def test_a_ticket_already_back_at_an_undos_target_is_unchanged_not_someones_chan
     nobody's change to keep; anywhere else is."""
     ids = [f"{n:08x}-0000-4000-8000-000000000000" for n in range(2)]
     plan(journal, [to_send(i + 1, t, "new") for i, t in enumerate(ids)])
-    journal.set_expected([(1, "closed"), (2, "closed")])
+    journal.set_expected([(1, "closed", None), (2, "closed", None)])
     journal.record_reads(
         [(ids[0], "new", None, None, None, None), (ids[1], "solved", None, None, None, None)],
         "2024-05-02T00:00:00Z",
