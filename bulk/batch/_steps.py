@@ -338,7 +338,8 @@ async def send(
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(journal.close_writer)
             await anyio.to_thread.run_sync(journal.add_retries, stats.retries)
-            await anyio.to_thread.run_sync(journal.credit_lost_answers)
+            began = batch.started_at.isoformat(timespec="milliseconds")
+            await anyio.to_thread.run_sync(journal.credit_lost_answers, began)
     return reason, stats
 
 

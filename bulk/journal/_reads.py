@@ -204,7 +204,7 @@ class Reads:
             c.execute("COMMIT")
         return settled
 
-    def credit_lost_answers(self) -> int:
+    def credit_lost_answers(self, since: str) -> int:
         """Rows whose PUT was applied but whose answer was lost: `updated`, from what was read.
 
         A retry after a lost answer (a dropped connection, a timeout, a 5xx after the
@@ -216,10 +216,16 @@ class Reads:
         the same status between the read and the PUT is counted as ours too: an undo
         then puts back what was read. Measured with `bench/changes.py` (2% of answers
         dropped after applying): 60 of 3,000 rows were recorded `unchanged` that way.
+
+        Only reads this invocation took (`since`: when it began) are trusted so: a resume
+        sends on the reads of the invocation that began the batch, and an agent's status
+        set in between (a canary, then 40 tickets solved by hand, then the resume: review)
+        was recorded as the previous status, which an undo then put back over theirs.
+        Such a row stays `unchanged`, its previous status unknown (undo leaves it).
         """
         ours = (
             "read_at IS NOT NULL AND read_error IS NULL AND current_status IS NOT NULL"
-            " AND current_status != target_status"
+            " AND current_status != target_status AND julianday(read_at) >= julianday(?)"
         )
         with self._lock:
             c = self._conn
@@ -229,12 +235,14 @@ class Reads:
                 "UPDATE changes SET state = 'updated', previous_value ="
                 " (SELECT current_status FROM rows WHERE rows.row = changes.row)"
                 " WHERE kind = 'status' AND state = 'unchanged'"
-                f" AND row IN (SELECT row FROM rows WHERE {ours})"
+                f" AND row IN (SELECT row FROM rows WHERE {ours})",
+                (since,),
             )
             credited = c.execute(
                 "UPDATE rows SET outcome = 'updated', previous_status = current_status"
                 " WHERE outcome IN ('unchanged', 'updated') AND previous_status = target_status"
-                f" AND {ours}"
+                f" AND {ours}",
+                (since,),
             ).rowcount
             c.execute("COMMIT")
         return credited

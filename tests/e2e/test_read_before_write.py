@@ -629,3 +629,30 @@ def test_a_listing_that_cannot_be_read_stops_the_run_with_its_report(
     assert len(rows) == len(tickets) and {r["outcome"] for r in rows} == {"skipped"}
     assert again.returncode == 0, again.stderr
     assert all(sim.status_of(t["id"]) == "closed" for t in tickets)
+
+
+async def test_a_resume_does_not_credit_a_lost_answer_from_an_earlier_invocations_read(
+    tmp_path: Path, sim: Simulator, server: str, creds: Credentials, tickets: list[dict[str, Any]]
+) -> None:
+    """A canary read every ticket; agents then solved the rest by hand; the resume's PUTs
+    landed but half their answers were lost. The canary's read was taken as each ticket's
+    previous status, and the undo put those back over the agents' (review). Now such a row
+    stays `unchanged`; none claims a status the ticket no longer had."""
+    chosen = [t for t in tickets if t["status"] == "new"][:40]
+    path = _input(tmp_path, chosen)
+    options: dict[str, Any] = {"base_url": server, "credentials": creds, "rate": None, **FAST}
+    await run_async(path, status="closed", locations=LOCATIONS, limit=1, **options)
+    with sim._lock:
+        for ticket in chosen[1:]:
+            sim.tickets[ticket["id"]]["status"] = "solved"
+    sim.config.error_after_rate = 0.5
+    try:
+        report = await run_async(path, status="closed", locations=LOCATIONS, **options)
+    finally:
+        sim.config.error_after_rate = 0.0
+    rows = report.set_index("ticket_id")
+    lost = rows.loc[[t["id"] for t in chosen[1:]]]
+    assert set(lost["outcome"]) <= {"updated", "unchanged"}
+    assert "unchanged" in set(lost["outcome"])  # some answers were lost
+    assert set(lost.loc[lost["outcome"] == "updated", "previous_status"]) == {"solved"}
+    assert all(sim.status_of(t["id"]) == "closed" for t in chosen)
