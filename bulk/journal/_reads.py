@@ -211,8 +211,7 @@ class Reads:
         server applied it) finds the ticket already at the target and would record the
         row `unchanged`, with the target as its previous status, so an undo could not
         put it back. When the status read before sending differs, the change is taken
-        as this run's (aiohttp itself resends an idempotent PUT once on a dropped
-        keep-alive connection, so the row may show one attempt). Someone else setting
+        as this run's. Someone else setting
         the same status between the read and the PUT is counted as ours too: an undo
         then puts back what was read. Measured with `bench/changes.py` (2% of answers
         dropped after applying): 60 of 3,000 rows were recorded `unchanged` that way.
