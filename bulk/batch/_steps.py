@@ -22,6 +22,7 @@ import anyio
 from .._core._exceptions import UsageError
 from .._core._exit import ExitCode
 from .._core._rates import AUTO, DOCUMENTED_RATE
+from .._core._text import printable
 from .._version import __version__
 from ..input import Source, picked_by_name
 from ..journal import REPORT_COLUMNS, Journal
@@ -87,6 +88,7 @@ async def recount(journal: Journal, start: Start) -> None:
 async def plan_or_resume(batch: Batch, journal: Journal, interrupts: Interrupts) -> Start:
     """Plan the input into a fresh journal, or resume the one planned for this same batch."""
     meta = await anyio.to_thread.run_sync(journal.meta)
+    _refuse_another_reports_journal(batch, journal, meta)
     resuming = False
     resent = 0
     if batch.options.fresh or not meta.get("planned"):
@@ -130,6 +132,35 @@ async def plan_or_resume(batch: Batch, journal: Journal, interrupts: Interrupts)
         start.already_final = counts["rows"] - counts["pending"]
         _log_resume(start, batch.report)
     return start
+
+
+# The report formats: `x.csv`, `x.jsonl` and `x.parquet` share `x.journal`, `x.lock`,
+# `x.run.json` and `x.html` (`beside`).
+_REPORT_SUFFIXES = (".csv", ".jsonl", ".parquet")
+
+
+def _refuse_another_reports_journal(batch: Batch, journal: Journal, meta: dict[str, Any]) -> None:
+    """Refuses (exit 2) a report whose journal, lock, audit record and page are another's:
+    `--report z.jsonl` beside a batch's `z.csv` resumed that batch as its own, or (--fresh)
+    replaced its journal, audit record and page, which `bulk undo z.csv` needs (review).
+    The journal names its report; one from before that, the report beside it of another
+    format when this run's own is not there."""
+    if not meta.get("planned"):
+        return
+    named = meta.get("report")
+    report = batch.report
+    if isinstance(named, str) and named not in ("", ".", "..") and Path(named).name == named:
+        other = report.with_name(named) if named != report.name else None
+    else:
+        others = (report.with_suffix(s) for s in _REPORT_SUFFIXES if s != report.suffix.lower())
+        other = None if report.exists() else next((p for p in others if p.exists()), None)
+    if other is not None and other.exists():
+        raise UsageError(
+            f"{journal.path} is the journal of {printable(other, 200)}, whose lock, audit "
+            f"record and page are beside it too: --report {printable(report.name, 200)} would "
+            "share them (a resume of that batch, or with --fresh its record lost); give this "
+            "run a report of another name; nothing was sent"
+        )
 
 
 # What bulk derives from an input and its options by rules of its own (which of the input's
@@ -225,6 +256,7 @@ async def _plan_afresh(
     await anyio.to_thread.run_sync(
         lambda: journal.set_meta(
             planned=True,
+            report=batch.report.name,
             meaning=batch.meaning,
             batch_id=uuid.uuid4().hex,
             created_at=batch.started_at.isoformat(),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import math
 import signal
+import sqlite3
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -686,3 +687,32 @@ async def test_every_put_the_server_saw_is_counted_in_attempts(
     assert sum(puts.values()) > len(chosen)  # connections did drop
     assert dict(puts) == attempts
     assert set(report["outcome"]) <= {"updated", "unchanged"}
+
+
+async def test_a_report_of_another_format_beside_a_batchs_report_is_refused(
+    tmp_path: Path, sim: Simulator, server: str, creds: Credentials, tickets: list[dict[str, Any]]
+) -> None:
+    """`z.csv` and `z.jsonl` share `z.journal`, `z.lock`, `z.run.json` and `z.html`: the
+    second resumed the first's batch as its own, or with --fresh replaced its record (review)."""
+    options: dict[str, Any] = {"base_url": server, "credentials": creds, "rate": None}
+    first = _input(tmp_path, tickets[:5])
+    await run_async(first, status="closed", report=tmp_path / "z.csv", **options)
+    record = (tmp_path / "z.run.json").read_bytes()
+    other = write_csv(tmp_path / "other.csv", [(t,) for t in _ids(tickets[5:9])], ("ticket_id",))
+    sent = len(sim.requests)
+    for fresh in (False, True):
+        with pytest.raises(bulk.UsageError, match=r"z.journal is the journal of .*z\.csv"):
+            await run_async(
+                other, status="new", report=tmp_path / "z.jsonl", fresh=fresh, **options
+            )
+    assert len(sim.requests) == sent
+    assert (tmp_path / "z.run.json").read_bytes() == record
+    # A journal from before it named its report: the report of another format beside it.
+    with sqlite3.connect(tmp_path / "z.journal") as conn:
+        conn.execute("DELETE FROM meta WHERE key = 'report'")
+    conn.close()
+    with pytest.raises(bulk.UsageError, match="is the journal of"):
+        await run_async(other, status="new", report=tmp_path / "z.parquet", **options)
+    # Its own report resumes as before.
+    again = await run_async(first, status="closed", report=tmp_path / "z.csv", **options)
+    assert len(again) == 5
