@@ -145,8 +145,10 @@ class Credentials:
         _check_basic("client_id", client_id, "client_secret", client_secret)
         _check_network("network_id", network_id)
         token = base64.b64encode(f"{client_id}:{client_secret}".encode()).decode()
-        # Not the client id: it names the integration, and hiding it hid innocent text.
-        hide_secrets(token, f"{client_id}:{client_secret}", client_secret)
+        # The client id too: the contract counts it among the credentials that never
+        # appear (a server echoed it into a review's report and page). Text that merely
+        # contains it is hidden as well; a client id is rarely a word of prose.
+        hide_secrets(token, f"{client_id}:{client_secret}", client_secret, client_id)
         return cls("basic", f"Basic {token}", network_id)
 
     @classmethod
@@ -168,7 +170,7 @@ class Credentials:
         _check_basic("client_id", client_id, "client_secret", client_secret)
         _check_shape("refresh_token", refresh_token)
         _check_network("network_id", network_id)
-        hide_secrets(f"{client_id}:{client_secret}", client_secret)
+        hide_secrets(f"{client_id}:{client_secret}", client_secret, client_id)
         hide_secrets(refresh_token, rotating="refresh")
         grant = RefreshGrant(client_id, client_secret, refresh_token, token_file)
         return cls("oauth", "", network_id, refresh_grant=grant)

@@ -81,7 +81,7 @@ ROWS = {
     "message-400": ("HTTP 400 ]0;pwned [2J gnp.exe x 31m end: no ]0;pwned", 1),
     "message-500": ("HTTP 500 ]0;pwned [2J gnp.exe x 31m end: no ]0;pwned", 2),
     # A proxy that echoes the request's credentials in its error text.
-    "echo-400": ("HTTP 400 badRequest: rejected Basic [redacted] ([redacted])", 1),
+    "echo-400": ("HTTP 400 badRequest: rejected Basic [redacted] ([redacted]) of [redacted]", 1),
     "echo-502": ("HTTP 502 gateway: upstream refused [redacted] for Basic [redacted]", 2),
 }
 MODE_OF = {str(uuid.UUID(int=n + 1)): mode for n, mode in enumerate(ROWS)}
@@ -152,7 +152,7 @@ class Hostile:
             auth = request.headers["Authorization"]
             plain = base64.b64decode(auth.removeprefix("Basic ")).decode()
             message = (
-                f"rejected {auth} ({plain})"
+                f"rejected {auth} ({plain}) of {plain.partition(':')[0]}"
                 if mode == "echo-400"
                 else f"upstream refused {plain.partition(':')[2]} for {auth}"
             )
@@ -335,6 +335,7 @@ def test_only_an_answer_that_proves_success_counts(servers: Any, tmp_path: Path)
     basic = base64.b64encode(f"{DEMO_CLIENT_ID}:{DEMO_CLIENT_SECRET}".encode()).decode()
     for text in (child.stdout, child.stderr, *run_files(tmp_path)):
         assert DEMO_CLIENT_SECRET not in text and basic not in text
+        assert DEMO_CLIENT_ID not in text  # the client id too (CONTRACT: a credential)
 
 
 def test_a_hostile_401_stops_the_run_without_touching_the_terminal(

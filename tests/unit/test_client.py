@@ -196,8 +196,8 @@ def test_credentials_are_redacted_from_server_text_before_it_is_cut() -> None:
     assert clean_text("Basic\x00" + "Zm9vOmJhcjEyMzQ1Njc4OQ==") == "Basic [redacted]"
     assert clean_text(f"Basic {basic[:10]}\u200b{basic[10:]}") == "Basic [redacted]"
     assert clean_text("bAsIc Zm9vOmJhcjEyMzQ1Njc4OQ==") == "bAsIc [redacted]"
-    # Innocent text stays: the client id, a scheme's word in prose.
-    assert clean_text("client-x: basic cleaning services") == "client-x: basic cleaning services"
+    # The client id is a credential too (CONTRACT); a scheme's word in prose stays.
+    assert clean_text("client-x: basic cleaning services") == "[redacted]: basic cleaning services"
     # A token endpoint that renews every request: the latest of each kind stay hidden, and
     # a refresh token is not pushed out by access tokens.
     hide_secrets("refresh-" + secret, rotating="refresh")
