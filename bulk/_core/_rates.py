@@ -16,6 +16,9 @@ __all__ = ["AUTO", "DOCUMENTED_RATE", "Rate", "parse_rate"]
 # The API's published limit per client: where `auto` starts and what the dry run assumes.
 DOCUMENTED_RATE = 10.0
 AUTO: Literal["auto"] = "auto"
+# The slowest pace taken: one request every 100 s. Slower is a typo (`--rate 1e-9` waited
+# 31 years for its first slot, silently: review), not a pace anyone means.
+MIN_RATE = 0.01
 # As words, "0" and "inf" mean no limit too (the command line always took them so).
 _UNLIMITED = frozenset({"none", "unlimited", "0", "inf"})
 
@@ -49,4 +52,9 @@ def parse_rate(value: object, *, allow_auto: bool = True) -> Rate:
         raise ValueError(f"{value!r} is not {words}")
     if not 0 < value < math.inf:  # also refuses nan
         raise ValueError(f"{value!r}: must be {words}")
+    if value < MIN_RATE:
+        raise ValueError(
+            f"{value!r}: at least {MIN_RATE} requests a second (one every "
+            f"{1 / MIN_RATE:.0f} s), or 'unlimited'"
+        )
     return float(value)

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from ._common import execute_batch, run_options
+from ._console import fail_usage
 
 __all__ = ["run"]
 
@@ -74,6 +75,12 @@ def run(input: str, yes: bool, **kwargs: Any) -> None:
     from ..input import spool_stdin
 
     options = RunOptions(**kwargs)
+    if options.status is not None and options.status_column is not None:
+        # One would be ignored, silently: which the user meant cannot be told.
+        fail_usage(
+            "--status sets one status for every row and --status-column names a column of "
+            "them: give one"
+        )
     spooled = None
     if input == "-":
         spooled = spool_stdin(Path("reports"))

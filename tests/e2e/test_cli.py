@@ -61,6 +61,8 @@ def test_stdin_and_status_option(tmp_path: Path, sim_thread: tuple[Simulator, st
         (["run", "in.csv", "--timeout", "inf"], "--timeout must be a positive number"),
         (["run", "in.csv", "--timeout", "nan"], "--timeout must be a positive number"),
         (["run", "in.csv", "--timeout", "601"], "at most 600"),
+        (["run", "in.csv", "--rate", "1e-9"], "at least 0.01 requests a second"),
+        (["run", "in.csv", "--status", "closed", "--status-column", "s"], "give one"),
         (["run", "in.csv", "--base-url", "http://127.0.0.1:99999"], "port that is not a number"),
         (["run", "in.csv", "--base-url", "http://[::1]:x/"], "port that is not a number"),
     ],
