@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import html
 import re
 import shlex
 import time
 import unicodedata
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -124,32 +126,44 @@ def test_a_rerun_waits_for_the_posts_a_killed_run_left_at_the_server(
     assert {r["comment_outcome"] for r in report} == {"updated"}
 
 
+_FAST = ("--rate", "unlimited", "--max-attempts", "1", "--max-failure-rate", "1")
+
+
+@contextlib.contextmanager
+def _batch_that_failed(
+    tickets: list[dict[str, Any]], tmp_path: Path
+) -> Iterator[tuple[Simulator, dict[str, str]]]:
+    """A batch of assignee, comment and status whose every row failed (reports/in.report.csv);
+    the simulator answers well from then on, for its retries."""
+    sim = Simulator(SimConfig(rate=None, seed=9, error_rate=1.0), tickets)
+    source = write_csv(tmp_path / "in.csv", [(t["id"],) for t in tickets], header=("ticket_id",))
+    env = {"SPACEBRING_ACCESS_TOKEN": DEMO_ACCESS_TOKEN, "SPACEBRING_NETWORK_ID": DEMO_NETWORK_ID}
+    with SimulatorThread(sim) as thread:
+        env["SPACEBRING_BASE_URL"] = thread.base_url
+        batch = run_bulk(
+            "run", str(source), "--status", "closed", "--assignee", USER, "--comment", "Moved",
+            *_FAST, env=env, cwd=tmp_path,
+        )  # fmt: skip
+        assert batch.returncode == 1, batch.stderr
+        sim.config.error_rate = 0.0
+        yield sim, env
+
+
 def test_a_second_retry_of_one_report_is_refused_and_posts_nothing(
     tickets: list[dict[str, Any]], tmp_path: Path
 ) -> None:
     """Each retry of a report is a batch of its own: a second one, into another report,
     posted every comment the first had posted (chaos review). It is refused, naming the
     first; the first's own command still resumes it."""
-    sim = Simulator(SimConfig(rate=None, seed=9, error_rate=1.0), tickets)  # all fail at first
-    source = write_csv(tmp_path / "in.csv", [(t["id"],) for t in tickets], header=("ticket_id",))
-    env = {"SPACEBRING_ACCESS_TOKEN": DEMO_ACCESS_TOKEN, "SPACEBRING_NETWORK_ID": DEMO_NETWORK_ID}
-    fast = ("--rate", "unlimited", "--max-attempts", "1", "--max-failure-rate", "1")
     reports = tmp_path / "reports"
-    with SimulatorThread(sim) as thread:
-        env["SPACEBRING_BASE_URL"] = thread.base_url
-        batch = run_bulk(
-            "run", str(source), "--status", "closed", "--assignee", USER, "--comment", "Moved",
-            *fast, env=env, cwd=tmp_path,
-        )  # fmt: skip
-        assert batch.returncode == 1, batch.stderr
-        sim.config.error_rate = 0.0
+    with _batch_that_failed(tickets, tmp_path) as (sim, env):
         runs = [
             run_bulk(
                 "retry",
                 str(reports / "in.report.csv"),
                 "--report",
                 str(reports / name),
-                *fast,
+                *_FAST,
                 env=env,
                 cwd=tmp_path,
             )
@@ -171,24 +185,13 @@ def test_a_second_retry_is_refused_though_the_first_went_elsewhere_and_left_no_r
 ) -> None:
     """The first retry's report in another folder, and no audit record of it (killed before
     writing one): the record of retries beside the report still names it."""
-    sim = Simulator(SimConfig(rate=None, seed=9, error_rate=1.0), tickets)
-    source = write_csv(tmp_path / "in.csv", [(t["id"],) for t in tickets], header=("ticket_id",))
-    env = {"SPACEBRING_ACCESS_TOKEN": DEMO_ACCESS_TOKEN, "SPACEBRING_NETWORK_ID": DEMO_NETWORK_ID}
-    fast = ("--rate", "unlimited", "--max-attempts", "1", "--max-failure-rate", "1")
     report = tmp_path / "reports" / "in.report.csv"
     elsewhere = tmp_path / "other" / "first.csv"
-    with SimulatorThread(sim) as thread:
-        env["SPACEBRING_BASE_URL"] = thread.base_url
-        batch = run_bulk(
-            "run", str(source), "--status", "closed", "--assignee", USER, "--comment", "Moved",
-            *fast, env=env, cwd=tmp_path,
-        )  # fmt: skip
-        assert batch.returncode == 1, batch.stderr
-        sim.config.error_rate = 0.0
-        first = run_bulk("retry", str(report), "--report", str(elsewhere), *fast, env=env)
+    with _batch_that_failed(tickets, tmp_path) as (sim, env):
+        first = run_bulk("retry", str(report), "--report", str(elsewhere), *_FAST, env=env)
         assert first.returncode == 0, first.stderr
         (tmp_path / "other" / "first.run.json").unlink()
-        second = run_bulk("retry", str(report), *fast, env=env, cwd=tmp_path)
+        second = run_bulk("retry", str(report), *_FAST, env=env, cwd=tmp_path)
     assert second.returncode == 2, second.stderr
     assert f"was retried already, into {elsewhere}" in second.stderr
     assert sim.duplicate_comments() == 0

@@ -326,6 +326,20 @@ async def test_a_retry_of_an_undo_keeps_its_assignee_guard(
     assert set(retry["assignee_outcome"]) == {"unchanged"}
 
 
+async def _assigned_then_undone(
+    chosen: list[str], bearer: Credentials, server: str
+) -> pd.DataFrame:
+    """`chosen` assigned to USER by a batch (x.report.csv); the undo's frame of it."""
+    await _run(
+        pd.DataFrame({"ticket_id": chosen}),
+        bearer,
+        server,
+        assignee=USER,
+        report=Path("x.report.csv"),
+    )
+    return undo_frame(Path("x.report.csv"))
+
+
 async def test_a_resumed_undo_reads_each_assignee_again_and_force_is_per_invocation(
     sim: Simulator, server: str, tickets: list[dict[str, Any]], bearer: Credentials
 ) -> None:
@@ -334,14 +348,7 @@ async def test_a_resumed_undo_reads_each_assignee_again_and_force_is_per_invocat
     invocations (review): each invocation reads just before its PUTs, by its own --force."""
     chosen = [t["id"] for t in tickets if t["status"] == "new"][:6]
     before = {t: sim.tickets[t].get("userRefAssignee") for t in chosen}
-    await _run(
-        pd.DataFrame({"ticket_id": chosen}),
-        bearer,
-        server,
-        assignee=USER,
-        report=Path("x.report.csv"),
-    )
-    undo = undo_frame(Path("x.report.csv"))
+    undo = await _assigned_then_undone(chosen, bearer, server)
     agent = "2d8a3e4f-5f6c-4d7e-8f90-a1b2c3d4e5f6"
 
     def reassign(*ticket_ids: str) -> None:
@@ -382,14 +389,7 @@ async def test_an_undo_an_older_bulk_began_gets_the_assignee_guard_on_resume(
     """An undo journal from before the per-change guard (no `expected` values, no flag in
     its meta) is given what the batch set when it resumes, so its remaining rows are guarded."""
     chosen = [t["id"] for t in tickets if t["status"] == "new"][:4]
-    await _run(
-        pd.DataFrame({"ticket_id": chosen}),
-        bearer,
-        server,
-        assignee=USER,
-        report=Path("x.report.csv"),
-    )
-    undo = undo_frame(Path("x.report.csv"))
+    undo = await _assigned_then_undone(chosen, bearer, server)
     await _run(undo, bearer, server, report=Path("x.undo.csv"), limit=1)
     # What an older bulk's journal holds: neither the values nor the flag.
     with sqlite3.connect("x.undo.journal") as conn:
