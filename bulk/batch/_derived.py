@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
@@ -124,8 +125,9 @@ def refuse_a_second_retry(report: Path, into: Path, retry: pd.DataFrame) -> None
     if batch is None:
         return
     for claim in _claims(report):
-        if claim.get("batch_id") == batch and claim.get("report") != str(mine):
-            _refuse_a_second(report, str(claim.get("report")))
+        claimed = _claimed(report, claim)
+        if claim.get("batch_id") == batch and claimed != mine:
+            _refuse_a_second(report, str(claimed))
     for record_path in sorted(report.parent.glob(f"*{AUDIT_SUFFIX}")):
         record = read_audit(record_path) or {}
         derived, written = record.get("derived_from"), record.get("report")
@@ -145,6 +147,12 @@ def _refuse_a_second(report: Path, earlier: str) -> NoReturn:
         "retry of it would post its comments again. Retry that report instead "
         f"(bulk retry {shown}), or rerun that retry's command; nothing sent"
     )
+
+
+def _claimed(report: Path, claim: dict[str, object]) -> Path:
+    """A claim's report: kept relative to the report's folder, so moving the folder (reports
+    and all) keeps the first retry's own rerun its own (review)."""
+    return (report.parent / str(claim.get("report"))).resolve()
 
 
 def _claims(report: Path) -> list[dict[str, object]]:
@@ -172,17 +180,19 @@ _CLAIMS_BYTES = 4 * 1024 * 1024
 
 
 def claim_the_retry(report: Path, into: Path, retry: pd.DataFrame) -> None:
-    """Records beside `report`, before anything is sent, that the retry into `into` takes
-    its comments, so `refuse_a_second_retry` sees it wherever `into` is, and even when it
-    was killed before its audit record. Called under the report's lock (cli/_derived).
-    A folder this user cannot write: a warning, and a second retry goes unseen."""
+    """Records beside `report`, just before its first request, that the retry into `into`
+    takes its comments, so `refuse_a_second_retry` sees it wherever `into` is, and even when
+    it was killed before its audit record. Called by the batch once it is about to send
+    (a retry refused before, for a bad --report or a declined prompt, claims nothing), under
+    the report's lock (cli/_derived). A folder this user cannot write: a warning, and a
+    second retry goes unseen."""
     batch = batch_of(report)
     if "comment" not in retry.columns or batch is None:
         return
-    mine = str(into.resolve())
     claims = [c for c in _claims(report) if c.get("batch_id") == batch]
-    if any(c.get("report") == mine for c in claims):
+    if any(_claimed(report, c) == into.resolve() for c in claims):
         return
+    mine = os.path.relpath(into.resolve(), report.parent.resolve())
     claims.append({"batch_id": batch, "report": mine, "at": datetime.now(UTC).isoformat()})
     path = beside(report, RETRIES_SUFFIX)
     try:

@@ -37,6 +37,7 @@ from ..report import (
 )
 from ..send import Progress, RateController, Stats, TicketClient
 from ._changes import comments_posted, plan_with_changes, post_in_flight, report_change_columns
+from ._derived import claim_the_retry
 from ._options import RunOptions
 from ._prepare import Batch, check_written
 from ._preview import preview_lines
@@ -350,6 +351,11 @@ async def send(
                 "--force: %d agent's status(es) an interrupted undo owed back are not put back",
                 len(owed),
             )
+    derived = batch.derived_from or {}
+    if derived.get("kind") == "retry" and batch.source.frame is not None:
+        # Before the first request, not before the checks: a refused retry claims nothing.
+        frame, source = batch.source.frame, Path(str(derived.get("report")))
+        await anyio.to_thread.run_sync(claim_the_retry, source, batch.report, frame)
     journal.start_writer()
     try:
         with interrupts.suspended():  # the engine's graceful stop takes over

@@ -69,7 +69,7 @@ class RunSummary:
         if self.already_final:
             out.append(f"resumed: {self.already_final} rows were already final")
         if self.stop_reason:
-            out.append(f"stopped early: {self.stop_reason}")
+            out.append(f"stopped early: {self.stop_reason.removeprefix('stopped: ')}")
         out.append(f"report: {self.report.resolve()}")
         if self.page is not None:
             out.append(f"page: {self.page.resolve()}")

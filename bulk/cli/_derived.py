@@ -48,12 +48,7 @@ def _derived_run(
 
 
 def _derive(kind: str, report: Path, make_frame: Any, yes: bool, options: RunOptions) -> None:
-    from ..batch import (
-        claim_the_retry,
-        derived_report_path,
-        derived_target,
-        refuse_a_second_retry,
-    )
+    from ..batch import derived_report_path, derived_target, refuse_a_second_retry
     from ..report import batch_of
 
     try:
@@ -72,8 +67,6 @@ def _derive(kind: str, report: Path, make_frame: Any, yes: bool, options: RunOpt
     if kind == "retry":
         try:
             refuse_a_second_retry(report, options.report, frame)
-            if not options.dry_run:
-                claim_the_retry(report, options.report, frame)
         except UsageError as exc:
             fail_usage(str(exc))
     derived = {

@@ -198,6 +198,20 @@ def test_a_second_retry_is_refused_though_the_first_went_elsewhere_and_left_no_r
     assert all(len(sim.comments(t["id"])) == 1 for t in tickets)
 
 
+def test_a_retry_refused_before_sending_claims_nothing(
+    tickets: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    """A retry refused for its --report (or a declined prompt) sent nothing: it recorded
+    itself anyway, and every later retry of the report was refused, naming it (review)."""
+    report = tmp_path / "reports" / "in.report.csv"
+    with _batch_that_failed(tickets, tmp_path) as (sim, env):
+        bad = run_bulk("retry", str(report), "--report", str(tmp_path / "r1.txt"), *_FAST, env=env)
+        good = run_bulk("retry", str(report), *_FAST, env=env, cwd=tmp_path)
+    assert bad.returncode == 2 and "unknown format" in bad.stderr, bad.stderr
+    assert good.returncode == 0, good.stderr
+    assert all(len(sim.comments(t["id"])) == 1 for t in tickets)
+
+
 @pytest.mark.parametrize("code", [403, 401])
 async def test_a_comment_post_refused_with_403_fails_its_row_and_the_rerun_goes_past(
     tickets: list[dict[str, Any]], code: int

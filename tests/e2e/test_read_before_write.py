@@ -626,7 +626,7 @@ def test_a_listing_that_cannot_be_read_stops_the_run_with_its_report(
         again = run_bulk(*args, env=demo_vars(server.base_url))
     assert stopped.returncode == 3, stopped.stderr
     assert "Traceback" not in stopped.stderr
-    assert "stopped early: stopped: the tickets could not be read (HTTP 5" in stopped.stdout
+    assert "stopped early: the tickets could not be read (HTTP 5" in stopped.stdout
     assert len(rows) == len(tickets) and {r["outcome"] for r in rows} == {"skipped"}
     assert again.returncode == 0, again.stderr
     assert all(sim.status_of(t["id"]) == "closed" for t in tickets)

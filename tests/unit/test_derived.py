@@ -131,7 +131,8 @@ def test_the_record_of_retries_names_the_first_and_lets_it_resume(tmp_path: Path
     claim_the_retry(report, first, comments)
     claim_the_retry(report, first, comments)  # its own resume: recorded once
     record = json.loads((tmp_path / "x.undo.retries.json").read_text())
-    assert [c["report"] for c in record["retries"]] == [str(first.resolve())]
+    # Kept relative to the report's folder: moving the folder keeps the first's rerun its own.
+    assert [c["report"] for c in record["retries"]] == ["elsewhere/first.csv"]
     refuse_a_second_retry(report, first, comments)  # the first's own rerun goes on
     with pytest.raises(UsageError, match=r"was retried already, into .*first\.csv"):
         refuse_a_second_retry(report, second, comments)
@@ -149,3 +150,16 @@ def test_a_record_of_retries_bulk_did_not_write_refuses(tmp_path: Path, text: st
     comments = pd.DataFrame({"ticket_id": [_IDS[0]], "comment": ["Moved"]})
     with pytest.raises(UsageError, match="not a record of this report's retries"):
         refuse_a_second_retry(report, tmp_path / "r.csv", comments)
+
+
+def test_a_retry_moved_with_its_reports_folder_is_still_its_own(tmp_path: Path) -> None:
+    folder = tmp_path / "a"
+    folder.mkdir()
+    report = _report(folder, [("1", _IDS[0], "closed", "failed", "", "HTTP 503")])
+    (folder / "x.undo.run.json").write_text(json.dumps({"batch_id": "a" * 32}))
+    comments = pd.DataFrame({"ticket_id": [_IDS[0]], "comment": ["Moved"]})
+    claim_the_retry(report, folder / "x.retry.csv", comments)
+    moved = folder.rename(tmp_path / "b")
+    refuse_a_second_retry(moved / "x.undo.csv", moved / "x.retry.csv", comments)
+    with pytest.raises(UsageError, match=r"into .*b/x\.retry\.csv"):
+        refuse_a_second_retry(moved / "x.undo.csv", moved / "other.csv", comments)
