@@ -122,6 +122,8 @@ async def plan_or_resume(batch: Batch, journal: Journal, interrupts: Interrupts)
     else:
         resuming = True
         resent = await anyio.to_thread.run_sync(journal.reopen_in_flight)
+        if batch.changes is not None:
+            await anyio.to_thread.run_sync(journal.forget_assignees_read)
     # One count serves the resume message, the progress total and the dry run
     # (a count reads every row: half a second at a million).
     counts = await anyio.to_thread.run_sync(journal.counts)

@@ -114,6 +114,16 @@ class Reads:
                 [(assignee, key) for key, assignee in pairs],
             )
 
+    def forget_assignees_read(self) -> None:
+        """A resume's: the assignees an earlier invocation read before sending are no
+        previous value to credit a lost answer with (an agent may have changed them since:
+        a review's undo unassigned 11 agents' tickets so), as `credit_lost_answers` says."""
+        with self._lock:
+            self._conn.execute(
+                "UPDATE changes SET previous_value = NULL WHERE kind = 'assignee'"
+                " AND state IS NULL AND previous_value IS NOT NULL"
+            )
+
     def set_expected_changes(self, triples: Iterable[tuple[int, str, str]]) -> None:
         """(row, kind, value): an undo sends the row's change of `kind` only while its ticket
         still has `value`, what the batch set (an agent's later edit is left alone)."""

@@ -25,6 +25,7 @@ from bulk.batch import retry_frame, undo_frame
 from bulk.simulator import (
     DEMO_ACCESS_TOKEN,
     DEMO_NETWORK_ID,
+    LOCATIONS,
     TICKET_TYPES,
     SimConfig,
     Simulator,
@@ -465,3 +466,29 @@ async def test_an_assignee_applied_whose_answer_was_lost_is_credited(
     # Every ticket was unassigned (read first): each change is this run's, undoable.
     assert set(report["assignee_outcome"]) == {"updated"}
     assert set(report["previous_assignee"]) == {"none"}
+
+
+async def test_a_resume_does_not_credit_a_lost_assignee_answer_from_an_earlier_read(
+    sim: Simulator, server: str, tickets: list[dict[str, Any]], bearer: Credentials
+) -> None:
+    """As for a status: a canary read every assignee, agents then reassigned the rest, and
+    the resume's answers were lost; the canary's read was taken as the previous assignee,
+    and the undo unassigned the agents' tickets (review). Such a row is `unchanged` now."""
+    chosen = [t["id"] for t in tickets][:40]
+    frame = pd.DataFrame({"ticket_id": chosen})
+    options: dict[str, Any] = {"assignee": USER, "locations": LOCATIONS, "report": Path("a.csv")}
+    await _run(frame, bearer, server, limit=1, **options)
+    agent = "2d8a3e4f-5f6c-4d7e-8f90-a1b2c3d4e5f6"
+    with sim._lock:
+        for ticket_id in chosen[1:]:
+            sim.tickets[ticket_id].update(userRefAssignee=agent)
+    sim.config.error_after_rate = 0.5
+    try:
+        report = await _run(frame, bearer, server, max_attempts=10, **options)
+    finally:
+        sim.config.error_after_rate = 0.0
+    rest = report.set_index("ticket_id").loc[chosen[1:]]
+    updated = rest[rest["assignee_outcome"] == "updated"]
+    assert len(updated) < len(rest)  # some answers were lost
+    assert set(updated["previous_assignee"]) == {agent}
+    assert all(sim.tickets[t]["userRefAssignee"] == USER for t in chosen)
