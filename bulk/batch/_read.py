@@ -142,6 +142,8 @@ def _expected(batch: Batch) -> list[tuple[int, str, str | None]]:
     return [(i, s, t) for i, (s, t) in enumerate(zip(statuses, since, strict=True), 1) if s]
 
 
+_SKEW_SHOWN = 60.0  # seconds of the clocks' difference worth a warning
+
 # When an undo's batch set each row's status: its report's `finished_at` (batch/_derived.py).
 EXPECTED_SINCE = "expected_since"
 
@@ -332,6 +334,14 @@ async def read_before(
         )
     finally:
         reading.requests = reader.requests
+    if expected:
+        skew = await anyio.to_thread.run_sync(journal.estimate_clock_skew)
+        if abs(skew) > _SKEW_SHOWN:
+            log.warning(
+                "the tickets' statusUpdateDate runs %+.0f s from this batch's finish times "
+                "(the median): taken as the server's clock against this machine's",
+                skew,
+            )
     if not batch.options.dry_run:
         if batch.options.force and expected:
             log.warning("--force: reverting every ticket, even those changed since the batch")

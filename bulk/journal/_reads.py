@@ -9,7 +9,9 @@ one already at its target is `unchanged`.
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import statistics
 import threading
 from collections.abc import Iterable
 from typing import Any
@@ -40,6 +42,7 @@ _TO_VERIFY = "outcome IN ('updated', 'unchanged') AND verified IS NULL AND targe
 # or someone put it back by hand) is not someone else's change to keep: it is settled as
 # already at target. A row of several changes keeps the stricter rule (README).
 _BACK = f"(current_status = target_status AND NOT {OTHER_CHANGES_SQL})"
+_SKEW_SAMPLE = 3  # tickets, at least, to estimate the clocks' difference from
 _CHANGED_SINCE = (
     "changed since the batch (' || CASE WHEN current_status = expected_status"
     " THEN 'set to ' || current_status || ' again at ' || status_update_date"
@@ -174,6 +177,32 @@ class Reads:
                     " WHERE put_back IS NOT NULL AND outcome IS NULL"
                 ).fetchall()
             )
+
+    def estimate_clock_skew(self) -> float:
+        """Seconds the server's clock runs ahead of this machine's, as the batch's tickets
+        show it; kept in the meta for `TOUCHED_SINCE_SQL`, and returned.
+
+        A ticket the batch set, untouched since, has the statusUpdateDate of the batch's
+        own PUT: by the server's clock, a moment before the row finished by this
+        machine's. The median over the tickets still at the batch's status is that
+        difference (those an agent set again since, a minority, lie far above it). Taken
+        as 0 under three tickets. A review's server 120 s ahead had every row left alone.
+        """
+        with self._lock:
+            deltas = [
+                d
+                for (d,) in self._conn.execute(
+                    "SELECT (julianday(status_update_date) - julianday(expected_since)) * 86400"
+                    " FROM rows WHERE read_at IS NOT NULL AND read_error IS NULL"
+                    " AND expected_since IS NOT NULL AND current_status = expected_status"
+                )
+                if isinstance(d, float)
+            ]
+            skew = statistics.median(deltas) if len(deltas) >= _SKEW_SAMPLE else 0.0
+            self._conn.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('clock_skew', ?)", (json.dumps(skew),)
+            )
+        return skew
 
     def settle_reads(self, at: str, *, force: bool = False) -> dict[str, int]:
         """Decide, without a request, the read rows a write cannot help; how many by rule."""

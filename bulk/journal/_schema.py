@@ -121,11 +121,12 @@ TEXT_COLUMNS = frozenset(
 OTHER_CHANGES_SQL = "EXISTS (SELECT 1 FROM changes c WHERE c.row = rows.row AND c.kind != 'status')"
 # An undo's ticket whose status was set after its batch set it (to the batch's status again,
 # say: an agent reopened it, then closed it): its statusUpdateDate is later than the batch's
-# row finished. A minute's grace for the server's clock against this machine's: ahead by
-# more, every row looks changed and is left alone, which the summary counts (--force).
+# row finished, by more than the server's clock runs from this machine's (`clock_skew` in
+# the meta, the median over the batch's tickets: Reads.estimate_clock_skew) and a minute.
 TOUCHED_SINCE_SQL = (
-    "(expected_since IS NOT NULL"
-    " AND julianday(status_update_date) > julianday(expected_since) + 60.0 / 86400)"
+    "(expected_since IS NOT NULL AND julianday(status_update_date) > julianday(expected_since)"
+    " + (COALESCE((SELECT CAST(value AS REAL) FROM meta WHERE key = 'clock_skew'), 0) + 60.0)"
+    " / 86400)"
 )
 # What a read says would happen to a row (the report's `would`; NULL: not read).
 WOULD_SQL = (

@@ -205,6 +205,38 @@ async def test_undo_leaves_a_ticket_set_to_the_batchs_status_again_later(
     assert list(retry["expected_since"]) == [report.loc[again, "expected_since"]]
 
 
+@pytest.mark.parametrize("ahead", [300, -300])
+async def test_the_servers_clock_off_by_minutes_leaves_only_the_agents_ticket(
+    sim: Simulator,
+    server: str,
+    tickets: list[dict[str, Any]],
+    bearer: Credentials,
+    monkeypatch: pytest.MonkeyPatch,
+    ahead: int,
+) -> None:
+    """A server clock 2 minutes ahead had every row left alone, exit 0 (review): each
+    ticket's statusUpdateDate is judged against the batch's finish times as the median
+    ticket shows the two clocks differ."""
+    import datetime as dt
+
+    class Skewed(dt.datetime):
+        @classmethod
+        def now(cls, tz: dt.tzinfo | None = None) -> Skewed:
+            return cls.fromtimestamp(
+                (dt.datetime.now(tz) + dt.timedelta(seconds=ahead)).timestamp(), tz
+            )
+
+    monkeypatch.setattr("bulk.simulator._app.datetime", Skewed)
+    chosen = [t["id"] for t in tickets if t["status"] == "new"][:6]
+    await _run(pd.DataFrame({"ticket_id": chosen}), bearer, server, status="closed",
+               report=Path("x.report.csv"))  # fmt: skip
+    with sim._lock:
+        sim.tickets[chosen[0]]["statusUpdateDate"] = "2099-01-01T00:00:00.000Z"
+    report = await _run(undo_frame(Path("x.report.csv")), bearer, server, report=Path("u.csv"))
+    assert list(report["outcome"]) == ["skipped"] + ["updated"] * 5
+    assert all(sim.tickets[t]["status"] == "new" for t in chosen[1:])
+
+
 async def test_an_expected_since_that_is_not_a_time_is_refused_before_sending(
     sim: Simulator, server: str, tickets: list[dict[str, Any]], bearer: Credentials
 ) -> None:
