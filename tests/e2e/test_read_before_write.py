@@ -716,3 +716,19 @@ async def test_a_report_of_another_format_beside_a_batchs_report_is_refused(
     # Its own report resumes as before.
     again = await run_async(first, status="closed", report=tmp_path / "z.csv", **options)
     assert len(again) == 5
+
+
+def test_an_undo_that_could_read_no_ticket_does_not_exit_0(
+    tmp_path: Path, tickets: list[dict[str, Any]]
+) -> None:
+    """Every read failing (a server down behind a proxy that answers 5xx): each ticket is
+    left alone as unreadable, final and `skipped`; the undo exited 0, as if it had undone
+    all (review). Those rows are not done: exit 1, and a retry of the report reads them."""
+    tickets = tickets[:40]
+    sim = Simulator(SimConfig(rate=None, seed=5), tickets)
+    with _closed_by_a_batch(tmp_path, sim, tickets) as env:
+        before = len(sim.requests)
+        undone, _ = _undo_in_trouble(tmp_path, sim, env, 1.0)
+    assert undone.returncode == 1, undone.stderr
+    assert "could not be read to check" in undone.stdout
+    assert not [r for r in sim.requests[before:] if r.method != "GET"]
