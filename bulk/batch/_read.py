@@ -35,7 +35,7 @@ from .._core._exceptions import (
 from .._core._exit import ExitCode
 from .._core._files import beside, replacing
 from .._core._text import printable
-from ..journal import SNAPSHOT_COLUMNS, Journal, ReadRecord
+from ..journal import GUARD_OFF, SNAPSHOT_COLUMNS, Journal, ReadRecord
 from ..plan import checked_assignee, checked_instant, checked_type, normalise_status
 from ..send import ChangeClient, RateController, Read, Reader, TicketClient, TicketState
 from ._options import checked_location
@@ -336,7 +336,13 @@ async def read_before(
         reading.requests = reader.requests
     if expected:
         skew = await anyio.to_thread.run_sync(journal.estimate_clock_skew)
-        if abs(skew) > _SKEW_SHOWN:
+        if skew == GUARD_OFF:
+            log.warning(
+                "the tickets' statusUpdateDate does not follow this batch's finish times; "
+                "only their status is checked (one set to the batch's status again since "
+                "is reverted)"
+            )
+        elif abs(skew) > _SKEW_SHOWN:
             log.warning(
                 "the tickets' statusUpdateDate runs %+.0f s from this batch's finish times "
                 "(the median): taken as the server's clock against this machine's",

@@ -84,7 +84,9 @@ def changes_undo_frame(frame: pd.DataFrame) -> pd.DataFrame:
         delete_comment=comment,
         skip_reason=reason,
         expected_status=expected,
-        expected_since=finished_at(frame).where(ended, ""),
+        # Only where the batch changed the status: one already at its target kept its
+        # older statusUpdateDate, which says nothing of this batch's time.
+        expected_since=finished_at(frame).where(ended & (status != ""), ""),
         expected_assignee=_set(frame, "assignee", assignee),
         expected_type=_set(frame, "type", kind),
     )[

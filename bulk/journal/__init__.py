@@ -7,7 +7,7 @@
 from ._changes import FINAL_STATES, ChangeLog, ChangeState, change_columns
 from ._facts import JournalFacts, read_facts
 from ._journal import COMMIT_EVERY, Journal
-from ._reads import SNAPSHOT_COLUMNS, ReadRecord
+from ._reads import GUARD_OFF, SNAPSHOT_COLUMNS, ReadRecord
 from ._schema import (
     REPORT_COLUMNS,
     Outcome,
@@ -22,6 +22,7 @@ __all__ = [
     "ANSWER_CLASSES",
     "COMMIT_EVERY",
     "FINAL_STATES",
+    "GUARD_OFF",
     "REPORT_COLUMNS",
     "SNAPSHOT_COLUMNS",
     "ChangeLog",

@@ -18,7 +18,7 @@ from typing import Any
 
 from ._schema import OTHER_CHANGES_SQL, TOUCHED_SINCE_SQL, WOULD_SQL
 
-__all__ = ["SNAPSHOT_COLUMNS", "ReadRecord", "Reads"]
+__all__ = ["GUARD_OFF", "SNAPSHOT_COLUMNS", "ReadRecord", "Reads"]
 
 # (ticket_key, status or None, updateDate, statusUpdateDate, locationRef, read error)
 ReadRecord = tuple[str, str | None, str | None, str | None, str | None, str | None]
@@ -43,6 +43,11 @@ _TO_VERIFY = "outcome IN ('updated', 'unchanged') AND verified IS NULL AND targe
 # already at target. A row of several changes keeps the stricter rule (README).
 _BACK = f"(current_status = target_status AND NOT {OTHER_CHANGES_SQL})"
 _SKEW_SAMPLE = 3  # tickets, at least, to estimate the clocks' difference from
+# Seconds: the middle half of the tickets' differences spread wider than this, and the
+# time guard is off (`GUARD_OFF`, a "difference" no statusUpdateDate exceeds). A batch's
+# own changes differ from its finish times by the clocks' difference and a request's time.
+_SPREAD = 120.0
+GUARD_OFF = 1e9
 _CHANGED_SINCE = (
     "changed since the batch (' || CASE WHEN current_status = expected_status"
     " THEN 'set to ' || current_status || ' again at ' || status_update_date"
@@ -199,6 +204,13 @@ class Reads:
                 if isinstance(d, float)
             ]
             skew = statistics.median(deltas) if len(deltas) >= _SKEW_SAMPLE else 0.0
+            if len(deltas) >= _SKEW_SAMPLE:
+                low, _, high = statistics.quantiles(deltas, n=4)
+                if high - low > _SPREAD:
+                    # The times do not follow the batch's finish times: not this batch's
+                    # changes (a report from elsewhere, most tickets set again since). The
+                    # time tells nothing then; the status alone is checked, as before it.
+                    skew = GUARD_OFF
             self._conn.execute(
                 "INSERT OR REPLACE INTO meta VALUES ('clock_skew', ?)", (json.dumps(skew),)
             )

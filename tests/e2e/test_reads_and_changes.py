@@ -524,3 +524,21 @@ async def test_a_resume_does_not_credit_a_lost_assignee_answer_from_an_earlier_r
     assert len(updated) < len(rest)  # some answers were lost
     assert set(updated["previous_assignee"]) == {agent}
     assert all(sim.tickets[t]["userRefAssignee"] == USER for t in chosen)
+
+
+async def test_an_undo_of_changes_reverts_the_statuses_it_set_beside_ones_already_there(
+    sim: Simulator, server: str, tickets: list[dict[str, Any]], bearer: Credentials
+) -> None:
+    """Half the batch's tickets already had its status: their statusUpdateDate is older than
+    the batch, and judged by it they made the batch's own changes look later than its
+    finish times. Only a status the batch changed is judged by its time."""
+    new = [t["id"] for t in tickets if t["status"] == "new"][:8]
+    with sim._lock:
+        for ticket in [t for t in tickets if t["status"] != "new"][:8]:
+            sim.tickets[ticket["id"]]["status"] = "closed"
+            new.append(ticket["id"])
+    await _run(pd.DataFrame({"ticket_id": new}), bearer, server, assignee=USER,
+               status="closed", report=Path("x.report.csv"))  # fmt: skip
+    undo = await _run(undo_frame(Path("x.report.csv")), bearer, server, report=Path("u.csv"))
+    assert set(undo["outcome"]) == {"updated"}, undo[["outcome", "error"]]
+    assert [sim.tickets[t]["status"] for t in new] == ["new"] * 8 + ["closed"] * 8
