@@ -125,9 +125,8 @@ def refuse_a_second_retry(report: Path, into: Path, retry: pd.DataFrame) -> None
     if batch is None:
         return
     for claim in _claims(report):
-        claimed = _claimed(report, claim)
-        if claim.get("batch_id") == batch and claimed != mine:
-            _refuse_a_second(report, str(claimed))
+        if claim.get("batch_id") == batch and not _is_claimed_by(report, claim, mine):
+            _refuse_a_second(report, str(_claimed(report, claim)))
     for record_path in sorted(report.parent.glob(f"*{AUDIT_SUFFIX}")):
         record = read_audit(record_path) or {}
         derived, written = record.get("derived_from"), record.get("report")
@@ -153,6 +152,13 @@ def _claimed(report: Path, claim: dict[str, object]) -> Path:
     """A claim's report: kept relative to the report's folder, so moving the folder (reports
     and all) keeps the first retry's own rerun its own (review)."""
     return (report.parent / str(claim.get("report"))).resolve()
+
+
+def _is_claimed_by(report: Path, claim: dict[str, object], into: Path) -> bool:
+    """`into` is the claim's retry: its report where the claim says, relative to the report's
+    folder or as it was (a retry into another folder, the report's folder moved since)."""
+    mine = into.resolve()
+    return mine in (_claimed(report, claim), Path(str(claim.get("absolute", ""))))
 
 
 def _claims(report: Path) -> list[dict[str, object]]:
@@ -190,10 +196,17 @@ def claim_the_retry(report: Path, into: Path, retry: pd.DataFrame) -> None:
     if "comment" not in retry.columns or batch is None:
         return
     claims = [c for c in _claims(report) if c.get("batch_id") == batch]
-    if any(_claimed(report, c) == into.resolve() for c in claims):
+    if any(_is_claimed_by(report, c, into) for c in claims):
         return
     mine = os.path.relpath(into.resolve(), report.parent.resolve())
-    claims.append({"batch_id": batch, "report": mine, "at": datetime.now(UTC).isoformat()})
+    claims.append(
+        {
+            "batch_id": batch,
+            "report": mine,
+            "absolute": str(into.resolve()),
+            "at": datetime.now(UTC).isoformat(),
+        }
+    )
     path = beside(report, RETRIES_SUFFIX)
     try:
         with replacing(path, "w", encoding="utf-8", perms=0o600) as handle:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +91,11 @@ class RunSummary:
                 if n
             ]
             out.append(f"left alone: {', '.join(why)} (see the report)")
+            if unreadable:  # skipped, so a plain `bulk retry` (failed rows) would leave them
+                out.append(
+                    f"to read them again: bulk retry {shlex.quote(str(self.report))} "
+                    "--only failed,skipped"
+                )
         if counts.get("verified"):
             out.append(f"verified: {counts['verified']}  drifted: {counts.get('drifted', 0)}")
         return out

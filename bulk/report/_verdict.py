@@ -14,7 +14,8 @@ __all__ = ["EXIT_MEANINGS", "Verdict", "recorded_count", "verdict"]
 # The contract's exit codes (CONTRACT.md, "Exit status").
 EXIT_MEANINGS = {
     0: "no row failed or is invalid, and none was left unsent",
-    1: "the run finished; some rows failed, are invalid, or drifted after it (--verify)",
+    1: "the run finished; some rows failed, are invalid, drifted after it (--verify), or "
+    "could not be read to check (an undo)",
     2: "bad usage or unreadable input; nothing was sent",
     3: "stopped early on purpose; the report is written and the run resumes when rerun",
     75: "another process was running the same report or job; nothing was done",
@@ -62,6 +63,8 @@ def verdict(record: Mapping[str, Any] | None, outcomes: Mapping[str, int], pendi
             )
         if drifted:
             detail += f", {drifted} drifted"
+        if unreadable := recorded_count(record, "unreadable"):
+            detail += f", {unreadable} could not be read to check"
         return Verdict("failures", "done with failures", detail, code)
     if code == 3:
         return Verdict("stopped", "stopped", _reason(reason, "stopped on purpose"), code)

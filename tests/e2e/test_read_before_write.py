@@ -731,4 +731,7 @@ def test_an_undo_that_could_read_no_ticket_does_not_exit_0(
         undone, _ = _undo_in_trouble(tmp_path, sim, env, 1.0)
     assert undone.returncode == 1, undone.stderr
     assert "could not be read to check" in undone.stdout
+    assert "--only failed,skipped" in undone.stdout  # a plain retry takes failed rows only
     assert not [r for r in sim.requests[before:] if r.method != "GET"]
+    page = (tmp_path / "reports" / "in.undo.html").read_text()
+    assert "could not be read to check" in page

@@ -163,3 +163,19 @@ def test_a_retry_moved_with_its_reports_folder_is_still_its_own(tmp_path: Path) 
     refuse_a_second_retry(moved / "x.undo.csv", moved / "x.retry.csv", comments)
     with pytest.raises(UsageError, match=r"into .*b/x\.retry\.csv"):
         refuse_a_second_retry(moved / "x.undo.csv", moved / "other.csv", comments)
+
+
+def test_a_retry_into_another_folder_is_its_own_after_the_reports_folder_moved(
+    tmp_path: Path,
+) -> None:
+    folder, other = tmp_path / "a", tmp_path / "b"
+    folder.mkdir()
+    report = _report(folder, [("1", _IDS[0], "closed", "failed", "", "HTTP 503")])
+    (folder / "x.undo.run.json").write_text(json.dumps({"batch_id": "a" * 32}))
+    comments = pd.DataFrame({"ticket_id": [_IDS[0]], "comment": ["Moved"]})
+    claim_the_retry(report, other / "r.csv", comments)
+    (tmp_path / "moved").mkdir()
+    moved = folder.rename(tmp_path / "moved" / "a")
+    refuse_a_second_retry(moved / "x.undo.csv", other / "r.csv", comments)  # its own rerun
+    with pytest.raises(UsageError, match="was retried already"):
+        refuse_a_second_retry(moved / "x.undo.csv", other / "r2.csv", comments)
