@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +19,7 @@ from .._core._csvsafe import neutralise
 from .._core._exceptions import UsageError
 from .._core._files import beside, read_file, replacing
 from .._core._text import printable
-from ..journal import changed_rows, held_rows
+from ..journal import CLOCK_SKEW, changed_rows, held_rows, read_meta
 from ..plan import normalise_status
 from ..report import AUDIT_SUFFIX, audit_path, batch_of, read_audit
 from ._read import EXPECTED_CHANGES, EXPECTED_SINCE
@@ -266,7 +267,13 @@ def retry_frame(report: Path, only: frozenset[str], *, force: bool = False) -> p
     # Listing reads 100 tickets a request, but a whole location: only where the undo listed,
     # that is where its batch left a snapshot to list from.
     if undone and beside(Path(undone), ".snapshot.csv").is_file():
-        return with_locations(out, report)
+        out = with_locations(out, report)
+    # The clocks' difference the undo measured over all its tickets, for a retry of too few
+    # to measure it (Reads.estimate_clock_skew): a review's two retried rows, the server
+    # 120 s ahead, were both left alone as set again since.
+    skew = read_meta(beside(report, ".journal")).get("clock_skew")
+    if isinstance(skew, int | float) and not isinstance(skew, bool) and math.isfinite(skew):
+        out.attrs[CLOCK_SKEW] = float(skew)
     return out
 
 

@@ -35,7 +35,7 @@ from .._core._exceptions import (
 from .._core._exit import ExitCode
 from .._core._files import beside, replacing
 from .._core._text import printable
-from ..journal import GUARD_OFF, SNAPSHOT_COLUMNS, Journal, ReadRecord
+from ..journal import CLOCK_SKEW, GUARD_OFF, SNAPSHOT_COLUMNS, Journal, ReadRecord
 from ..plan import checked_assignee, checked_instant, checked_type, normalise_status
 from ..send import ChangeClient, RateController, Read, Reader, TicketClient, TicketState
 from ._options import checked_location
@@ -296,6 +296,28 @@ async def _keep_expectations(batch: Batch, journal: Journal) -> bool:
     return bool(expected)
 
 
+async def _estimate_clock_skew(batch: Batch, journal: Journal) -> None:
+    """The clocks' difference an undo's time guard allows for (Reads.estimate_clock_skew);
+    a retry of an undo brings the undo's, for when it has too few tickets to tell."""
+    frame = batch.source.frame
+    known = frame.attrs.get(CLOCK_SKEW) if frame is not None else None
+    skew = await anyio.to_thread.run_sync(
+        journal.estimate_clock_skew, known if isinstance(known, float) else None
+    )
+    if skew == GUARD_OFF:
+        log.warning(
+            "the tickets' statusUpdateDate does not follow this batch's finish times; "
+            "only their status is checked (one set to the batch's status again since "
+            "is reverted)"
+        )
+    elif abs(skew) > _SKEW_SHOWN:
+        log.warning(
+            "the tickets' statusUpdateDate runs %+.0f s from this batch's finish times "
+            "(the median): taken as the server's clock against this machine's",
+            skew,
+        )
+
+
 async def read_before(
     batch: Batch,
     journal: Journal,
@@ -335,19 +357,7 @@ async def read_before(
     finally:
         reading.requests = reader.requests
     if expected:
-        skew = await anyio.to_thread.run_sync(journal.estimate_clock_skew)
-        if skew == GUARD_OFF:
-            log.warning(
-                "the tickets' statusUpdateDate does not follow this batch's finish times; "
-                "only their status is checked (one set to the batch's status again since "
-                "is reverted)"
-            )
-        elif abs(skew) > _SKEW_SHOWN:
-            log.warning(
-                "the tickets' statusUpdateDate runs %+.0f s from this batch's finish times "
-                "(the median): taken as the server's clock against this machine's",
-                skew,
-            )
+        await _estimate_clock_skew(batch, journal)
     if not batch.options.dry_run:
         if batch.options.force and expected:
             log.warning("--force: reverting every ticket, even those changed since the batch")

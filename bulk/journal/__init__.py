@@ -7,7 +7,7 @@
 from ._changes import FINAL_STATES, ChangeLog, ChangeState, change_columns
 from ._facts import JournalFacts, read_facts
 from ._journal import COMMIT_EVERY, Journal
-from ._reads import GUARD_OFF, SNAPSHOT_COLUMNS, ReadRecord
+from ._reads import CLOCK_SKEW, GUARD_OFF, SNAPSHOT_COLUMNS, ReadRecord
 from ._schema import (
     REPORT_COLUMNS,
     Outcome,
@@ -20,6 +20,7 @@ from ._seconds import ANSWER_CLASSES, Second
 
 __all__ = [
     "ANSWER_CLASSES",
+    "CLOCK_SKEW",
     "COMMIT_EVERY",
     "FINAL_STATES",
     "GUARD_OFF",

@@ -18,7 +18,7 @@ from typing import Any
 
 from ._schema import OTHER_CHANGES_SQL, TOUCHED_SINCE_SQL, WOULD_SQL
 
-__all__ = ["GUARD_OFF", "SNAPSHOT_COLUMNS", "ReadRecord", "Reads"]
+__all__ = ["CLOCK_SKEW", "GUARD_OFF", "SNAPSHOT_COLUMNS", "ReadRecord", "Reads"]
 
 # (ticket_key, status or None, updateDate, statusUpdateDate, locationRef, read error)
 ReadRecord = tuple[str, str | None, str | None, str | None, str | None, str | None]
@@ -48,6 +48,7 @@ _SKEW_SAMPLE = 3  # tickets, at least, to estimate the clocks' difference from
 # own changes differ from its finish times by the clocks' difference and a request's time.
 _SPREAD = 120.0
 GUARD_OFF = 1e9
+CLOCK_SKEW = "clock_skew"  # the meta's key (TOUCHED_SINCE_SQL reads it)
 _CHANGED_SINCE = (
     "changed since the batch (' || CASE WHEN current_status = expected_status"
     " THEN 'set to ' || current_status || ' again at ' || status_update_date"
@@ -183,7 +184,7 @@ class Reads:
                 ).fetchall()
             )
 
-    def estimate_clock_skew(self) -> float:
+    def estimate_clock_skew(self, known: float | None = None) -> float:
         """Seconds the server's clock runs ahead of this machine's, as the batch's tickets
         show it; kept in the meta for `TOUCHED_SINCE_SQL`, and returned.
 
@@ -191,7 +192,8 @@ class Reads:
         own PUT: by the server's clock, a moment before the row finished by this
         machine's. The median over the tickets still at the batch's status is that
         difference (those an agent set again since, a minority, lie far above it). Taken
-        as 0 under three tickets. A review's server 120 s ahead had every row left alone.
+        as `known` (an undo's, for a retry of it) or 0 under three tickets. A review's
+        server 120 s ahead had every row left alone.
         """
         with self._lock:
             deltas = [
@@ -203,7 +205,8 @@ class Reads:
                 )
                 if isinstance(d, float)
             ]
-            skew = statistics.median(deltas) if len(deltas) >= _SKEW_SAMPLE else 0.0
+            few = known if known is not None else 0.0
+            skew = statistics.median(deltas) if len(deltas) >= _SKEW_SAMPLE else few
             if len(deltas) >= _SKEW_SAMPLE:
                 low, _, high = statistics.quantiles(deltas, n=4)
                 if high - low > _SPREAD:
@@ -212,7 +215,7 @@ class Reads:
                     # time tells nothing then; the status alone is checked, as before it.
                     skew = GUARD_OFF
             self._conn.execute(
-                "INSERT OR REPLACE INTO meta VALUES ('clock_skew', ?)", (json.dumps(skew),)
+                "INSERT OR REPLACE INTO meta VALUES (?, ?)", (CLOCK_SKEW, json.dumps(skew))
             )
         return skew
 

@@ -237,6 +237,45 @@ async def test_the_servers_clock_off_by_minutes_leaves_only_the_agents_ticket(
     assert all(sim.tickets[t]["status"] == "new" for t in chosen[1:])
 
 
+async def test_a_retry_of_a_few_reverts_takes_the_clocks_difference_the_undo_measured(
+    sim: Simulator,
+    server: str,
+    tickets: list[dict[str, Any]],
+    bearer: Credentials,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two reverts failed and were retried: too few tickets to tell the clocks apart, so a
+    server 5 minutes ahead made both look set again since (review). The retry takes the
+    difference the undo measured over all its tickets."""
+    import datetime as dt
+
+    class Ahead(dt.datetime):
+        @classmethod
+        def now(cls, tz: dt.tzinfo | None = None) -> Ahead:
+            return cls.fromtimestamp(
+                (dt.datetime.now(tz) + dt.timedelta(minutes=5)).timestamp(), tz
+            )
+
+    monkeypatch.setattr("bulk.simulator._app.datetime", Ahead)
+    chosen = [t["id"] for t in tickets if t["status"] == "new"][:6]
+    await _run(pd.DataFrame({"ticket_id": chosen}), bearer, server, status="closed",
+               report=Path("x.report.csv"))  # fmt: skip
+    closed = {t: dict(sim.tickets[t]) for t in chosen[:2]}
+    await _run(undo_frame(Path("x.report.csv")), bearer, server, report=Path("u.csv"))
+    # As if those two reverts had failed: the tickets as the batch left them, the report so.
+    with sim._lock:
+        for ticket_id, ticket in closed.items():
+            sim.tickets[ticket_id].update(ticket)
+    undo = pd.read_csv("u.csv", dtype=str, keep_default_na=False)
+    undo.loc[undo["ticket_id"].isin(list(closed)), "outcome"] = "failed"
+    undo.to_csv("u.csv", index=False)
+    retry = retry_frame(Path("u.csv"), frozenset({"failed"}))
+    assert len(retry) == 2 and retry.attrs["clock_skew"] > 240
+    again = await _run(retry, bearer, server, report=Path("r.csv"))
+    assert list(again["outcome"]) == ["updated", "updated"]
+    assert all(sim.tickets[t]["status"] == "new" for t in closed)
+
+
 async def test_an_expected_since_that_is_not_a_time_is_refused_before_sending(
     sim: Simulator, server: str, tickets: list[dict[str, Any]], bearer: Credentials
 ) -> None:
