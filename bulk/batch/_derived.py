@@ -271,7 +271,7 @@ def retry_frame(report: Path, only: frozenset[str], *, force: bool = False) -> p
     # The clocks' difference the undo measured over all its tickets, for a retry of too few
     # to measure it (Reads.estimate_clock_skew): a review's two retried rows, the server
     # 120 s ahead, were both left alone as set again since.
-    skew = read_meta(beside(report, ".journal")).get("clock_skew")
+    skew = read_meta(beside(report, ".journal")).get(CLOCK_SKEW)
     if isinstance(skew, int | float) and not isinstance(skew, bool) and math.isfinite(skew):
         out.attrs[CLOCK_SKEW] = float(skew)
     return out
