@@ -28,6 +28,7 @@ from ..input import Source, picked_by_name
 from ..journal import REPORT_COLUMNS, Journal
 from ..plan import ChangeSpec, plan_chunk
 from ..report import (
+    REPORT_SUFFIXES,
     audit_path,
     read_audit,
     report_frame,
@@ -137,17 +138,13 @@ async def plan_or_resume(batch: Batch, journal: Journal, interrupts: Interrupts)
     return start
 
 
-# The report formats: `x.csv`, `x.jsonl` and `x.parquet` share `x.journal`, `x.lock`,
-# `x.run.json` and `x.html` (`beside`).
-_REPORT_SUFFIXES = (".csv", ".jsonl", ".parquet")
-
-
 def _refuse_another_reports_journal(batch: Batch, journal: Journal, meta: dict[str, Any]) -> None:
     """Refuses (exit 2) a report whose journal, lock, audit record and page are another's:
     `--report z.jsonl` beside a batch's `z.csv` resumed that batch as its own, or (--fresh)
     replaced its journal, audit record and page, which `bulk undo z.csv` needs (review).
     The journal names its report; one from before that, the report beside it of another
-    format when this run's own is not there."""
+    format when this run's own is not there (`x.csv`, `x.jsonl` and `x.parquet` share
+    `x.journal`, `x.lock`, `x.run.json` and `x.html`: `beside`)."""
     if not meta.get("planned"):
         return
     named = meta.get("report")
@@ -155,7 +152,7 @@ def _refuse_another_reports_journal(batch: Batch, journal: Journal, meta: dict[s
     if isinstance(named, str) and named not in ("", ".", "..") and Path(named).name == named:
         other = report.with_name(named) if named != report.name else None
     else:
-        others = (report.with_suffix(s) for s in _REPORT_SUFFIXES if s != report.suffix.lower())
+        others = (report.with_suffix(s) for s in REPORT_SUFFIXES if s != report.suffix.lower())
         other = None if report.exists() else next((p for p in others if p.exists()), None)
     if other is not None and other.exists():
         raise UsageError(
